@@ -1,0 +1,6 @@
+#pragma once
+
+namespace picospec {
+/// Library version, "MAJOR.MINOR.PATCH".
+[[nodiscard]] const char* version_string() noexcept;
+}  // namespace picospec
