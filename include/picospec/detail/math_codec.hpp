@@ -1,0 +1,2 @@
+#pragma once
+// Implementation details; include the public header instead.
