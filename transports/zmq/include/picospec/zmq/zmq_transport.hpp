@@ -1,0 +1,140 @@
+#pragma once
+// ZeroMQ transports (cppzmq underneath; this header does not include zmq.hpp).
+//
+//  * ZmqClientTransport : the edge, a DEALER socket connected to one endpoint.
+//  * ZmqServerTransport : the cloud, a ROUTER socket bound to one endpoint; many edges; PeerId <-> routing id.
+// Endpoints: tcp://host:port (bind "tcp://127.0.0.1:*" for an ephemeral port, then read endpoint()),
+// ipc:///path, inproc://name (inproc needs both ends on the same Context: pass one shared_ptr<Context>).
+//
+// Thread-safety: the Transport contract (transport.hpp). ZeroMQ sockets are not thread-safe, so one caller at a
+// time drives the socket ("leader") while the others wait on a condition variable; a blocked leader sleeps in
+// zmq_poll on the socket and an eventfd, so a concurrent send() or close() wakes it at once (no busy-wait).
+// Blocking: send() returns once libzmq has taken the frame (blocks while the high-water mark is reached);
+// recv() waits for a frame, the timeout, or close().
+// Lifetime: destroy a transport only after every call on it returned; close() wakes blocked callers.
+//
+// Socket options (ZmqOptions, all set before connect/bind):
+//   ZMQ_LINGER          0: close() discards unsent frames instead of hanging the process on exit.
+//   ZMQ_SNDHWM/RCVHWM   bounded queues inside libzmq (frames).
+//   ZMQ_HEARTBEAT_*     ZMTP pings so a dead peer (crashed, cable pulled) is noticed and its connection dropped.
+//   ZMQ_MAXMSGSIZE      inbound frames above max_message_bytes disconnect the sender (libzmq's rule);
+//                       send() of a frame above it throws picospec::Error.
+//   ZMQ_IMMEDIATE       client: frames are queued only on completed connections.
+//   ZMQ_ROUTER_MANDATORY server: a send to an unknown or departed peer fails (returns false, counted as dropped)
+//                       instead of being silently discarded.
+//   ZMQ_RECONNECT_IVL   client: reconnect interval after a lost connection.
+//   CURVE               optional encryption + server authentication (curve_available()).
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "picospec/transport.hpp"
+
+namespace picospec::zmq {
+
+/// True when this libzmq supports CURVE (zmq_has("curve")).
+[[nodiscard]] bool curve_available();
+
+/// A CURVE key pair, both keys Z85-encoded (40 characters).
+struct CurveKeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+/// Generates a fresh key pair. Throws picospec::Error when CURVE is unavailable.
+[[nodiscard]] CurveKeyPair generate_curve_keypair();
+
+/// CURVE settings. Server: enabled + server_secret_key. Client: enabled + server_public_key; client keys are
+/// generated per transport when left empty (the server authenticates itself to the client, not the reverse).
+struct CurveOptions {
+  bool enabled = false;
+  std::string server_public_key;   ///< client side: the server's public key
+  std::string server_secret_key;   ///< server side: its secret key
+  std::string client_public_key;   ///< client side, optional
+  std::string client_secret_key;   ///< client side, optional
+};
+
+struct ZmqOptions {
+  int linger_ms = 0;
+  int send_hwm = 1000;
+  int recv_hwm = 1000;
+  int heartbeat_ivl_ms = 1000;      ///< ping interval
+  int heartbeat_timeout_ms = 3000;  ///< no traffic for this long after a ping -> connection dropped
+  int heartbeat_ttl_ms = 6000;      ///< tells the peer to drop us after this long without pings
+  int reconnect_ivl_ms = 100;
+  std::size_t max_message_bytes = std::size_t{1} << 20;  ///< matches the protocol's default frame limit
+  bool immediate = true;
+  /// Client: recv() reports `closed` (after the frames already received) once an established connection to the
+  /// server is lost (server closed, or heartbeats timed out). Off: the client keeps reconnecting silently.
+  bool closed_on_disconnect = true;
+  CurveOptions curve;
+};
+
+/// A shared ZeroMQ context (owns a zmq::context_t). Needed for inproc:// and to share I/O threads.
+/// Thread-safe. Destroy only after every transport using it (each transport holds a shared_ptr to it).
+class Context {
+ public:
+  explicit Context(int io_threads = 1);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  /// The underlying zmq::context_t*, as void* (cast back in code that includes zmq.hpp).
+  [[nodiscard]] void* native() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+namespace detail {
+struct SocketCore;  // the leader/follower socket driver (zmq_transport.cpp)
+}
+
+/// The edge: a DEALER connected to `endpoint`. Throws picospec::Error on a bad endpoint or options.
+class ZmqClientTransport final : public Transport {
+ public:
+  explicit ZmqClientTransport(std::string endpoint, ZmqOptions options = {},
+                              std::shared_ptr<Context> context = nullptr);
+  ~ZmqClientTransport() override;
+
+  [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
+  [[nodiscard]] std::string describe() const override;
+
+ protected:
+  bool do_send(Frame frame) override;
+  Received do_recv(Millis timeout) override;
+  void do_close() override;
+
+ private:
+  std::string endpoint_;
+  std::unique_ptr<detail::SocketCore> core_;
+};
+
+/// The cloud: a ROUTER bound to `endpoint`. endpoint() is the resolved address (ZMQ_LAST_ENDPOINT), e.g. the
+/// actual port for "tcp://127.0.0.1:*". Frames from peers that are not [routing id, payload] are dropped and
+/// counted. Throws picospec::Error when binding fails.
+class ZmqServerTransport final : public ServerTransport {
+ public:
+  explicit ZmqServerTransport(std::string endpoint, ZmqOptions options = {},
+                              std::shared_ptr<Context> context = nullptr);
+  ~ZmqServerTransport() override;
+
+  [[nodiscard]] std::string endpoint() const;
+  /// Peers seen so far and not yet known to be gone.
+  [[nodiscard]] std::size_t peer_count() const;
+  [[nodiscard]] std::string describe() const override;
+
+ protected:
+  bool do_send(PeerId peer, Frame frame) override;
+  PeerReceived do_recv(Millis timeout) override;
+  void do_close() override;
+
+ private:
+  std::string endpoint_;
+  std::unique_ptr<detail::SocketCore> core_;
+};
+
+}  // namespace picospec::zmq
