@@ -1,0 +1,105 @@
+// LmDrafter / LmVerifier implementation (see include/picospec/lm_adapters.hpp).
+#include "picospec/lm_adapters.hpp"
+
+#include <algorithm>
+
+namespace picospec {
+
+// ------------------------------------------------------------------------------------------------ LmDrafter
+
+static ModelInfo info_of(const std::unique_ptr<CausalLM>& lm, const char* who) {
+  if (!lm) throw Error(std::string(who) + ": null model");
+  return lm->info();
+}
+
+LmDrafter::LmDrafter(std::unique_ptr<CausalLM> lm) : Drafter(info_of(lm, "LmDrafter")), lm_(std::move(lm)) {}
+
+void LmDrafter::do_begin(std::span<const Token> prompt) {
+  lm_->reset();
+  tokens_.assign(prompt.begin(), prompt.end());
+  valid_ = false;
+}
+
+std::span<const float> LmDrafter::do_next_logits() {
+  if (!valid_) {
+    std::size_t done = lm_->length();
+    if (done == tokens_.size()) {  // rolled back to here: re-evaluate the last token to get its row
+      lm_->truncate(done - 1);
+      done -= 1;
+    }
+    lm_->forward(std::span<const Token>(tokens_).subspan(done), rows_);
+    const auto last = rows_.row(rows_.rows() - 1);
+    logits_.assign(last.begin(), last.end());
+    valid_ = true;
+  }
+  return logits_;
+}
+
+void LmDrafter::do_append(Token t) {
+  tokens_.push_back(t);
+  valid_ = false;
+}
+
+void LmDrafter::do_rollback(std::size_t n) {
+  tokens_.resize(n);
+  if (lm_->length() > n) lm_->truncate(n);
+  valid_ = false;
+}
+
+// ----------------------------------------------------------------------------------------------- LmVerifier
+
+LmVerifier::LmVerifier(std::unique_ptr<CausalLM> lm) : Verifier(info_of(lm, "LmVerifier")), lm_(std::move(lm)) {}
+
+void LmVerifier::do_begin(std::span<const Token> prompt) {
+  lm_->reset();
+  tokens_.assign(prompt.begin(), prompt.end());
+  lm_->forward(prompt, rows_);
+  const auto last = rows_.row(rows_.rows() - 1);
+  pending_.assign(last.begin(), last.end());
+  cache_valid_ = false;
+}
+
+std::span<const float> LmVerifier::do_pending_logits() const { return pending_; }
+
+void LmVerifier::do_score(std::span<const Token> chunk, LogitRows& out) {
+  const auto r0 = out.row(0);
+  std::copy(pending_.begin(), pending_.end(), r0.begin());
+  if (chunk.empty()) return;
+  base_ = tokens_.size();
+  lm_->forward(chunk, rows_);
+  tokens_.insert(tokens_.end(), chunk.begin(), chunk.end());
+  for (std::size_t i = 0; i < chunk.size(); ++i) {
+    const auto src = rows_.row(i);
+    std::copy(src.begin(), src.end(), out.row(i + 1).begin());
+  }
+  row0_.swap(pending_);
+  const auto last = rows_.row(chunk.size() - 1);
+  pending_.assign(last.begin(), last.end());
+  cache_valid_ = true;
+}
+
+void LmVerifier::do_rollback(std::size_t n) {
+  tokens_.resize(n);
+  lm_->truncate(n);
+  if (cache_valid_ && n >= base_ && n <= base_ + rows_.rows()) {
+    if (n == base_) {
+      pending_ = row0_;
+    } else {
+      const auto src = rows_.row(n - base_ - 1);
+      pending_.assign(src.begin(), src.end());
+    }
+    return;  // the cached rows still describe every position <= n, so the cache stays valid
+  }
+  cache_valid_ = false;
+  recompute_pending();
+}
+
+void LmVerifier::recompute_pending() {
+  const std::size_t n = tokens_.size();
+  lm_->truncate(n - 1);
+  lm_->forward(std::span<const Token>(tokens_).subspan(n - 1), rows_);
+  const auto last = rows_.row(0);
+  pending_.assign(last.begin(), last.end());
+}
+
+}  // namespace picospec
