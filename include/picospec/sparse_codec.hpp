@@ -107,6 +107,10 @@ void encode_candidates(const CandidateStream& stream, std::vector<std::uint8_t>&
 
 /// Decodes one complete candidate frame. Throws DecodeError on malformed bytes or ids >= vocab_size.
 [[nodiscard]] CandidateStream decode_candidates(std::span<const std::uint8_t> bytes, std::uint32_t vocab_size);
+/// Reads one candidate record starting at `offset` and advances `offset` past it (for embedding the record in a
+/// larger frame; bytes after it are left alone). Same checks and errors.
+[[nodiscard]] CandidateStream decode_candidates(std::span<const std::uint8_t> bytes, std::uint32_t vocab_size,
+                                                std::size_t& offset);
 
 // ---------------------------------------------------------------------------------------------------------
 // Draft scalars (uplink of candidates/topk modes): per draft token its id and q(d) as fp32.
@@ -128,6 +132,9 @@ void encode_draft_scalars(std::span<const Token> ids, std::span<const float> q, 
 
 /// Decodes one complete frame. Throws DecodeError on malformed bytes or ids >= vocab_size.
 [[nodiscard]] DraftScalars decode_draft_scalars(std::span<const std::uint8_t> bytes, std::uint32_t vocab_size);
+/// Reads one draft-scalar record starting at `offset` and advances `offset` past it. Same checks and errors.
+[[nodiscard]] DraftScalars decode_draft_scalars(std::span<const std::uint8_t> bytes, std::uint32_t vocab_size,
+                                                std::size_t& offset);
 
 }  // namespace picospec
 

@@ -1,2 +1,243 @@
 #pragma once
-// Implementation details; include the public header instead.
+// Implementation of picospec/sampling.hpp. Include the public header instead.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "picospec/detail/math_topk.hpp"
+
+namespace picospec {
+namespace detail {
+
+inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+/// Validates a logit row (non-empty, no NaN, no +inf, not all -inf) and returns its maximum.
+inline float checked_max_logit(std::span<const float> logits) {
+  if (logits.empty()) throw Error("sampling: empty logits row");
+  float m = kNegInf;
+  int invalid = 0;
+  for (const float v : logits) {
+    invalid |= static_cast<int>(!(v < std::numeric_limits<float>::infinity()));  // NaN or +inf
+    m = v > m ? v : m;
+  }
+  if (invalid) {
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+      if (std::isnan(logits[i])) throw Error("sampling: NaN logit at token " + std::to_string(i));
+      if (std::isinf(logits[i]) && logits[i] > 0) throw Error("sampling: +inf logit at token " + std::to_string(i));
+    }
+  }
+  if (m == kNegInf) throw Error("sampling: every logit is -inf (nothing can be sampled)");
+  return m;
+}
+
+inline void check_params(const SamplingParams& sp) {
+  if (std::isnan(sp.temperature) || std::isinf(sp.temperature))
+    throw Error("sampling: temperature must be finite");
+  if (std::isnan(sp.top_p)) throw Error("sampling: top_p is NaN");
+  if (std::isnan(sp.min_p)) throw Error("sampling: min_p is NaN");
+}
+
+/// Fills ws.entries with the kept set (value = logit) after top-k, top-p and min-p; returns the max logit.
+/// Entries are in ranking order when any truncation that needs ranking ran, else in id order.
+inline float kept_set(std::span<const float> logits, const SamplingParams& sp, SamplingWorkspace& ws) {
+  const float lmax = checked_max_logit(logits);
+  const std::size_t n = logits.size();
+  auto& sel = ws.entries;
+  const bool use_top_k = sp.top_k > 0 && static_cast<std::size_t>(sp.top_k) < n;
+  const bool use_top_p = sp.top_p < 1.0f;
+  const bool use_min_p = sp.min_p > 0.0f;
+
+  auto weight = [lmax](float v) { return std::exp(static_cast<double>(v) - static_cast<double>(lmax)); };
+
+  if (use_top_k) {
+    select_top_k(logits.data(), n, static_cast<std::size_t>(sp.top_k), kNegInf, kNegInf, sel, "sampling");
+  } else if (use_top_p) {
+    // Grow a ranked prefix until it holds top_p of the total mass (the nucleus is a prefix of the ranking).
+    double total = 0.0;
+    for (const float v : logits) total += weight(v);
+    const double target = static_cast<double>(sp.top_p) * total;
+    std::size_t k = std::min<std::size_t>(n, 256);
+    for (;;) {
+      select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
+      double cum = 0.0;
+      bool reached = false;
+      for (const auto& x : sel) {
+        cum += weight(x.value);
+        if (cum >= target) { reached = true; break; }
+      }
+      if (reached || k >= n || sel.size() < k) break;
+      k = std::min(n, k * 8);
+    }
+  } else {
+    sel.clear();
+    for (std::size_t i = 0; i < n; ++i)
+      if (logits[i] > kNegInf) sel.push_back({logits[i], static_cast<Token>(i)});
+  }
+
+  if (use_top_p) {  // sel is ranked here; softmax over the kept set at temperature 1
+    double z = 0.0;
+    for (const auto& x : sel) z += weight(x.value);
+    const double target = static_cast<double>(sp.top_p) * z;
+    double cum = 0.0;
+    std::size_t keep = 0;
+    while (keep < sel.size()) {
+      cum += weight(sel[keep].value);
+      ++keep;
+      if (cum >= target) break;
+    }
+    sel.resize(std::max<std::size_t>(keep, 1));
+  }
+  if (use_min_p) {  // p / p_max = exp(l - lmax); lmax is always kept
+    const double mp = static_cast<double>(sp.min_p);
+    std::size_t w = 0;
+    for (const auto& x : sel)
+      if (weight(x.value) >= mp || x.value == lmax) sel[w++] = x;
+    sel.resize(w);
+  }
+  return lmax;
+}
+
+inline void check_u(double u) {
+  if (!(u >= 0.0 && u < 1.0)) throw Error("sampling: uniform draw outside [0, 1)");
+}
+
+}  // namespace detail
+
+inline Token argmax(std::span<const float> values) {
+  if (values.empty()) throw Error("argmax: empty row");
+  std::size_t best = values.size();
+  float bv = 0.0f;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const float v = values[i];
+    if (std::isnan(v)) continue;
+    if (best == values.size() || v > bv) {
+      best = i;
+      bv = v;
+    }
+  }
+  if (best == values.size()) throw Error("argmax: every value is NaN");
+  return static_cast<Token>(best);
+}
+
+inline void softmax(std::span<const float> logits, std::vector<float>& probs, float temperature) {
+  if (!(temperature > 0.0f) || std::isinf(temperature)) throw Error("softmax: temperature must be > 0 and finite");
+  const double lmax = detail::checked_max_logit(logits);
+  const double inv_t = 1.0 / static_cast<double>(temperature);
+  probs.resize(logits.size());
+  double z = 0.0;
+  for (const float v : logits) z += std::exp((static_cast<double>(v) - lmax) * inv_t);
+  const double inv_z = 1.0 / z;
+  for (std::size_t i = 0; i < logits.size(); ++i)
+    probs[i] = static_cast<float>(std::exp((static_cast<double>(logits[i]) - lmax) * inv_t) * inv_z);
+}
+
+inline void logits_to_probs(std::span<const float> logits, const SamplingParams& params, std::vector<float>& probs,
+                            SamplingWorkspace& ws) {
+  detail::check_params(params);
+  if (params.greedy()) {
+    detail::checked_max_logit(logits);
+    probs.assign(logits.size(), 0.0f);
+    probs[static_cast<std::size_t>(argmax(logits))] = 1.0f;
+    return;
+  }
+  const double lmax = detail::kept_set(logits, params, ws);
+  const double inv_t = 1.0 / static_cast<double>(params.temperature);
+  auto& w = ws.scratch;
+  w.resize(ws.entries.size());
+  double z = 0.0;
+  for (std::size_t i = 0; i < ws.entries.size(); ++i) {
+    w[i] = std::exp((static_cast<double>(ws.entries[i].value) - lmax) * inv_t);
+    z += w[i];
+  }
+  probs.assign(logits.size(), 0.0f);
+  for (std::size_t i = 0; i < ws.entries.size(); ++i)
+    probs[static_cast<std::size_t>(ws.entries[i].id)] = static_cast<float>(w[i] / z);
+}
+
+inline void logits_to_probs(std::span<const float> logits, const SamplingParams& params, std::vector<float>& probs) {
+  SamplingWorkspace ws;
+  logits_to_probs(logits, params, probs, ws);
+}
+
+inline SparseDist logits_to_sparse(std::span<const float> logits, const SamplingParams& params,
+                                   SamplingWorkspace& ws) {
+  detail::check_params(params);
+  SparseDist out;
+  out.vocab_size = static_cast<std::uint32_t>(logits.size());
+  if (params.greedy()) {
+    detail::checked_max_logit(logits);
+    out.ids.push_back(argmax(logits));
+    out.probs.push_back(1.0f);
+    return out;
+  }
+  const double lmax = detail::kept_set(logits, params, ws);
+  std::sort(ws.entries.begin(), ws.entries.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  const double inv_t = 1.0 / static_cast<double>(params.temperature);
+  auto& w = ws.scratch;
+  w.resize(ws.entries.size());
+  double z = 0.0;
+  for (std::size_t i = 0; i < ws.entries.size(); ++i) {
+    w[i] = std::exp((static_cast<double>(ws.entries[i].value) - lmax) * inv_t);
+    z += w[i];
+  }
+  out.ids.resize(ws.entries.size());
+  out.probs.resize(ws.entries.size());
+  for (std::size_t i = 0; i < ws.entries.size(); ++i) {
+    out.ids[i] = ws.entries[i].id;
+    out.probs[i] = static_cast<float>(w[i] / z);
+  }
+  return out;
+}
+
+inline Token sample_from(std::span<const float> probs, double u) {
+  detail::check_u(u);
+  if (probs.empty()) throw Error("sample_from: empty distribution");
+  double total = 0.0;
+  int invalid = 0;
+  for (const float p : probs) {
+    invalid |= static_cast<int>(!(p >= 0.0f));
+    total += p;
+  }
+  if (invalid) throw Error("sample_from: negative or NaN probability");
+  if (!(total > 0.0) || std::isinf(total)) throw Error("sample_from: total probability is not positive and finite");
+  const double target = u * total;
+  double cum = 0.0;
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < probs.size(); ++i) {
+    if (probs[i] > 0.0f) {
+      cum += probs[i];
+      last = i;
+      if (cum > target) return static_cast<Token>(i);
+    }
+  }
+  return static_cast<Token>(last);  // rounding: u * total >= final sum; the last positive token absorbs it
+}
+
+inline Token sample_from(const SparseDist& dist, double u) {
+  detail::check_u(u);
+  if (dist.ids.empty() || dist.ids.size() != dist.probs.size())
+    throw Error("sample_from: empty or inconsistent sparse distribution");
+  double total = 0.0;
+  int invalid = 0;
+  for (const float p : dist.probs) {
+    invalid |= static_cast<int>(!(p >= 0.0f));
+    total += p;
+  }
+  if (invalid) throw Error("sample_from: negative or NaN probability");
+  if (!(total > 0.0) || std::isinf(total)) throw Error("sample_from: total probability is not positive and finite");
+  const double target = u * total;
+  double cum = 0.0;
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < dist.probs.size(); ++i) {
+    if (dist.probs[i] > 0.0f) {
+      cum += dist.probs[i];
+      last = i;
+      if (cum > target) return dist.ids[i];
+    }
+  }
+  return dist.ids[last];
+}
+
+}  // namespace picospec
