@@ -25,6 +25,10 @@ struct LoopbackParams {
   std::size_t max_frame_bytes = std::size_t{1} << 20;  ///< 0 = unlimited
 };
 
+namespace detail {
+struct HubState;  // shared between the hub and its edge ends (loopback.cpp)
+}
+
 /// Two connected ends. Thread-safe, see the file comment.
 [[nodiscard]] std::pair<std::unique_ptr<Transport>, std::unique_ptr<Transport>> make_pair(
     const LoopbackParams& params = {});
@@ -48,8 +52,7 @@ class LoopbackHub final : public ServerTransport {
   void do_close() override;
 
  private:
-  struct State;
-  std::shared_ptr<State> state_;
+  std::shared_ptr<detail::HubState> state_;
 };
 
 }  // namespace picospec::loopback

@@ -1,0 +1,469 @@
+// ZeroMQ transports: DEALER (edge) and ROUTER (cloud) behind the Transport interfaces.
+//
+// ZeroMQ sockets must not be used from two threads at once, yet the Transport contract allows send() and recv()
+// concurrently. SocketCore solves this with a leader/follower scheme: the first caller that needs the socket
+// becomes the leader and drives it (sends pending frames, reads incoming frames into a bounded queue, sleeps in
+// zmq_poll on the socket + an eventfd); other callers wait on a condition variable for their own condition
+// (frame sent, frame available, closed, or the leader slot free). A caller arriving while a leader sleeps writes
+// the eventfd so the leader wakes and serves it. In the common single-caller case there is no thread hand-off:
+// the calling thread talks to libzmq directly.
+#include "picospec/zmq/zmq_transport.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+#include <zmq.hpp>
+
+namespace picospec::zmq {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+Clock::time_point deadline_after(Millis timeout) {
+  return Clock::now() + std::clamp(timeout, Millis(0), Millis(std::int64_t{1} << 40));
+}
+
+void check_key(const std::string& key, const char* what) {
+  if (key.size() != 40) throw Error(std::string("zmq CURVE: ") + what + " must be a 40-character Z85 key");
+}
+
+std::atomic<std::uint64_t> g_monitor_counter{0};
+}  // namespace
+
+bool curve_available() { return zmq_has("curve") != 0; }
+
+CurveKeyPair generate_curve_keypair() {
+  if (!curve_available()) throw Error("zmq: this libzmq has no CURVE support");
+  char pub[41] = {};
+  char sec[41] = {};
+  if (zmq_curve_keypair(pub, sec) != 0) throw Error(std::string("zmq_curve_keypair: ") + zmq_strerror(zmq_errno()));
+  return CurveKeyPair{std::string(pub, 40), std::string(sec, 40)};
+}
+
+// ---------------------------------------------------------------------------------------------------------
+struct Context::Impl {
+  explicit Impl(int io_threads) : ctx(io_threads) {}
+  ::zmq::context_t ctx;
+};
+
+Context::Context(int io_threads) : impl_(std::make_unique<Impl>(std::max(1, io_threads))) {}
+Context::~Context() = default;
+void* Context::native() noexcept { return &impl_->ctx; }
+
+// ---------------------------------------------------------------------------------------------------------
+namespace detail {
+
+struct SocketCore {
+  enum class Kind { client, server };
+  struct Inbound {
+    PeerId peer = 0;
+    Frame frame;
+  };
+  enum class OutState { pending, in_flight, sent, failed };
+  struct Outgoing {
+    PeerId peer = 0;
+    Frame* frame = nullptr;
+    OutState state = OutState::pending;
+  };
+
+  SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::string& endpoint, const ZmqOptions& opt);
+  ~SocketCore();
+
+  bool send(PeerId peer, Frame& frame);
+  RecvStatus recv(Inbound& out, Millis timeout);
+  void close();
+  std::uint64_t take_dropped() { return dropped_.exchange(0, std::memory_order_relaxed); }
+  std::string last_endpoint() const { return last_endpoint_; }
+  std::size_t peer_count() {
+    std::lock_guard lk(mu_);
+    return rid_of_.size();
+  }
+
+ private:
+  enum class TryResult { done, again, failed };
+  template <class Pred>
+  void lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::optional<Clock::time_point> deadline);
+  TryResult try_send(const Outgoing& o);         // socket owner only, no lock held
+  bool try_recv(std::optional<Inbound>& out);    // socket owner only; false = nothing to read
+  void drain_monitor();                          // socket owner only; updates flags under lock
+  void wake() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
+  void clear_wake() {
+    std::uint64_t v = 0;
+    [[maybe_unused]] auto n = ::read(wake_fd_, &v, sizeof v);
+  }
+
+  Kind kind_;
+  ZmqOptions opt_;
+  std::shared_ptr<Context> ctx_;  // declared before the sockets: destroyed after them
+  ::zmq::socket_t sock_;
+  std::optional<::zmq::socket_t> monitor_;
+  int wake_fd_ = -1;
+  std::string last_endpoint_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool leader_ = false;
+  bool closed_ = false;
+  bool sockets_closed_ = false;
+  bool established_ = false;  // client: a connection completed its handshake
+  bool peer_lost_ = false;    // client: an established connection was lost
+  std::deque<Inbound> inbound_;
+  std::deque<Outgoing*> pending_;
+  std::atomic<std::uint64_t> dropped_{0};
+  // server: routing id <-> PeerId (guarded by mu_)
+  std::unordered_map<std::string, PeerId> id_of_;
+  std::unordered_map<PeerId, std::string> rid_of_;
+  PeerId next_peer_ = 1;
+};
+
+SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::string& endpoint, const ZmqOptions& opt)
+    : kind_(kind), opt_(opt), ctx_(ctx ? std::move(ctx) : std::make_shared<Context>(1)) {
+  if (opt_.max_message_bytes == 0) throw Error("zmq: max_message_bytes must be > 0");
+  auto& zctx = *static_cast<::zmq::context_t*>(ctx_->native());
+  try {
+    sock_ = ::zmq::socket_t(zctx, kind == Kind::client ? ::zmq::socket_type::dealer : ::zmq::socket_type::router);
+    sock_.set(::zmq::sockopt::linger, opt_.linger_ms);
+    sock_.set(::zmq::sockopt::sndhwm, opt_.send_hwm);
+    sock_.set(::zmq::sockopt::rcvhwm, opt_.recv_hwm);
+    sock_.set(::zmq::sockopt::heartbeat_ivl, opt_.heartbeat_ivl_ms);
+    sock_.set(::zmq::sockopt::heartbeat_timeout, opt_.heartbeat_timeout_ms);
+    sock_.set(::zmq::sockopt::heartbeat_ttl, opt_.heartbeat_ttl_ms);
+    sock_.set(::zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opt_.max_message_bytes));
+    sock_.set(::zmq::sockopt::immediate, opt_.immediate ? 1 : 0);
+    if (opt_.curve.enabled) {
+      if (!curve_available()) throw Error("zmq: CURVE requested but this libzmq has no CURVE support");
+      if (kind == Kind::server) {
+        check_key(opt_.curve.server_secret_key, "server_secret_key");
+        sock_.set(::zmq::sockopt::curve_server, 1);
+        sock_.set(::zmq::sockopt::curve_secretkey, opt_.curve.server_secret_key);
+      } else {
+        check_key(opt_.curve.server_public_key, "server_public_key");
+        CurveKeyPair mine{opt_.curve.client_public_key, opt_.curve.client_secret_key};
+        if (mine.public_key.empty() && mine.secret_key.empty()) mine = generate_curve_keypair();
+        check_key(mine.public_key, "client_public_key");
+        check_key(mine.secret_key, "client_secret_key");
+        sock_.set(::zmq::sockopt::curve_serverkey, opt_.curve.server_public_key);
+        sock_.set(::zmq::sockopt::curve_publickey, mine.public_key);
+        sock_.set(::zmq::sockopt::curve_secretkey, mine.secret_key);
+      }
+    }
+    if (kind == Kind::server) {
+      sock_.set(::zmq::sockopt::router_mandatory, 1);
+      sock_.bind(endpoint);
+      last_endpoint_ = sock_.get(::zmq::sockopt::last_endpoint);
+    } else {
+      sock_.set(::zmq::sockopt::reconnect_ivl, opt_.reconnect_ivl_ms);
+      if (opt_.closed_on_disconnect) {
+        const std::string mon = "inproc://picospec-zmq-monitor-" + std::to_string(g_monitor_counter.fetch_add(1));
+        if (zmq_socket_monitor(sock_.handle(), mon.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+          throw ::zmq::error_t();
+        monitor_.emplace(zctx, ::zmq::socket_type::pair);
+        monitor_->set(::zmq::sockopt::linger, 0);
+        monitor_->connect(mon);
+      }
+      sock_.connect(endpoint);
+      last_endpoint_ = endpoint;
+    }
+  } catch (const ::zmq::error_t& e) {
+    throw Error("zmq: cannot " + std::string(kind == Kind::server ? "bind " : "connect ") + endpoint + ": " + e.what());
+  }
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw Error(std::string("zmq: eventfd failed: ") + std::strerror(errno));
+}
+
+SocketCore::~SocketCore() {
+  close();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void SocketCore::close() {
+  std::unique_lock lk(mu_);
+  closed_ = true;
+  wake();
+  cv_.notify_all();
+  cv_.wait(lk, [&] { return !leader_; });  // the leader notices closed_ at its next step (woken by the eventfd)
+  if (!sockets_closed_) {
+    sockets_closed_ = true;
+    if (monitor_) {
+      zmq_socket_monitor(sock_.handle(), nullptr, 0);
+      monitor_->close();
+    }
+    sock_.close();
+  }
+}
+
+SocketCore::TryResult SocketCore::try_send(const Outgoing& o) {
+  try {
+    if (kind_ == Kind::server) {
+      std::string rid;
+      {
+        std::lock_guard lk(mu_);
+        auto it = rid_of_.find(o.peer);
+        if (it == rid_of_.end()) return TryResult::failed;
+        rid = it->second;
+      }
+      try {
+        if (!sock_.send(::zmq::buffer(rid), ::zmq::send_flags::sndmore | ::zmq::send_flags::dontwait))
+          return TryResult::again;
+      } catch (const ::zmq::error_t& e) {
+        if (e.num() != EHOSTUNREACH) throw;
+        std::lock_guard lk(mu_);  // the peer is gone: forget it
+        id_of_.erase(rid);
+        rid_of_.erase(o.peer);
+        return TryResult::failed;
+      }
+      // The routing part was accepted, so the pipe has room for the rest of this message.
+      if (!sock_.send(::zmq::buffer(*o.frame), ::zmq::send_flags::none)) return TryResult::failed;
+      return TryResult::done;
+    }
+    if (!sock_.send(::zmq::buffer(*o.frame), ::zmq::send_flags::dontwait)) return TryResult::again;
+    return TryResult::done;
+  } catch (const ::zmq::error_t&) {
+    return TryResult::failed;  // context terminated or socket unusable
+  }
+}
+
+bool SocketCore::try_recv(std::optional<Inbound>& out) {
+  out.reset();
+  ::zmq::message_t part;
+  try {
+    if (!sock_.recv(part, ::zmq::recv_flags::dontwait)) return false;
+    Inbound in;
+    std::size_t parts = 1;
+    std::string rid;
+    if (kind_ == Kind::server) {
+      rid.assign(static_cast<const char*>(part.data()), part.size());
+      if (!part.more()) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+      (void)sock_.recv(part, ::zmq::recv_flags::none);  // rest of a multipart message is already here
+      parts = 1;
+    }
+    in.frame.assign(static_cast<const std::uint8_t*>(part.data()),
+                    static_cast<const std::uint8_t*>(part.data()) + part.size());
+    while (part.more()) {  // we only send single-part frames: drop anything else
+      (void)sock_.recv(part, ::zmq::recv_flags::none);
+      ++parts;
+    }
+    if (parts > 1) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    if (kind_ == Kind::server) {
+      std::lock_guard lk(mu_);
+      auto it = id_of_.find(rid);
+      if (it == id_of_.end()) {
+        it = id_of_.emplace(rid, next_peer_++).first;
+        rid_of_.emplace(it->second, rid);
+      }
+      in.peer = it->second;
+    }
+    out = std::move(in);
+    return true;
+  } catch (const ::zmq::error_t&) {
+    return false;
+  }
+}
+
+void SocketCore::drain_monitor() {
+  if (!monitor_) return;
+  ::zmq::message_t ev, addr;
+  while (true) {
+    try {
+      if (!monitor_->recv(ev, ::zmq::recv_flags::dontwait)) return;
+      if (ev.more()) (void)monitor_->recv(addr, ::zmq::recv_flags::none);
+    } catch (const ::zmq::error_t&) {
+      return;
+    }
+    if (ev.size() < 2) continue;
+    std::uint16_t event = 0;
+    std::memcpy(&event, ev.data(), sizeof event);
+    std::lock_guard lk(mu_);
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) established_ = true;
+    if (event == ZMQ_EVENT_DISCONNECTED && established_ && opt_.closed_on_disconnect) {
+      peer_lost_ = true;
+      cv_.notify_all();
+    }
+  }
+}
+
+template <class Pred>
+void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::optional<Clock::time_point> deadline) {
+  leader_ = true;
+  while (!closed_) {
+    // 1. Hand pending frames to libzmq.
+    bool out_blocked = false;
+    while (!pending_.empty()) {
+      Outgoing* o = pending_.front();
+      pending_.pop_front();
+      o->state = OutState::in_flight;
+      lk.unlock();
+      const TryResult r = try_send(*o);
+      lk.lock();
+      if (r == TryResult::again) {
+        o->state = OutState::pending;
+        pending_.push_front(o);
+        out_blocked = true;
+        break;
+      }
+      o->state = r == TryResult::done ? OutState::sent : OutState::failed;
+      cv_.notify_all();
+    }
+    // 2. Read what has arrived, up to the queue bound.
+    while (inbound_.size() < static_cast<std::size_t>(std::max(1, opt_.recv_hwm))) {
+      lk.unlock();
+      std::optional<Inbound> in;
+      const bool got = try_recv(in);
+      lk.lock();
+      if (!got) break;
+      if (in) {
+        inbound_.push_back(std::move(*in));
+        cv_.notify_all();
+      }
+    }
+    // 3. Connection events.
+    if (monitor_) {
+      lk.unlock();
+      drain_monitor();
+      lk.lock();
+    }
+    if (closed_ || satisfied()) break;
+    auto now = Clock::now();
+    if (deadline && now >= *deadline) break;
+    // 4. Sleep until the socket, a new caller / close (eventfd), a monitor event, or the deadline.
+    long timeout_ms = -1;
+    if (deadline)
+      timeout_ms = static_cast<long>(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count());
+    const bool room = inbound_.size() < static_cast<std::size_t>(std::max(1, opt_.recv_hwm));
+    short sock_events = room ? ZMQ_POLLIN : 0;
+    if (out_blocked) {
+      // DEALER: POLLOUT means the pipe has room. ROUTER: POLLOUT does not tell which peer has room, so retry soon.
+      if (kind_ == Kind::client) sock_events = static_cast<short>(sock_events | ZMQ_POLLOUT);
+      else timeout_ms = timeout_ms < 0 ? 1 : std::min<long>(timeout_ms, 1);
+    }
+    zmq_pollitem_t items[3] = {{sock_.handle(), 0, sock_events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                               {monitor_ ? monitor_->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    const int n_items = monitor_ ? 3 : 2;
+    lk.unlock();
+    const int rc = zmq_poll(items, n_items, timeout_ms);
+    if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) clear_wake();
+    lk.lock();
+    if (rc < 0 && zmq_errno() == ETERM) break;
+  }
+  leader_ = false;
+  cv_.notify_all();
+}
+
+bool SocketCore::send(PeerId peer, Frame& frame) {
+  if (frame.size() > opt_.max_message_bytes)
+    throw Error("zmq: frame of " + std::to_string(frame.size()) + " bytes above max_message_bytes " +
+                std::to_string(opt_.max_message_bytes));
+  std::unique_lock lk(mu_);
+  if (closed_) return false;
+  if (kind_ == Kind::server && rid_of_.find(peer) == rid_of_.end()) return false;
+  Outgoing o{peer, &frame, OutState::pending};
+  pending_.push_back(&o);
+  if (leader_) wake();
+  while (o.state == OutState::pending || o.state == OutState::in_flight) {
+    if (closed_ && o.state == OutState::pending) {
+      pending_.erase(std::find(pending_.begin(), pending_.end(), &o));
+      return false;
+    }
+    if (!leader_ && !closed_) {
+      lead(lk, [&] { return o.state == OutState::sent || o.state == OutState::failed; }, std::nullopt);
+    } else {
+      cv_.wait(lk);
+    }
+  }
+  return o.state == OutState::sent;
+}
+
+RecvStatus SocketCore::recv(Inbound& out, Millis timeout) {
+  const auto deadline = deadline_after(timeout);
+  std::unique_lock lk(mu_);
+  bool tried = false;
+  while (true) {
+    if (closed_) return RecvStatus::closed;
+    if (!inbound_.empty()) {
+      const bool was_full = inbound_.size() >= static_cast<std::size_t>(std::max(1, opt_.recv_hwm));
+      out = std::move(inbound_.front());
+      inbound_.pop_front();
+      if (was_full && leader_) wake();  // the leader stopped reading while the queue was full
+      return RecvStatus::ok;
+    }
+    if (peer_lost_) return RecvStatus::closed;
+    if (tried && Clock::now() >= deadline) return RecvStatus::timeout;
+    if (!leader_) {
+      lead(lk, [&] { return !inbound_.empty() || peer_lost_; }, deadline);
+      tried = true;
+    } else {
+      cv_.wait_until(lk, deadline);
+      tried = true;
+    }
+  }
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------------------
+ZmqClientTransport::ZmqClientTransport(std::string endpoint, ZmqOptions options, std::shared_ptr<Context> context)
+    : endpoint_(std::move(endpoint)),
+      core_(std::make_unique<detail::SocketCore>(detail::SocketCore::Kind::client, std::move(context), endpoint_,
+                                                 options)) {}
+
+ZmqClientTransport::~ZmqClientTransport() { close(); }
+
+std::string ZmqClientTransport::describe() const { return "zmq dealer " + endpoint_; }
+
+bool ZmqClientTransport::do_send(Frame frame) {
+  const bool ok = core_->send(0, frame);
+  if (!ok) count_dropped();
+  return ok;
+}
+
+Received ZmqClientTransport::do_recv(Millis timeout) {
+  detail::SocketCore::Inbound in;
+  const RecvStatus st = core_->recv(in, timeout);
+  if (auto n = core_->take_dropped()) count_dropped(n);
+  return Received{st, st == RecvStatus::ok ? std::move(in.frame) : Frame{}};
+}
+
+void ZmqClientTransport::do_close() { core_->close(); }
+
+ZmqServerTransport::ZmqServerTransport(std::string endpoint, ZmqOptions options, std::shared_ptr<Context> context)
+    : endpoint_(std::move(endpoint)),
+      core_(std::make_unique<detail::SocketCore>(detail::SocketCore::Kind::server, std::move(context), endpoint_,
+                                                 options)) {}
+
+ZmqServerTransport::~ZmqServerTransport() { close(); }
+
+std::string ZmqServerTransport::endpoint() const { return core_->last_endpoint(); }
+std::size_t ZmqServerTransport::peer_count() const { return core_->peer_count(); }
+std::string ZmqServerTransport::describe() const { return "zmq router " + core_->last_endpoint(); }
+
+bool ZmqServerTransport::do_send(PeerId peer, Frame frame) { return core_->send(peer, frame); }
+
+PeerReceived ZmqServerTransport::do_recv(Millis timeout) {
+  detail::SocketCore::Inbound in;
+  const RecvStatus st = core_->recv(in, timeout);
+  if (auto n = core_->take_dropped()) count_dropped(n);
+  if (st != RecvStatus::ok) return PeerReceived{st, 0, {}};
+  return PeerReceived{st, in.peer, std::move(in.frame)};
+}
+
+void ZmqServerTransport::do_close() { core_->close(); }
+
+}  // namespace picospec::zmq
