@@ -1,0 +1,108 @@
+#pragma once
+// LLaMA-architecture model on GGUF weights, implementing picospec::CausalLM.
+//
+//   auto model = picospec::llama::LlamaModel::load("stories260K.gguf", {.threads = 2});
+//   picospec::LogitRows rows;
+//   model->forward(tokens, rows);   // one logits row per token
+//   model->truncate(n);             // roll the KV cache back
+//
+// Batch invariance: the logits at a position are bit-identical whether the tokens were evaluated one at a time or
+// in chunks of any size, and whatever the thread count (info().batch_invariant == true). Every output element is
+// computed by the same fixed-order reduction whatever the chunk, and threads split rows, never a reduction.
+//
+// Thread-safety: a LlamaModel is used by one thread at a time (CausalLM contract); it runs its own small pool of
+// worker threads inside forward() (joined by the destructor). LlamaWeights are immutable and shared between models
+// (shared_ptr<const LlamaWeights>); the GGUF mapping stays alive as long as any model uses it.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "picospec/causal_lm.hpp"
+#include "picospec/llama/tokenizer.hpp"
+
+namespace picospec::llama {
+
+class GgufFile;
+
+/// How weights are held in memory.
+enum class WeightFormat {
+  native,  ///< as stored in the file, memory-mapped (F32 read in place; F16/BF16/Q8_0 rows decoded on the fly)
+  f32,     ///< every weight dequantized to F32 at load (more memory, no per-row decoding)
+};
+
+/// Hyperparameters read from the `llama.*` keys.
+struct LlamaHParams {
+  std::uint32_t vocab_size = 0;
+  std::uint32_t dim = 0;             ///< llama.embedding_length
+  std::uint32_t n_layers = 0;        ///< llama.block_count
+  std::uint32_t ffn_dim = 0;         ///< llama.feed_forward_length
+  std::uint32_t n_heads = 0;         ///< llama.attention.head_count
+  std::uint32_t n_kv_heads = 0;      ///< llama.attention.head_count_kv (default: n_heads)
+  std::uint32_t head_dim = 0;        ///< dim / n_heads
+  std::uint32_t rope_dim = 0;        ///< llama.rope.dimension_count (default: head_dim)
+  float rope_base = 10000.0f;        ///< llama.rope.freq_base (default 10000)
+  float rms_eps = 1e-5f;             ///< llama.attention.layer_norm_rms_epsilon
+  std::uint32_t context_length = 0;  ///< llama.context_length
+  bool tied_output = false;          ///< no output.weight: the head reuses token_embd
+};
+
+/// Model weights loaded from a GGUF file (validated: keys, tensor presence, shapes, types).
+class LlamaWeights {
+ public:
+  /// Opens, maps and validates `path`. Throws picospec::Error / DecodeError naming the file and key or tensor.
+  static std::shared_ptr<const LlamaWeights> load(const std::string& path, WeightFormat format = WeightFormat::native);
+  /// Same from an already-parsed file (takes ownership).
+  static std::shared_ptr<const LlamaWeights> from_gguf(GgufFile file, WeightFormat format = WeightFormat::native);
+
+  ~LlamaWeights();
+  LlamaWeights(const LlamaWeights&) = delete;
+  LlamaWeights& operator=(const LlamaWeights&) = delete;
+
+  [[nodiscard]] const LlamaHParams& hparams() const noexcept;
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] WeightFormat format() const noexcept;
+  /// The tokenizer stored in the file; nullptr when the file has no tokenizer.ggml.* metadata.
+  [[nodiscard]] std::shared_ptr<const Tokenizer> tokenizer() const noexcept;
+  /// Bytes of weight data the model reads per token (for bandwidth estimates).
+  [[nodiscard]] std::size_t weight_bytes() const noexcept;
+
+  struct Impl;
+  [[nodiscard]] const Impl& impl() const noexcept { return *impl_; }
+
+ private:
+  explicit LlamaWeights(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct LlamaParams {
+  std::size_t threads = 0;            ///< worker threads incl. the caller; 0 = std::thread::hardware_concurrency()
+  std::uint32_t context_length = 0;   ///< KV cache size; 0 = the model's llama.context_length (never larger than it)
+  WeightFormat weights = WeightFormat::native;  ///< used by load() only
+};
+
+class LlamaModel final : public CausalLM {
+ public:
+  /// A model over shared weights with its own KV cache and thread pool.
+  explicit LlamaModel(std::shared_ptr<const LlamaWeights> weights, LlamaParams params = {});
+  /// Loads weights from `path` (params.weights) and builds a model.
+  static std::unique_ptr<LlamaModel> load(const std::string& path, LlamaParams params = {});
+  ~LlamaModel() override;
+
+  [[nodiscard]] const LlamaWeights& weights() const noexcept { return *weights_; }
+  [[nodiscard]] std::shared_ptr<const LlamaWeights> shared_weights() const noexcept { return weights_; }
+  [[nodiscard]] std::shared_ptr<const Tokenizer> tokenizer() const noexcept { return weights_->tokenizer(); }
+  [[nodiscard]] std::size_t threads() const noexcept;
+
+ protected:
+  void do_forward(std::span<const Token> tokens, LogitRows& out) override;
+  void do_truncate(std::size_t n) override;
+
+ private:
+  struct State;
+  std::shared_ptr<const LlamaWeights> weights_;
+  std::unique_ptr<State> st_;
+};
+
+}  // namespace picospec::llama

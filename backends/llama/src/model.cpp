@@ -1,0 +1,417 @@
+#include "picospec/llama/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include <Eigen/Core>
+#include <Eigen/StdVector>
+#include <xtensor/xtensor.hpp>
+
+#include "kernels.hpp"
+#include "picospec/llama/gguf.hpp"
+#include "thread_pool.hpp"
+
+namespace picospec::llama {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weights
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A 2-D weight: `rows` rows of `cols` elements, each row `row_bytes` bytes of `type`.
+struct WeightMatrix {
+  GgmlType type = GgmlType::f32;
+  const std::uint8_t* data = nullptr;
+  std::size_t rows = 0, cols = 0, row_bytes = 0;
+  [[nodiscard]] const std::uint8_t* row(std::size_t r) const noexcept { return data + r * row_bytes; }
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;
+  WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+struct LlamaWeights::Impl {
+  GgufFile file;
+  std::string name;
+  LlamaHParams hp;
+  WeightFormat format = WeightFormat::native;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  WeightMatrix token_embd, output;
+  std::vector<float> output_norm;
+  std::vector<LayerWeights> layers;
+  std::vector<std::vector<float>> owned;  // dequantized copies (WeightFormat::f32)
+  std::size_t weight_bytes = 0;
+
+  explicit Impl(GgufFile f) : file(std::move(f)) {}
+
+  [[noreturn]] void fail(const std::string& what) const { throw DecodeError("GGUF " + file.name() + ": " + what); }
+
+  const GgufTensorInfo& expect(const std::string& tname, std::initializer_list<std::uint64_t> shape) const {
+    const GgufTensorInfo& t = file.tensor(tname);
+    const std::vector<std::uint64_t> want(shape);
+    if (t.dims != want) {
+      auto str = [](const std::vector<std::uint64_t>& d) {
+        std::string s = "[";
+        for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+        return s + "]";
+      };
+      fail("tensor '" + tname + "' has shape " + str(t.dims) + ", expected " + str(want) +
+           " from the llama.* hyperparameters");
+    }
+    if (!ggml_type_computable(t.type))
+      fail("tensor '" + tname + "' has type " + ggml_type_name(static_cast<std::uint32_t>(t.type)) +
+           ", which this backend cannot compute (supported: f32, f16, bf16, q8_0)");
+    return t;
+  }
+
+  WeightMatrix matrix(const std::string& tname, std::uint64_t cols, std::uint64_t rows) {
+    const GgufTensorInfo& t = expect(tname, {cols, rows});
+    WeightMatrix m;
+    m.rows = static_cast<std::size_t>(rows);
+    m.cols = static_cast<std::size_t>(cols);
+    const auto bytes = file.tensor_data(t);
+    if (format == WeightFormat::f32 && t.type != GgmlType::f32) {
+      owned.emplace_back(m.rows * m.cols);
+      auto& buf = owned.back();
+      const std::size_t rb = row_bytes(t.type, m.cols);
+      for (std::size_t r = 0; r < m.rows; ++r) dequantize_row(t.type, bytes.data() + r * rb, buf.data() + r * m.cols, m.cols);
+      m.type = GgmlType::f32;
+      m.data = reinterpret_cast<const std::uint8_t*>(buf.data());
+    } else {
+      m.type = t.type;
+      m.data = bytes.data();
+    }
+    m.row_bytes = row_bytes(m.type, m.cols);
+    weight_bytes += m.rows * m.row_bytes;
+    return m;
+  }
+
+  std::vector<float> vector(const std::string& tname, std::uint64_t n) {
+    const GgufTensorInfo& t = expect(tname, {n});
+    std::vector<float> v(static_cast<std::size_t>(n));
+    dequantize_row(t.type, file.tensor_data(t).data(), v.data(), v.size());
+    return v;
+  }
+
+  void load() {
+    const GgufFile& f = file;
+    const std::string& arch = f.get_string("general.architecture");
+    if (arch != "llama") fail("key 'general.architecture' is '" + arch + "'; only 'llama' is supported");
+    auto u32key = [&](const char* key, std::uint64_t max) -> std::uint32_t {
+      const std::uint64_t v = f.get_uint(key);
+      if (v == 0 || v > max) fail(std::string("key '") + key + "' = " + std::to_string(v) + " is out of range [1, " +
+                                  std::to_string(max) + "]");
+      return static_cast<std::uint32_t>(v);
+    };
+    hp.dim = u32key("llama.embedding_length", 1u << 16);
+    hp.n_layers = u32key("llama.block_count", 1024);
+    hp.ffn_dim = u32key("llama.feed_forward_length", 1u << 18);
+    hp.n_heads = u32key("llama.attention.head_count", 1024);
+    hp.n_kv_heads = f.has("llama.attention.head_count_kv") ? u32key("llama.attention.head_count_kv", 1024) : hp.n_heads;
+    hp.context_length = u32key("llama.context_length", 1u << 24);
+    if (hp.dim % hp.n_heads != 0)
+      fail("key 'llama.embedding_length' (" + std::to_string(hp.dim) + ") is not a multiple of "
+           "'llama.attention.head_count' (" + std::to_string(hp.n_heads) + ")");
+    if (hp.n_heads % hp.n_kv_heads != 0)
+      fail("key 'llama.attention.head_count' is not a multiple of 'llama.attention.head_count_kv'");
+    hp.head_dim = hp.dim / hp.n_heads;
+    hp.rope_dim = f.has("llama.rope.dimension_count") ? u32key("llama.rope.dimension_count", 1u << 16) : hp.head_dim;
+    if (hp.rope_dim % 2 != 0 || hp.rope_dim > hp.head_dim)
+      fail("key 'llama.rope.dimension_count' (" + std::to_string(hp.rope_dim) + ") must be even and <= the head size " +
+           std::to_string(hp.head_dim));
+    const double base = f.opt_float("llama.rope.freq_base").value_or(10000.0);
+    if (!(base > 0.0) || !std::isfinite(base)) fail("key 'llama.rope.freq_base' must be a positive number");
+    hp.rope_base = static_cast<float>(base);
+    const double eps = f.get_float("llama.attention.layer_norm_rms_epsilon");
+    if (!(eps > 0.0) || !(eps < 1.0)) fail("key 'llama.attention.layer_norm_rms_epsilon' must be in (0, 1)");
+    hp.rms_eps = static_cast<float>(eps);
+    name = f.has("general.name") ? f.get_string("general.name") : f.name();
+
+    const GgufTensorInfo& emb = f.tensor("token_embd.weight");
+    if (emb.dims.size() != 2) fail("tensor 'token_embd.weight' must have 2 dimensions");
+    if (emb.dims[1] > (1u << 24)) fail("tensor 'token_embd.weight': vocabulary larger than 2^24");
+    hp.vocab_size = static_cast<std::uint32_t>(emb.dims[1]);
+    if (f.has("tokenizer.ggml.tokens")) {
+      tokenizer = Tokenizer::from_gguf(f);
+      if (tokenizer->vocab_size() != hp.vocab_size)
+        fail("key 'tokenizer.ggml.tokens' has " + std::to_string(tokenizer->vocab_size()) +
+             " tokens but tensor 'token_embd.weight' has " + std::to_string(hp.vocab_size) + " rows");
+    }
+
+    const std::uint32_t q = hp.n_heads * hp.head_dim, kv = hp.n_kv_heads * hp.head_dim;
+    token_embd = matrix("token_embd.weight", hp.dim, hp.vocab_size);
+    output_norm = vector("output_norm.weight", hp.dim);
+    hp.tied_output = f.find_tensor("output.weight") == nullptr;
+    output = hp.tied_output ? token_embd : matrix("output.weight", hp.dim, hp.vocab_size);
+    layers.resize(hp.n_layers);
+    for (std::uint32_t l = 0; l < hp.n_layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      LayerWeights& L = layers[l];
+      L.attn_norm = vector(p + "attn_norm.weight", hp.dim);
+      L.ffn_norm = vector(p + "ffn_norm.weight", hp.dim);
+      L.wq = matrix(p + "attn_q.weight", hp.dim, q);
+      L.wk = matrix(p + "attn_k.weight", hp.dim, kv);
+      L.wv = matrix(p + "attn_v.weight", hp.dim, kv);
+      L.wo = matrix(p + "attn_output.weight", q, hp.dim);
+      L.w_gate = matrix(p + "ffn_gate.weight", hp.dim, hp.ffn_dim);
+      L.w_up = matrix(p + "ffn_up.weight", hp.dim, hp.ffn_dim);
+      L.w_down = matrix(p + "ffn_down.weight", hp.ffn_dim, hp.dim);
+    }
+  }
+};
+
+LlamaWeights::LlamaWeights(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LlamaWeights::~LlamaWeights() = default;
+
+std::shared_ptr<const LlamaWeights> LlamaWeights::from_gguf(GgufFile file, WeightFormat format) {
+  auto impl = std::make_unique<Impl>(std::move(file));
+  impl->format = format;
+  impl->load();
+  return std::shared_ptr<const LlamaWeights>(new LlamaWeights(std::move(impl)));
+}
+
+std::shared_ptr<const LlamaWeights> LlamaWeights::load(const std::string& path, WeightFormat format) {
+  return from_gguf(GgufFile::open(path), format);
+}
+
+const LlamaHParams& LlamaWeights::hparams() const noexcept { return impl_->hp; }
+const std::string& LlamaWeights::name() const noexcept { return impl_->name; }
+WeightFormat LlamaWeights::format() const noexcept { return impl_->format; }
+std::shared_ptr<const Tokenizer> LlamaWeights::tokenizer() const noexcept { return impl_->tokenizer; }
+std::size_t LlamaWeights::weight_bytes() const noexcept { return impl_->weight_bytes; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Model state: KV cache (xtensor [layer, kv_head, position, head_dim]), activations, thread pool.
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+using Vec = Eigen::Map<Eigen::VectorXf>;
+using CVec = Eigen::Map<const Eigen::VectorXf>;
+
+constexpr std::size_t pad16(std::size_t n) noexcept { return (n + 15) / 16 * 16; }
+
+/// Activations for up to `cap` tokens, each row padded to a multiple of 16 floats.
+struct Activations {
+  std::size_t stride = 0, cap = 0;
+  std::vector<float, Eigen::aligned_allocator<float>> data;  // every row starts on the same alignment
+  void reserve(std::size_t rows, std::size_t width) {
+    stride = pad16(width);
+    if (rows > cap) {
+      cap = rows;
+      data.assign(cap * stride, 0.0f);
+    }
+  }
+  float* row(std::size_t j) noexcept { return data.data() + j * stride; }
+};
+
+}  // namespace
+
+struct LlamaModel::State {
+  const LlamaWeights::Impl* w;
+  std::size_t ctx;
+  detail::ThreadPool pool;
+  xt::xtensor<float, 4> k_cache, v_cache;  // [layer, kv_head, position, head_dim]
+  Activations x, xn, q, k, v, att, gate, up;
+  std::vector<double> inv_freq;
+
+  State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads)
+      : w(weights), ctx(context), pool(threads) {
+    const auto& hp = w->hp;
+    const std::array<std::size_t, 4> shape = {hp.n_layers, hp.n_kv_heads, ctx, hp.head_dim};
+    try {
+      k_cache = xt::xtensor<float, 4>::from_shape(shape);
+      v_cache = xt::xtensor<float, 4>::from_shape(shape);
+    } catch (const std::bad_alloc&) {
+      throw Error("LlamaModel: cannot allocate a KV cache for " + std::to_string(ctx) +
+                  " positions; set LlamaParams::context_length lower");
+    }
+    inv_freq.resize(hp.rope_dim / 2);
+    for (std::size_t i = 0; i < inv_freq.size(); ++i)
+      inv_freq[i] = std::pow(static_cast<double>(hp.rope_base), -2.0 * static_cast<double>(i) / hp.rope_dim);
+  }
+
+  float* k_at(std::size_t l, std::size_t g, std::size_t pos) noexcept { return &k_cache.unchecked(l, g, pos, 0); }
+  float* v_at(std::size_t l, std::size_t g, std::size_t pos) noexcept { return &v_cache.unchecked(l, g, pos, 0); }
+
+  /// Y[j][r] = dot(W.row(r), X[j]) for j < nt, r < W.rows; rows are split across threads.
+  void matmul(const WeightMatrix& W, const float* X, std::size_t xstride, std::size_t nt, float* Y,
+              std::size_t ystride) {
+    const std::size_t work = W.rows * W.cols * nt;
+    const std::size_t parts = work < (1u << 16) ? 1 : 0;
+    pool.parallel_for(W.rows, [&](std::size_t r0, std::size_t r1) {
+      std::vector<float> buf(W.type == GgmlType::f32 ? 0 : W.cols);
+      float out[kernels::kMaxTokens];
+      for (std::size_t r = r0; r < r1; ++r) {
+        const float* wr;
+        if (W.type == GgmlType::f32) {
+          wr = reinterpret_cast<const float*>(W.row(r));
+        } else {
+          dequantize_row(W.type, W.row(r), buf.data(), W.cols);
+          wr = buf.data();
+        }
+        for (std::size_t j0 = 0; j0 < nt; j0 += kernels::kMaxTokens) {
+          const std::size_t nb = std::min(kernels::kMaxTokens, nt - j0);
+          kernels::dot_multi(wr, X + j0 * xstride, xstride, nb, W.cols, out);
+          for (std::size_t j = 0; j < nb; ++j) Y[(j0 + j) * ystride + r] = out[j];
+        }
+      }
+    }, parts);
+  }
+
+  void rmsnorm(const float* in, const std::vector<float>& weight, float* out) const {
+    const std::size_t n = weight.size();
+    const float ss = kernels::dot(in, in, n);
+    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + w->hp.rms_eps);
+    Vec(out, static_cast<Eigen::Index>(n)) =
+        (CVec(in, static_cast<Eigen::Index>(n)) * scale).cwiseProduct(CVec(weight.data(), static_cast<Eigen::Index>(n)));
+  }
+
+  void rope(float* vec, std::size_t n_heads, std::size_t pos) const {
+    const auto& hp = w->hp;
+    for (std::size_t i = 0; i < inv_freq.size(); ++i) {
+      const double a = static_cast<double>(pos) * inv_freq[i];
+      const auto c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+      for (std::size_t h = 0; h < n_heads; ++h) {
+        float* p = vec + h * hp.head_dim + 2 * i;
+        const float x0 = p[0], x1 = p[1];
+        p[0] = x0 * c - x1 * s;
+        p[1] = x0 * s + x1 * c;
+      }
+    }
+  }
+
+  void forward(std::span<const Token> tokens, std::size_t pos0, LogitRows& out) {
+    const auto& hp = w->hp;
+    const std::size_t nt = tokens.size();
+    const std::size_t hd = hp.head_dim, nq = hp.n_heads * hd, nkv = hp.n_kv_heads * hd;
+    x.reserve(nt, hp.dim);
+    xn.reserve(nt, hp.dim);
+    q.reserve(nt, nq);
+    k.reserve(nt, nkv);
+    v.reserve(nt, nkv);
+    att.reserve(nt, nq);
+    gate.reserve(nt, hp.ffn_dim);
+    up.reserve(nt, hp.ffn_dim);
+
+    for (std::size_t j = 0; j < nt; ++j)
+      dequantize_row(w->token_embd.type, w->token_embd.row(static_cast<std::size_t>(tokens[j])), x.row(j), hp.dim);
+
+    const float att_scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const std::size_t group = hp.n_heads / hp.n_kv_heads;
+    for (std::size_t l = 0; l < hp.n_layers; ++l) {
+      const LayerWeights& L = w->layers[l];
+      for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), L.attn_norm, xn.row(j));
+      matmul(L.wq, xn.row(0), xn.stride, nt, q.row(0), q.stride);
+      matmul(L.wk, xn.row(0), xn.stride, nt, k.row(0), k.stride);
+      matmul(L.wv, xn.row(0), xn.stride, nt, v.row(0), v.stride);
+      for (std::size_t j = 0; j < nt; ++j) {
+        rope(q.row(j), hp.n_heads, pos0 + j);
+        rope(k.row(j), hp.n_kv_heads, pos0 + j);
+        for (std::size_t g = 0; g < hp.n_kv_heads; ++g) {
+          std::copy_n(k.row(j) + g * hd, hd, k_at(l, g, pos0 + j));
+          std::copy_n(v.row(j) + g * hd, hd, v_at(l, g, pos0 + j));
+        }
+      }
+      // Attention: one task per (token, head); each query row is computed the same way whatever the chunk.
+      const std::size_t tasks = nt * hp.n_heads;
+      const std::size_t att_work = tasks * (pos0 + nt) * hd;
+      pool.parallel_for(tasks, [&](std::size_t t0, std::size_t t1) {
+        std::vector<float> scores(pos0 + nt);
+        for (std::size_t t = t0; t < t1; ++t) {
+          const std::size_t j = t / hp.n_heads, h = t % hp.n_heads, g = h / group;
+          const std::size_t n_pos = pos0 + j + 1;
+          const float* qh = q.row(j) + h * hd;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (std::size_t p = 0; p < n_pos; ++p) {
+            scores[p] = kernels::dot(qh, k_at(l, g, p), hd) * att_scale;
+            mx = std::max(mx, scores[p]);
+          }
+          float sum = 0.0f;
+          for (std::size_t p = 0; p < n_pos; ++p) {
+            scores[p] = std::exp(scores[p] - mx);
+            sum += scores[p];
+          }
+          float* o = att.row(j) + h * hd;
+          Vec ov(o, static_cast<Eigen::Index>(hd));
+          ov.setZero();
+          for (std::size_t p = 0; p < n_pos; ++p) ov += scores[p] * CVec(v_at(l, g, p), static_cast<Eigen::Index>(hd));
+          ov *= 1.0f / sum;
+        }
+      }, att_work < (1u << 15) ? 1 : 0);
+      matmul(L.wo, att.row(0), att.stride, nt, xn.row(0), xn.stride);
+      for (std::size_t j = 0; j < nt; ++j)
+        Vec(x.row(j), hp.dim) += CVec(xn.row(j), hp.dim);
+
+      for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), L.ffn_norm, xn.row(j));
+      matmul(L.w_gate, xn.row(0), xn.stride, nt, gate.row(0), gate.stride);
+      matmul(L.w_up, xn.row(0), xn.stride, nt, up.row(0), up.stride);
+      for (std::size_t j = 0; j < nt; ++j) {
+        Vec gv(gate.row(j), hp.ffn_dim);
+        // SwiGLU: silu(g) * u, elementwise
+        gv = (gv.array() / (1.0f + (-gv.array()).exp())) * CVec(up.row(j), hp.ffn_dim).array();
+      }
+      matmul(L.w_down, gate.row(0), gate.stride, nt, xn.row(0), xn.stride);
+      for (std::size_t j = 0; j < nt; ++j)
+        Vec(x.row(j), hp.dim) += CVec(xn.row(j), hp.dim);
+    }
+    for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), w->output_norm, xn.row(j));
+    matmul(w->output, xn.row(0), xn.stride, nt, out.data(), out.vocab());
+  }
+};
+
+namespace {
+
+ModelInfo make_info(const LlamaWeights& w, const LlamaParams& p) {
+  const auto& hp = w.hparams();
+  ModelInfo info;
+  info.name = w.name();
+  info.vocab_size = hp.vocab_size;
+  info.context_length = p.context_length != 0 ? std::min(p.context_length, hp.context_length) : hp.context_length;
+  if (auto t = w.tokenizer()) {
+    info.tokenizer_fingerprint = t->fingerprint();
+    info.bos = t->bos();
+    info.eos = t->eos();
+  }
+  info.batch_invariant = true;
+  return info;
+}
+
+std::size_t resolve_threads(std::size_t t) {
+  if (t != 0) return t;
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : hw;
+}
+
+const std::shared_ptr<const LlamaWeights>& non_null(const std::shared_ptr<const LlamaWeights>& w) {
+  if (!w) throw Error("LlamaModel: null weights");
+  return w;
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(std::shared_ptr<const LlamaWeights> weights, LlamaParams params)
+    : CausalLM(make_info(*non_null(weights), params)), weights_(std::move(weights)) {
+  if (params.threads > 1024) throw Error("LlamaModel: threads must be <= 1024");
+  st_ = std::make_unique<State>(&weights_->impl(), info_.context_length, resolve_threads(params.threads));
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, LlamaParams params) {
+  return std::make_unique<LlamaModel>(LlamaWeights::load(path, params.weights), params);
+}
+
+LlamaModel::~LlamaModel() = default;
+
+std::size_t LlamaModel::threads() const noexcept { return st_->pool.size(); }
+
+void LlamaModel::do_forward(std::span<const Token> tokens, LogitRows& out) { st_->forward(tokens, length(), out); }
+
+void LlamaModel::do_truncate(std::size_t) {
+  // Positions >= n are simply overwritten by later forward() calls; attention never reads past the context length.
+}
+
+}  // namespace picospec::llama
