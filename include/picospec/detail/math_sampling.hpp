@@ -62,12 +62,16 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
     for (;;) {
       select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
       double cum = 0.0;
-      bool reached = false;
-      for (const auto& x : sel) {
-        cum += weight(x.value);
-        if (cum >= target) { reached = true; break; }
+      std::size_t keep = 0;
+      while (keep < sel.size()) {
+        cum += weight(sel[keep].value);
+        ++keep;
+        if (cum >= target) break;
       }
-      if (reached || k >= n || sel.size() < k) break;
+      if (cum >= target || k >= n || sel.size() < k) {
+        sel.resize(std::max<std::size_t>(keep, 1));
+        break;
+      }
       k = std::min(n, k * 8);
     }
   } else {
@@ -76,7 +80,7 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
       if (logits[i] > kNegInf) sel.push_back({logits[i], static_cast<Token>(i)});
   }
 
-  if (use_top_p) {  // sel is ranked here; softmax over the kept set at temperature 1
+  if (use_top_p && use_top_k) {  // sel is the ranked top-k set; softmax over it at temperature 1
     double z = 0.0;
     for (const auto& x : sel) z += weight(x.value);
     const double target = static_cast<double>(sp.top_p) * z;
