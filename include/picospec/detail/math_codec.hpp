@@ -352,13 +352,14 @@ inline std::unique_ptr<SparseCodec> make_codec(std::string_view spec) {
     if (k == 0 || k > (1u << 24)) throw bad("K must be in [1, 2^24]");
   }
   double top_p = 1.0;
-  std::string name = std::string(parts[0]) + ":" + std::to_string(k);
+  std::string name(parts[0]);
+  name.append(":").append(std::to_string(k));
   if (parts.size() == 3) {
     const auto s = parts[2];
     const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), top_p);
     if (s.empty() || ec != std::errc() || ptr != s.data() + s.size()) throw bad("P is not a number");
     if (!(top_p > 0.0 && top_p <= 1.0)) throw bad("P must be in (0, 1]");
-    name += ":" + std::string(s);
+    name.append(":").append(s);
   }
   if (parts[0] == "topk_f32") return std::make_unique<detail::TopkF32Codec>(std::move(name), k, top_p);
   return std::make_unique<detail::TopkQCodec>(std::move(name), k, top_p);
