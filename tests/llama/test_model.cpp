@@ -1,0 +1,184 @@
+// LlamaModel on small random GGUF models written by the test: batch invariance (bit-exact), thread-count
+// invariance, KV rollback, context length, weight formats, tied output, GQA/partial RoPE shapes.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "picospec/llama/gguf.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/llama/random_model.hpp"
+
+using namespace picospec;
+using namespace picospec::llama;
+
+namespace {
+
+std::shared_ptr<const LlamaWeights> weights_for(const RandomLlamaSpec& s, WeightFormat f = WeightFormat::native) {
+  return LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(s).bytes(), "random.gguf"), f);
+}
+
+std::vector<Token> random_tokens(std::size_t n, std::uint32_t vocab, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Token> t(n);
+  for (auto& x : t) x = static_cast<Token>(rng() % vocab);
+  return t;
+}
+
+/// Runs `tokens` through a fresh model in chunks of `chunk` and returns all logits rows concatenated.
+std::vector<float> run_chunked(const std::shared_ptr<const LlamaWeights>& w, const std::vector<Token>& tokens,
+                               std::size_t chunk, std::size_t threads) {
+  LlamaModel m(w, {.threads = threads});
+  std::vector<float> all;
+  LogitRows rows;
+  for (std::size_t i = 0; i < tokens.size(); i += chunk) {
+    const std::size_t n = std::min(chunk, tokens.size() - i);
+    m.forward(std::span<const Token>(tokens).subspan(i, n), rows);
+    all.insert(all.end(), rows.data(), rows.data() + rows.rows() * rows.vocab());
+  }
+  return all;
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("logits are bit-identical for every chunking and thread count", "[model][invariance]") {
+  // A wrong implementation this catches: Eigen GEMM over the chunk (blocking depends on the number of tokens), a
+  // reduction split across threads, or attention that sums keys in a chunk-dependent order.
+  for (GgmlType type : {GgmlType::f32, GgmlType::q8_0}) {
+    RandomLlamaSpec s;
+    s.dim = 96;  // 96 % 16 != 0 exercises the kernel's scalar tail
+    s.n_heads = 6;
+    s.n_kv_heads = 2;
+    s.ffn_dim = 160;
+    s.n_layers = 2;
+    s.vocab_size = 300;
+    s.type = type;
+    const auto w = weights_for(s);
+    const auto tokens = random_tokens(23, s.vocab_size, 7);
+    const auto ref = run_chunked(w, tokens, 1, 1);
+    for (std::size_t chunk : {2u, 3u, 4u, 5u, 7u, 23u})
+      for (std::size_t threads : {1u, 2u, 3u}) {
+        INFO("type " << static_cast<int>(type) << " chunk " << chunk << " threads " << threads);
+        CHECK(bit_equal(run_chunked(w, tokens, chunk, threads), ref));
+      }
+  }
+}
+
+TEST_CASE("large projections split over threads stay bit-identical", "[model][invariance]") {
+  // Big enough that matmul and attention actually go parallel (the pool's work threshold).
+  RandomLlamaSpec s;
+  s.dim = 256;
+  s.n_heads = 8;
+  s.n_kv_heads = 4;
+  s.ffn_dim = 512;
+  s.n_layers = 1;
+  s.vocab_size = 1000;
+  const auto w = weights_for(s);
+  const auto tokens = random_tokens(12, s.vocab_size, 3);
+  const auto ref = run_chunked(w, tokens, 1, 1);
+  CHECK(bit_equal(run_chunked(w, tokens, 5, 2), ref));
+  CHECK(bit_equal(run_chunked(w, tokens, 12, 4), ref));
+}
+
+TEST_CASE("truncate rolls the KV cache back exactly", "[model]") {
+  RandomLlamaSpec s;
+  const auto w = weights_for(s);
+  const auto a = random_tokens(10, s.vocab_size, 1);
+  const auto b = random_tokens(6, s.vocab_size, 2);
+  LlamaModel m(w, {.threads = 2});
+  LogitRows r1, r2, junk;
+  m.forward(a, r1);
+  m.forward(b, r2);  // the continuation we will reproduce
+  const std::vector<float> want(r2.data(), r2.data() + r2.rows() * r2.vocab());
+  m.truncate(a.size());
+  m.forward(random_tokens(5, s.vocab_size, 9), junk);  // a rejected speculative branch
+  m.truncate(a.size());
+  m.forward(b, r2);
+  CHECK(std::memcmp(want.data(), r2.data(), want.size() * sizeof(float)) == 0);
+  CHECK(m.length() == a.size() + b.size());
+  m.reset();
+  CHECK(m.length() == 0);
+}
+
+TEST_CASE("context length and vocabulary are enforced", "[model]") {
+  RandomLlamaSpec s;
+  s.context_length = 16;
+  const auto w = weights_for(s);
+  LlamaModel m(w, {.threads = 1});
+  CHECK(m.info().context_length == 16);
+  CHECK(m.info().batch_invariant);
+  CHECK(m.info().bos == 1);
+  CHECK(m.info().eos == 2);
+  CHECK(m.info().tokenizer_fingerprint != 0);
+  LogitRows rows;
+  m.forward(random_tokens(16, s.vocab_size, 1), rows);
+  const Token one[1] = {3};
+  CHECK_THROWS_WITH(m.forward(one, rows), Catch::Contains("context length 16"));
+  m.truncate(4);
+  const Token bad[1] = {static_cast<Token>(s.vocab_size)};
+  CHECK_THROWS_AS(m.forward(bad, rows), Error);
+  LlamaModel small(w, {.threads = 1, .context_length = 8});
+  CHECK(small.info().context_length == 8);
+}
+
+TEST_CASE("weight formats: native Q8_0/F16/BF16 equal dequantized-at-load F32, bit for bit", "[model]") {
+  // Row decoding on the fly must produce the same floats as decoding at load.
+  for (GgmlType type : {GgmlType::q8_0, GgmlType::f16, GgmlType::bf16}) {
+    RandomLlamaSpec s;
+    s.type = type;
+    s.dim = 64;
+    const auto tokens = random_tokens(9, s.vocab_size, 5);
+    const auto native = run_chunked(weights_for(s, WeightFormat::native), tokens, 4, 2);
+    const auto f32 = run_chunked(weights_for(s, WeightFormat::f32), tokens, 3, 1);
+    CHECK(bit_equal(native, f32));
+  }
+}
+
+TEST_CASE("quantized models track the F32 model", "[model]") {
+  RandomLlamaSpec s;
+  const auto tokens = random_tokens(6, s.vocab_size, 11);
+  const auto ref = run_chunked(weights_for(s), tokens, 6, 1);
+  for (GgmlType type : {GgmlType::f16, GgmlType::bf16, GgmlType::q8_0}) {
+    s.type = type;
+    const auto q = run_chunked(weights_for(s), tokens, 6, 1);
+    REQUIRE(q.size() == ref.size());
+    double max_err = 0, max_abs = 0;
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      max_err = std::max(max_err, std::fabs(static_cast<double>(q[i]) - ref[i]));
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(ref[i])));
+    }
+    INFO("type " << static_cast<int>(type) << " max error " << max_err << " of " << max_abs);
+    CHECK(max_err < 0.1 * max_abs);
+    CHECK(max_err > 0.0);  // it really used the quantized weights
+  }
+}
+
+TEST_CASE("tied output head, partial RoPE and GGUF v2 load and run", "[model]") {
+  RandomLlamaSpec s;
+  s.tied_output = true;
+  s.rope_dim = 8;  // head_dim 16: only the first 8 dims rotate
+  s.gguf_version = 2;
+  const auto w = weights_for(s);
+  CHECK(w->hparams().tied_output);
+  CHECK(w->hparams().rope_dim == 8);
+  LlamaModel m(w, {.threads = 1});
+  LogitRows rows;
+  m.forward(random_tokens(3, s.vocab_size, 1), rows);
+  for (std::size_t i = 0; i < rows.rows() * rows.vocab(); ++i) REQUIRE(std::isfinite(rows.data()[i]));
+}
+
+TEST_CASE("position matters: RoPE makes the same tokens give different logits at different positions", "[model]") {
+  RandomLlamaSpec s;
+  const auto w = weights_for(s);
+  LlamaModel m(w, {.threads = 1});
+  LogitRows a, b;
+  const Token t[2] = {5, 5};
+  m.forward(t, a);
+  CHECK(std::memcmp(a.row(0).data(), a.row(1).data(), a.vocab() * sizeof(float)) != 0);
+  (void)b;
+}
