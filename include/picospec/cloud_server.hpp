@@ -1,0 +1,77 @@
+#pragma once
+// CloudServer: the cloud side of the asynchronous pipeline (docs/pipeline.md).
+//
+// It owns a Verifier factory and a ServerTransport (one endpoint serves many edge sessions). Each Hello opens
+// a session with its own Verifier (made by the factory) after a compatibility check (wire::compatibility_error
+// plus codec support); the session keeps its committed length, the pending target row and its epoch. Draft
+// chunks are verified in order; frames of an old epoch are dropped and counted. On a rejection the server
+// commits accepted + correction, bumps the epoch, rolls the verifier back and, when it chose the correction
+// itself (greedy / full / sparse_draft), pre-verifies it at once so the next chunk's first token can be tested
+// on arrival. In candidates / topk modes it sends the candidate stream / Top-K frame and the edge returns the
+// correction as the first, fixed token of its next Draft. cloud-ar sessions generate alone and stream Tokens.
+//
+// Threads: start() launches one I/O thread (receives, routes frames to sessions) and `workers` verify
+// workers; a session is served by at most one worker at a time, so its frames are handled in arrival order.
+// stop() closes the transport and joins every thread (also done by the destructor); it is final.
+// A failure while serving a session (bad frame, backend exception) sends an Error frame to that peer and ends
+// that session only; it never reaches std::terminate.
+//
+// Thread-safety: start()/stop()/stats() may be called from any thread. Blocking: stop() waits for workers to
+// finish the frame they are serving (a cloud-ar loop notices the stop between tokens).
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "picospec/transport.hpp"
+#include "picospec/verifier.hpp"
+
+namespace picospec {
+
+struct CloudOptions {
+  std::size_t workers = 2;                          ///< verify worker threads
+  std::size_t max_sessions = 64;                    ///< Hello beyond this is refused (busy)
+  std::size_t inbox_frames = 256;                   ///< frames queued per session; more are dropped
+  std::size_t max_frame_bytes = std::size_t{64} << 20;  ///< decode limit (vanilla mode uploads dense rows)
+  std::chrono::milliseconds session_idle_timeout{300000};  ///< sessions silent this long are closed
+  std::string name = "picospec-cloud";             ///< sent in Welcome
+};
+
+/// Counters since start(); monotonic; safe to read from any thread.
+struct CloudStats {
+  std::uint64_t sessions_opened = 0, sessions_refused = 0, sessions_active = 0;
+  std::uint64_t frames_in = 0, stale_dropped = 0, malformed = 0, errors_sent = 0;
+  std::uint64_t chunks_verified = 0, drafts_tested = 0, drafts_accepted = 0, rejections = 0;
+  std::uint64_t more_candidates = 0, cloud_ar_tokens = 0;
+  double verify_ms = 0.0;  ///< time inside Verifier calls (begin/score/rollback), all sessions
+  double busy_ms = 0.0;    ///< time workers spent serving frames (verify + sampling + encoding)
+};
+
+class CloudServer {
+ public:
+  using VerifierFactory = std::function<std::unique_ptr<Verifier>()>;
+
+  /// Throws Error if `factory` is empty or `transport` null.
+  CloudServer(VerifierFactory factory, std::unique_ptr<ServerTransport> transport, CloudOptions options = {});
+  ~CloudServer();
+  CloudServer(const CloudServer&) = delete;
+  CloudServer& operator=(const CloudServer&) = delete;
+
+  /// Starts the threads. Throws Error if already started or stopped.
+  void start();
+  /// Closes the transport and joins every thread. Idempotent.
+  void stop();
+
+  [[nodiscard]] CloudStats stats() const;
+  [[nodiscard]] ServerTransport& transport() noexcept { return *transport_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<ServerTransport> transport_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace picospec

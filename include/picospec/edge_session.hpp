@@ -1,0 +1,116 @@
+#pragma once
+// EdgeSession: the edge side of the asynchronous speculative-decoding pipeline (docs/pipeline.md).
+//
+// It owns a Drafter and the edge end of a Transport to a CloudServer. generate() runs one generation: the
+// Hello/Welcome handshake (compatibility is checked by the cloud; a refusal becomes an exception), Prefill,
+// then, depending on the mode, drafting and verdict handling, until EOS, max_tokens or cancel(). Committed
+// tokens are streamed to a callback as soon as the cloud confirms them.
+//
+// Threads: generate() runs the drafting loop on the calling thread (it owns the drafter) and starts one I/O
+// thread that receives and decodes frames into a bounded event queue; the I/O thread is joined before
+// generate() returns or throws. Errors on either thread (transport closed, cloud Error frame, timeout, bad
+// frames, drafter exceptions) surface as exceptions from generate(), never std::terminate.
+//
+// Thread-safety: generate() must not be called concurrently on one session (a second concurrent call throws).
+// cancel() may be called from any thread (including the token callback) and makes the running generate()
+// return early with FinishReason::cancelled. Blocking: generate() blocks until the generation ends.
+// Ownership: the session owns the drafter and the transport; transport() stays usable for statistics.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "picospec/drafter.hpp"
+#include "picospec/metrics.hpp"
+#include "picospec/pipeline_mode.hpp"
+#include "picospec/rejection.hpp"
+#include "picospec/transport.hpp"
+#include "picospec/types.hpp"
+
+namespace picospec {
+
+/// When a partially drafted chunk is sent.
+enum class SendPolicy : std::uint8_t {
+  full_chunks,  ///< send a chunk when it holds γ tokens (or the generation cannot draft more)
+  when_idle,    ///< also send what is drafted when no chunk is in flight (the cloud would idle otherwise)
+};
+
+/// Per-generation parameters.
+struct GenerateParams {
+  PipelineMode mode = PipelineMode::picospec;
+  SamplingParams sampling{};                       ///< applied on both sides (temperature 0 = greedy)
+  std::uint64_t seed = 0;                          ///< keys every random draw (rng.hpp)
+  std::uint32_t max_tokens = 128;                  ///< new tokens to generate (>= 1)
+  std::uint32_t gamma = 4;                         ///< draft chunk length
+  std::uint32_t depth = 1;                         ///< chunks in flight while drafting the next (paper: 1)
+  SendPolicy send_policy = SendPolicy::full_chunks;
+  std::optional<RejectionMode> rejection;          ///< override the mode's default (see plan_mode)
+  std::string sparse_codec = "topk_q:64";          ///< sparse_draft mode uplink codec
+  std::uint32_t topk_k = 10;                       ///< paper mode: Top-K entries on a rejection
+  std::uint32_t candidates_m = 32;                 ///< picospec candidates mode: candidates per verdict
+  TopkFallback topk_fallback = TopkFallback::renormalized_p;
+  bool stop_at_eos = true;                         ///< stop after committing the target's EOS token
+};
+
+enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled };
+[[nodiscard]] std::string_view to_string(FinishReason r) noexcept;
+
+struct GenerateResult {
+  std::vector<Token> tokens;  ///< committed new tokens (EOS included when it ended the generation)
+  FinishReason finish = FinishReason::max_tokens;
+  Metrics metrics;
+};
+
+/// Session-level options.
+struct EdgeOptions {
+  std::chrono::milliseconds response_timeout{30000};  ///< max wait for any cloud frame while one is due
+  std::size_t event_queue = 256;                      ///< bounded queue between the I/O and drafting threads
+  std::size_t max_frame_bytes = std::size_t{64} << 20;  ///< decode limit for frames from the cloud
+  std::string label_backend;                          ///< copied into Metrics::backend
+  std::string label_profile;                          ///< copied into Metrics::profile
+  std::string label_link;                             ///< copied into Metrics::link (default: transport describe())
+};
+
+class EdgeSession {
+ public:
+  using TokenCallback = std::function<void(Token)>;
+
+  /// `transport` may be null only for edge-only generations. Throws Error if `drafter` is null.
+  EdgeSession(std::unique_ptr<Drafter> drafter, std::unique_ptr<Transport> transport, EdgeOptions options = {});
+  ~EdgeSession();
+  EdgeSession(const EdgeSession&) = delete;
+  EdgeSession& operator=(const EdgeSession&) = delete;
+
+  /// Runs one generation (see the file comment). `on_token` (may be empty) is called on the calling thread
+  /// for every committed token, in order. Throws Error on bad params, refusal by the cloud, protocol or
+  /// transport failure, timeout.
+  GenerateResult generate(std::span<const Token> prompt, const GenerateParams& params,
+                          const TokenCallback& on_token = {});
+
+  /// Asks the running generate() to stop; safe from any thread; no effect when idle.
+  void cancel() noexcept;
+
+  [[nodiscard]] Drafter& drafter() noexcept { return *drafter_; }
+  /// The transport (null if none was given).
+  [[nodiscard]] Transport* transport() noexcept { return transport_.get(); }
+
+ private:
+  struct Run;
+  friend struct Run;
+
+  std::unique_ptr<Drafter> drafter_;
+  std::unique_ptr<Transport> transport_;
+  EdgeOptions options_;
+  std::atomic<bool> busy_{false};
+  std::mutex run_mu_;     // guards run_ (cancel() vs generate())
+  Run* run_ = nullptr;
+  std::uint64_t generations_ = 0;
+};
+
+}  // namespace picospec

@@ -1,0 +1,53 @@
+#pragma once
+// Pipeline modes: the baselines and picospec's own pipeline are configurations of one EdgeSession /
+// CloudServer pair (docs/pipeline.md), so every comparison runs on the same link in one process.
+//
+//   cloud-ar   the edge sends the prompt; the cloud generates alone and streams tokens down.
+//   edge-only  the draft model alone on the edge; no network.
+//   vanilla    stop-and-wait speculative decoding: draft γ, send the full draft distributions (dense_f32),
+//              wait for the verdict, repeat. Rejection `full` (exact).
+//   paper      the PicoSpec paper: pipelined drafting, q(d) scalars up, Top-K of p down on a rejection, the edge
+//              samples the correction (rejection `topk`, approximate).
+//   picospec   pipelined drafting with exact separate rejection sampling (default; rejection `candidates`, or
+//              `sparse_draft` on request).
+// temperature 0 turns every speculative mode into greedy verification (exact).
+//
+// Thread-safety: pure functions. Nothing blocks.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "picospec/rejection.hpp"
+#include "picospec/types.hpp"
+
+namespace picospec {
+
+/// Numeric values match wire::PipelineMode.
+enum class PipelineMode : std::uint8_t { cloud_ar = 0, edge_only = 1, vanilla = 2, paper = 3, picospec = 4 };
+
+/// "cloud-ar", "edge-only", "vanilla", "paper", "picospec".
+[[nodiscard]] std::string_view to_string(PipelineMode mode) noexcept;
+/// Inverse of to_string (also accepts '_' for '-'); throws Error naming the valid values.
+[[nodiscard]] PipelineMode parse_pipeline_mode(std::string_view text);
+
+/// What a mode means in practice, resolved for one set of sampling params.
+struct ModePlan {
+  PipelineMode mode = PipelineMode::picospec;
+  RejectionMode rejection = RejectionMode::candidates;
+  std::string codec;          ///< per-draft-token codec on the uplink ("" = scalars only / none)
+  bool speculative = true;    ///< drafts are verified by the cloud (vanilla, paper, picospec)
+  bool pipelined = true;      ///< the edge drafts ahead while chunks are in flight (paper, picospec)
+  bool uses_cloud = true;     ///< false only for edge-only
+  bool uses_drafter = true;   ///< false only for cloud-ar
+};
+
+/// Resolves `mode` for `sampling`. `rejection` overrides the mode's default rejection (picospec accepts
+/// candidates or sparse_draft, vanilla full, paper topk); greedy sampling always gives greedy.
+/// `sparse_codec` is the codec of sparse_draft mode. Throws Error on a combination that makes no sense.
+[[nodiscard]] ModePlan plan_mode(PipelineMode mode, const SamplingParams& sampling,
+                                 std::optional<RejectionMode> rejection = std::nullopt,
+                                 std::string_view sparse_codec = "topk_q:64");
+
+}  // namespace picospec

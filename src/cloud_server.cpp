@@ -1,0 +1,585 @@
+// CloudServer (see include/picospec/cloud_server.hpp and docs/pipeline.md).
+#include "picospec/cloud_server.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "picospec/pipeline_mode.hpp"
+#include "picospec/protocol.hpp"
+#include "picospec/rejection.hpp"
+#include "picospec/rng.hpp"
+#include "picospec/sampling.hpp"
+#include "picospec/sparse_codec.hpp"
+
+namespace picospec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Thrown inside a session's handler to refuse / fail with a wire error code; ends the session.
+struct SessionFailure {
+  wire::ErrorCode code;
+  std::string message;
+};
+
+}  // namespace
+
+struct CloudSession {
+  PeerId peer = 0;
+  std::uint64_t id = 0;
+
+  // Guarded by `mu`.
+  std::mutex mu;
+  std::deque<Frame> inbox;
+  bool scheduled = false;
+  bool closed = false;
+
+  // Guarded by the server mutex.
+  Clock::time_point last_seen{};
+
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> counted{false};  // included in CloudStats::sessions_active
+
+  // Worker-only state (one worker at a time per session).
+  bool hello_ok = false;
+  bool prefilled = false;
+  wire::Hello hello;
+  RejectionMode rejection = RejectionMode::greedy;
+  std::unique_ptr<Verifier> verifier;
+  std::unique_ptr<SparseCodec> uplink_codec;    // full / sparse_draft: decodes q frames
+  std::unique_ptr<SparseCodec> downlink_codec;  // topk: encodes Top-K of p
+  std::uint32_t epoch = 0;
+  std::size_t length = 0;
+  std::uint32_t seq_out = 0;
+  bool awaiting_fixed = false;  // candidates / topk: the next Draft starts with the edge's correction
+  std::size_t rej_position = 0;
+  std::uint32_t rej_epoch = 0;
+  std::uint32_t next_candidate = 0;
+  std::vector<float> rej_probs;
+  LogitRows rows;
+  std::vector<float> probs;
+  SamplingWorkspace ws;
+};
+
+struct CloudServer::Impl {
+  Impl(CloudServer::VerifierFactory f, ServerTransport& t, CloudOptions o)
+      : factory(std::move(f)), transport(t), options(std::move(o)) {}
+
+  CloudServer::VerifierFactory factory;
+  ServerTransport& transport;
+  CloudOptions options;
+
+  std::mutex mu;  // sessions, ready queue, flags
+  std::condition_variable ready_cv;
+  std::map<std::pair<PeerId, std::uint64_t>, std::shared_ptr<CloudSession>> sessions;
+  std::deque<std::shared_ptr<CloudSession>> ready;
+  std::uint64_t next_id = 0;
+  bool started = false;
+  bool stopping = false;
+  std::atomic<bool> stop_flag{false};
+
+  mutable std::mutex stats_mu;
+  CloudStats stats;
+
+  std::thread io_thread;
+  std::vector<std::thread> workers;
+
+  template <class F>
+  void bump(F&& f) {
+    std::lock_guard lk(stats_mu);
+    f(stats);
+  }
+
+  // ------------------------------------------------------------------------------------------- sending
+  bool send(CloudSession& s, std::uint32_t epoch, wire::Body body) {
+    wire::Header h;
+    h.session_id = s.id;
+    h.epoch = epoch;
+    h.seq = s.seq_out++;
+    return transport.send(s.peer, wire::encode(h, std::move(body)));
+  }
+  void send_error(PeerId peer, std::uint64_t session_id, wire::ErrorCode code, std::string message) {
+    wire::Header h;
+    h.session_id = session_id;
+    try {
+      (void)transport.send(peer, wire::encode(h, wire::Error{code, std::move(message)}));
+    } catch (...) {  // encoding an Error cannot really fail; never let it escape a thread
+    }
+    bump([](CloudStats& st) { ++st.errors_sent; });
+  }
+
+  // ------------------------------------------------------------------------------------------- I/O thread
+  void enqueue(const std::shared_ptr<CloudSession>& s, Frame frame) {
+    bool schedule = false;
+    {
+      std::lock_guard lk(s->mu);
+      if (s->closed) return;
+      if (s->inbox.size() >= options.inbox_frames) {
+        bump([](CloudStats& st) { ++st.malformed; });
+        return;
+      }
+      s->inbox.push_back(std::move(frame));
+      if (!s->scheduled) s->scheduled = schedule = true;
+    }
+    if (schedule) {
+      {
+        std::lock_guard lk(mu);
+        ready.push_back(s);
+      }
+      ready_cv.notify_one();
+    }
+  }
+
+  void sweep_idle(Clock::time_point now) {
+    std::vector<std::shared_ptr<CloudSession>> dead;
+    {
+      std::lock_guard lk(mu);
+      for (auto it = sessions.begin(); it != sessions.end();) {
+        if (now - it->second->last_seen > options.session_idle_timeout) {
+          dead.push_back(it->second);
+          it = sessions.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& s : dead) {
+      s->cancel = true;
+      {
+        std::lock_guard lk(s->mu);
+        s->closed = true;
+        s->inbox.clear();
+      }
+      if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+    }
+  }
+
+  void io_loop() {
+    wire::DecodeLimits limits;
+    limits.max_frame_bytes = options.max_frame_bytes;
+    limits.max_q_frame_bytes = options.max_frame_bytes;
+    auto last_sweep = Clock::now();
+    while (!stop_flag.load()) {
+      PeerReceived r = transport.recv(Millis(100));
+      const auto now = Clock::now();
+      if (now - last_sweep > std::chrono::seconds(1)) {
+        sweep_idle(now);
+        last_sweep = now;
+      }
+      if (r.status == RecvStatus::closed) break;
+      if (r.status != RecvStatus::ok) continue;
+      bump([](CloudStats& st) { ++st.frames_in; });
+      wire::Header h;
+      try {
+        h = wire::decode_header(r.frame, limits);
+      } catch (const std::exception& e) {
+        bump([](CloudStats& st) { ++st.malformed; });
+        send_error(r.peer, 0, wire::ErrorCode::malformed, e.what());
+        continue;
+      }
+      std::shared_ptr<CloudSession> s;
+      if (h.type == wire::MessageType::hello) {
+        std::unique_lock lk(mu);
+        if (sessions.size() >= options.max_sessions) {
+          lk.unlock();
+          bump([](CloudStats& st) { ++st.sessions_refused; });
+          send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions");
+          continue;
+        }
+        s = std::make_shared<CloudSession>();
+        s->peer = r.peer;
+        s->id = ++next_id;
+        s->last_seen = now;
+        sessions.emplace(std::make_pair(r.peer, s->id), s);
+      } else {
+        std::unique_lock lk(mu);
+        const auto it = sessions.find({r.peer, h.session_id});
+        if (it == sessions.end()) {
+          lk.unlock();
+          if (h.type != wire::MessageType::bye && h.type != wire::MessageType::error &&
+              h.type != wire::MessageType::cancel)
+            send_error(r.peer, h.session_id, wire::ErrorCode::unknown_session, "unknown session");
+          continue;
+        }
+        s = it->second;
+        s->last_seen = now;
+        if (h.type == wire::MessageType::bye || h.type == wire::MessageType::cancel ||
+            h.type == wire::MessageType::error)
+          s->cancel = true;  // a cloud-ar loop in a worker stops between tokens
+      }
+      enqueue(s, std::move(r.frame));
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- workers
+  void close_session(const std::shared_ptr<CloudSession>& s) {
+    {
+      std::lock_guard lk(s->mu);
+      if (s->closed) return;
+      s->closed = true;
+      s->inbox.clear();
+    }
+    {
+      std::lock_guard lk(mu);
+      const auto it = sessions.find({s->peer, s->id});
+      if (it != sessions.end() && it->second == s) sessions.erase(it);
+    }
+    if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+  }
+
+  void worker_loop() {
+    for (;;) {
+      std::shared_ptr<CloudSession> s;
+      {
+        std::unique_lock lk(mu);
+        ready_cv.wait(lk, [&] { return stopping || !ready.empty(); });
+        if (stopping) return;
+        s = std::move(ready.front());
+        ready.pop_front();
+      }
+      for (;;) {
+        Frame frame;
+        {
+          std::lock_guard lk(s->mu);
+          if (s->inbox.empty() || s->closed || stop_flag.load()) {
+            s->scheduled = false;
+            break;
+          }
+          frame = std::move(s->inbox.front());
+          s->inbox.pop_front();
+        }
+        const auto t0 = Clock::now();
+        const bool keep = serve(*s, frame);
+        const double ms = ms_between(t0, Clock::now());
+        bump([&](CloudStats& st) { st.busy_ms += ms; });
+        if (!keep) {
+          close_session(s);
+          std::lock_guard lk(s->mu);
+          s->scheduled = false;
+          break;
+        }
+      }
+    }
+  }
+
+  // Serves one frame; false ends the session. Never throws.
+  bool serve(CloudSession& s, const Frame& frame) {
+    try {
+      wire::DecodeLimits limits;
+      limits.max_frame_bytes = options.max_frame_bytes;
+      limits.max_q_frame_bytes = options.max_frame_bytes;
+      auto decoded = wire::try_decode(frame, limits);
+      if (!decoded.ok()) {
+        bump([](CloudStats& st) { ++st.malformed; });
+        throw SessionFailure{wire::error_code_for(decoded.failure), decoded.reason};
+      }
+      wire::Message& msg = *decoded.message;
+      return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
+    } catch (const SessionFailure& f) {
+      send_error(s.peer, s.id, f.code, f.message);
+      return false;
+    } catch (const DecodeError& e) {
+      send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what());
+      return false;
+    } catch (const std::exception& e) {
+      send_error(s.peer, s.id, wire::ErrorCode::internal, e.what());
+      return false;
+    } catch (...) {
+      send_error(s.peer, s.id, wire::ErrorCode::internal, "unknown exception");
+      return false;
+    }
+  }
+
+  template <class F>
+  auto timed_verify(F&& f) {
+    const auto t0 = Clock::now();
+    struct Guard {
+      Impl* self;
+      Clock::time_point t0;
+      ~Guard() {
+        const double ms = ms_between(t0, Clock::now());
+        self->bump([&](CloudStats& st) { st.verify_ms += ms; });
+      }
+    } g{this, t0};
+    return f();
+  }
+
+  static void require(bool ok, wire::ErrorCode code, const std::string& msg) {
+    if (!ok) throw SessionFailure{code, msg};
+  }
+
+  bool handle(CloudSession& s, const wire::Header&, wire::Hello& hello) {
+    require(!s.hello_ok, wire::ErrorCode::bad_state, "second Hello in a session");
+    s.verifier = factory();
+    require(s.verifier != nullptr, wire::ErrorCode::internal, "verifier factory returned null");
+    if (auto err = wire::compatibility_error(hello, s.verifier->info())) {
+      bump([](CloudStats& st) { ++st.sessions_refused; });
+      throw SessionFailure{err->code, err->message};
+    }
+    const auto mode = static_cast<PipelineMode>(hello.pipeline);
+    require(mode != PipelineMode::edge_only, wire::ErrorCode::unsupported_mode, "edge-only needs no cloud");
+    s.rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;
+    try {
+      if (mode != PipelineMode::cloud_ar) {
+        if (s.rejection == RejectionMode::full || s.rejection == RejectionMode::sparse_draft) {
+          require(!hello.codec.empty(), wire::ErrorCode::unsupported_codec, "this rejection mode needs a codec");
+          s.uplink_codec = make_codec(hello.codec);
+        }
+        if (s.rejection == RejectionMode::topk)
+          s.downlink_codec = make_codec("topk_f32:" + std::to_string(hello.topk_k));
+      }
+    } catch (const SessionFailure&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw SessionFailure{wire::ErrorCode::unsupported_codec, e.what()};
+    }
+    s.hello = std::move(hello);
+    s.hello_ok = true;
+    s.counted = true;
+    bump([](CloudStats& st) {
+      ++st.sessions_opened;
+      ++st.sessions_active;
+    });
+    wire::Welcome w;
+    w.target = wire::fingerprint(s.verifier->info());
+    w.server_name = options.name;
+    return send(s, 0, std::move(w));
+  }
+
+  bool handle(CloudSession& s, const wire::Header&, wire::Prefill& p) {
+    require(s.hello_ok && !s.prefilled, wire::ErrorCode::bad_state, "Prefill before Hello or twice");
+    require(!p.tokens.empty(), wire::ErrorCode::invalid_params, "empty prompt");
+    try {
+      timed_verify([&] { s.verifier->begin(p.tokens); });
+    } catch (const Error& e) {
+      throw SessionFailure{wire::ErrorCode::invalid_params, e.what()};
+    }
+    s.length = p.tokens.size();
+    s.prefilled = true;
+    if (static_cast<PipelineMode>(s.hello.pipeline) == PipelineMode::cloud_ar) return run_cloud_ar(s);
+    return true;
+  }
+
+  bool run_cloud_ar(CloudSession& s) {
+    const auto& sp = s.hello.sampling;
+    const Token eos = s.verifier->info().eos;
+    for (std::uint32_t k = 0; k < s.hello.max_new_tokens; ++k) {
+      if (s.cancel.load() || stop_flag.load()) return true;
+      const auto row = s.verifier->pending_logits();
+      Token tok;
+      if (sp.greedy()) {
+        tok = argmax(row);
+      } else {
+        logits_to_probs(row, sp, s.probs, s.ws);
+        tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
+      }
+      const bool done = k + 1 == s.hello.max_new_tokens || (eos != kNoToken && tok == eos);
+      wire::Tokens t;
+      t.start_position = static_cast<std::uint32_t>(s.length);
+      t.tokens = {tok};
+      t.done = done;
+      if (!send(s, 0, std::move(t))) return false;
+      bump([](CloudStats& st) { ++st.cloud_ar_tokens; });
+      if (done) return true;
+      const Token one[1] = {tok};
+      timed_verify([&] { s.verifier->score(one, s.rows); });
+      ++s.length;
+    }
+    return true;
+  }
+
+  bool handle(CloudSession& s, const wire::Header& h, wire::Draft& d) {
+    require(s.prefilled, wire::ErrorCode::bad_state, "Draft before Prefill");
+    require(static_cast<PipelineMode>(s.hello.pipeline) != PipelineMode::cloud_ar, wire::ErrorCode::bad_state,
+            "Draft in a cloud-ar session");
+    if (h.epoch != s.epoch) {
+      bump([](CloudStats& st) { ++st.stale_dropped; });
+      return true;
+    }
+    require(!d.tokens.empty(), wire::ErrorCode::invalid_params, "empty Draft");
+    require(d.start_position == s.length, wire::ErrorCode::bad_state,
+            "Draft at position " + std::to_string(d.start_position) + ", expected " + std::to_string(s.length));
+    require(d.n_fixed == (s.awaiting_fixed ? 1 : 0), wire::ErrorCode::bad_state,
+            s.awaiting_fixed ? "expected the correction as a fixed token" : "unexpected fixed token");
+    const std::size_t n = d.tokens.size();
+    const RejectionMode rm = s.rejection;
+    const bool scalars = rm == RejectionMode::candidates || rm == RejectionMode::topk;
+    const bool frames = rm == RejectionMode::full || rm == RejectionMode::sparse_draft;
+    if (scalars && n > d.n_fixed)
+      require(d.q_scalars.size() == n, wire::ErrorCode::invalid_params, "Draft needs one q scalar per token");
+    if (frames && n > d.n_fixed)
+      require(d.q_frames.size() == n, wire::ErrorCode::invalid_params, "Draft needs one q frame per token");
+
+    timed_verify([&] { s.verifier->score(d.tokens, s.rows); });
+    const std::size_t base = s.length;
+    const std::uint32_t vocab = s.verifier->info().vocab_size;
+    const auto& sp = s.hello.sampling;
+    std::size_t accepted = d.n_fixed;
+    bool rejected = false;
+    Token correction = kNoToken;
+    SparseDist q_hat;
+    std::uint64_t tested = 0;
+    for (std::size_t i = d.n_fixed; i < n; ++i) {
+      const std::size_t pos = base + i;
+      const Token tok = d.tokens[i];
+      const auto row = s.rows.row(i);
+      ++tested;
+      bool ok;
+      if (rm == RejectionMode::greedy) {
+        const Token best = argmax(row);
+        ok = best == tok;
+        if (!ok) correction = best;
+      } else {
+        logits_to_probs(row, sp, s.probs, s.ws);
+        float q_d;
+        if (frames) {
+          q_hat = s.uplink_codec->decode(d.q_frames[i], vocab,
+                                         rm == RejectionMode::full ? Normalization::raw : Normalization::normalize);
+          q_d = q_hat.prob(tok);
+        } else {
+          q_d = d.q_scalars[i];
+        }
+        ok = accept_draft(s.probs[static_cast<std::size_t>(tok)], q_d,
+                          uniform(s.hello.seed, Purpose::accept, pos, s.epoch));
+        if (!ok && frames)
+          correction = residual_sparse_q(s.probs, q_hat, uniform(s.hello.seed, Purpose::residual, pos, s.epoch));
+      }
+      if (!ok) {
+        rejected = true;
+        break;
+      }
+      ++accepted;
+    }
+    const std::uint64_t acc_drafts = accepted - d.n_fixed;
+    bump([&](CloudStats& st) {
+      ++st.chunks_verified;
+      st.drafts_tested += tested;
+      st.drafts_accepted += acc_drafts;
+      if (rejected) ++st.rejections;
+    });
+    s.awaiting_fixed = false;
+    wire::Verdict v;
+    v.start_position = d.start_position;
+    v.accepted = static_cast<std::uint16_t>(accepted);
+    if (!rejected) {
+      s.length = base + n;
+      v.kind = wire::VerdictKind::all_accepted;
+      return send(s, s.epoch, std::move(v));
+    }
+    const std::size_t pos = base + accepted;
+    const std::uint32_t old_epoch = s.epoch;
+    s.epoch = old_epoch + 1;
+    if (rm == RejectionMode::candidates || rm == RejectionMode::topk) {
+      // s.probs holds p at `pos`: the edge decides the correction.
+      if (rm == RejectionMode::candidates) {
+        const auto stream =
+            draw_candidates(s.probs, s.hello.candidates_m, s.hello.seed, pos, old_epoch, 0);
+        encode_candidates(stream, v.payload);
+        v.kind = wire::VerdictKind::candidates;
+        v.first_candidate_index = 0;
+        s.rej_probs = s.probs;
+        s.next_candidate = s.hello.candidates_m;
+      } else {
+        s.downlink_codec->encode(s.probs, v.payload);
+        v.kind = wire::VerdictKind::topk;
+      }
+      s.rej_position = pos;
+      s.rej_epoch = old_epoch;
+      s.awaiting_fixed = true;
+      const bool sent = send(s, s.epoch, std::move(v));
+      timed_verify([&] { s.verifier->rollback(pos); });
+      s.length = pos;
+      return sent;
+    }
+    // greedy / full / sparse_draft: the cloud decided; tell the edge first, then pre-verify.
+    v.kind = wire::VerdictKind::correction_token;
+    v.correction = correction;
+    const bool sent = send(s, s.epoch, std::move(v));
+    const Token one[1] = {correction};
+    timed_verify([&] {
+      s.verifier->rollback(pos);
+      s.verifier->score(one, s.rows);
+    });
+    s.length = pos + 1;
+    return sent;
+  }
+
+  bool handle(CloudSession& s, const wire::Header& h, wire::MoreCandidates& m) {
+    if (h.epoch != s.epoch) {
+      bump([](CloudStats& st) { ++st.stale_dropped; });
+      return true;
+    }
+    require(s.awaiting_fixed && s.rejection == RejectionMode::candidates && m.position == s.rej_position &&
+                m.next_index == s.next_candidate,
+            wire::ErrorCode::bad_state, "unexpected MoreCandidates");
+    const auto stream = draw_candidates(s.rej_probs, s.hello.candidates_m, s.hello.seed, s.rej_position,
+                                        s.rej_epoch, m.next_index);
+    s.next_candidate = m.next_index + s.hello.candidates_m;
+    wire::Verdict v;
+    v.start_position = static_cast<std::uint32_t>(s.rej_position);
+    v.accepted = 0;
+    v.kind = wire::VerdictKind::candidates;
+    v.first_candidate_index = m.next_index;
+    encode_candidates(stream, v.payload);
+    bump([](CloudStats& st) { ++st.more_candidates; });
+    return send(s, s.epoch, std::move(v));
+  }
+
+  bool handle(CloudSession&, const wire::Header&, wire::Cancel&) { return false; }
+  bool handle(CloudSession&, const wire::Header&, wire::Bye&) { return false; }
+  bool handle(CloudSession&, const wire::Header&, wire::Error&) { return false; }
+  template <class Other>
+  bool handle(CloudSession&, const wire::Header&, Other&) {
+    throw SessionFailure{wire::ErrorCode::bad_state, "message not expected by the cloud"};
+  }
+};
+
+CloudServer::CloudServer(VerifierFactory factory, std::unique_ptr<ServerTransport> transport, CloudOptions options)
+    : transport_(std::move(transport)) {
+  if (!factory) throw Error("CloudServer: empty verifier factory");
+  if (!transport_) throw Error("CloudServer: null transport");
+  if (options.workers == 0) throw Error("CloudServer: workers must be >= 1");
+  if (options.inbox_frames == 0 || options.max_sessions == 0) throw Error("CloudServer: zero-sized limits");
+  impl_ = std::make_unique<Impl>(std::move(factory), *transport_, std::move(options));
+}
+
+CloudServer::~CloudServer() { stop(); }
+
+void CloudServer::start() {
+  std::lock_guard lk(impl_->mu);
+  if (impl_->started) throw Error("CloudServer::start: already started");
+  impl_->started = true;
+  impl_->io_thread = std::thread([this] { impl_->io_loop(); });
+  for (std::size_t i = 0; i < impl_->options.workers; ++i)
+    impl_->workers.emplace_back([this] { impl_->worker_loop(); });
+}
+
+void CloudServer::stop() {
+  {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+  }
+  impl_->stop_flag = true;
+  impl_->ready_cv.notify_all();
+  transport_->close();
+  if (impl_->io_thread.joinable()) impl_->io_thread.join();
+  for (auto& w : impl_->workers)
+    if (w.joinable()) w.join();
+}
+
+CloudStats CloudServer::stats() const {
+  std::lock_guard lk(impl_->stats_mu);
+  return impl_->stats;
+}
+
+}  // namespace picospec

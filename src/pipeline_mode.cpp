@@ -1,0 +1,66 @@
+// Pipeline modes (see include/picospec/pipeline_mode.hpp).
+#include "picospec/pipeline_mode.hpp"
+
+namespace picospec {
+
+std::string_view to_string(PipelineMode mode) noexcept {
+  switch (mode) {
+    case PipelineMode::cloud_ar: return "cloud-ar";
+    case PipelineMode::edge_only: return "edge-only";
+    case PipelineMode::vanilla: return "vanilla";
+    case PipelineMode::paper: return "paper";
+    case PipelineMode::picospec: return "picospec";
+  }
+  return "?";
+}
+
+PipelineMode parse_pipeline_mode(std::string_view text) {
+  std::string s(text);
+  for (char& c : s)
+    if (c == '_') c = '-';
+  for (auto m : {PipelineMode::cloud_ar, PipelineMode::edge_only, PipelineMode::vanilla, PipelineMode::paper,
+                 PipelineMode::picospec})
+    if (s == to_string(m)) return m;
+  throw Error("unknown pipeline mode '" + std::string(text) +
+              "' (cloud-ar | edge-only | vanilla | paper | picospec)");
+}
+
+ModePlan plan_mode(PipelineMode mode, const SamplingParams& sampling, std::optional<RejectionMode> rejection,
+                   std::string_view sparse_codec) {
+  ModePlan plan;
+  plan.mode = mode;
+  switch (mode) {
+    case PipelineMode::cloud_ar:
+      plan.speculative = plan.pipelined = false;
+      plan.uses_drafter = false;
+      plan.rejection = RejectionMode::greedy;
+      return plan;
+    case PipelineMode::edge_only:
+      plan.speculative = plan.pipelined = false;
+      plan.uses_cloud = false;
+      plan.rejection = RejectionMode::greedy;
+      return plan;
+    case PipelineMode::vanilla:
+      plan.pipelined = false;
+      plan.rejection = rejection.value_or(RejectionMode::full);
+      if (plan.rejection != RejectionMode::full && plan.rejection != RejectionMode::greedy)
+        throw Error("vanilla mode uses rejection 'full'");
+      break;
+    case PipelineMode::paper:
+      plan.rejection = rejection.value_or(RejectionMode::topk);
+      if (plan.rejection != RejectionMode::topk && plan.rejection != RejectionMode::greedy)
+        throw Error("paper mode uses rejection 'topk'");
+      break;
+    case PipelineMode::picospec:
+      plan.rejection = rejection.value_or(RejectionMode::candidates);
+      if (plan.rejection == RejectionMode::full)
+        throw Error("picospec mode does not upload dense distributions (use vanilla for 'full')");
+      break;
+  }
+  if (sampling.greedy()) plan.rejection = RejectionMode::greedy;
+  if (plan.rejection == RejectionMode::full) plan.codec = "dense_f32";
+  if (plan.rejection == RejectionMode::sparse_draft) plan.codec = std::string(sparse_codec);
+  return plan;
+}
+
+}  // namespace picospec
