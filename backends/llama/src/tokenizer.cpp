@@ -1,5 +1,6 @@
 #include "picospec/llama/tokenizer.hpp"
 
+#include <cmath>
 #include <queue>
 
 #include "picospec/llama/gguf.hpp"
@@ -58,6 +59,8 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<float> scores,
   if (n > static_cast<std::size_t>(INT32_MAX)) throw Error("Tokenizer: vocabulary too large");
   if (scores_.empty()) scores_.assign(n, 0.0f);
   if (scores_.size() != n) throw Error("Tokenizer: scores and tokens differ in length");
+  for (float sc : scores_)
+    if (!std::isfinite(sc)) throw Error("Tokenizer: a token score is not finite");
   if (!types.empty() && types.size() != n) throw Error("Tokenizer: token types and tokens differ in length");
   types_.resize(n);
   for (std::size_t i = 0; i < n; ++i) {
