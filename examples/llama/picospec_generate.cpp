@@ -1,0 +1,277 @@
+// picospec-generate: in-process text generation with a GGUF LLaMA model, alone or speculatively with a draft.
+//
+//   picospec-generate -m target.gguf [-md draft.gguf] [-p "Once upon a time"] [-n 128] [--temp 0.8]
+//                     [--top-k 40] [--top-p 0.95] [--seed 1] [--draft-max 4] [--threads N] [--json]
+//
+// Target alone: the model's logits go through picospec::sampling (temperature 0 = greedy); each draw uses
+// uniform(seed, Purpose::target_sample, position, 0), so the output equals the cloud-ar baseline with the same seed.
+// With a draft: an EdgeSession (draft model) and a CloudServer (target model) in one process over the loopback
+// transport, in picospec's default pipeline mode; the output is distributed exactly as the target's own sampling
+// (identical to it under greedy decoding).
+// Text streams to stdout as tokens are committed; --json prints one JSON object at the end instead.
+// Bad flags or files: one line on stderr and exit status 2 (usage) or 1 (runtime).
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "picospec/cloud_server.hpp"
+#include "picospec/edge_session.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/lm_adapters.hpp"
+#include "picospec/loopback/loopback.hpp"
+#include "picospec/rng.hpp"
+#include "picospec/sampling.hpp"
+
+using namespace picospec;
+using namespace picospec::llama;
+
+namespace {
+
+struct Options {
+  std::string target, draft, prompt;
+  std::uint32_t n = 128;
+  SamplingParams sampling{0.8f, 40, 0.95f, 0.0f};
+  std::uint64_t seed = 0;
+  std::uint32_t draft_max = 4;
+  std::size_t threads = 0;
+  bool json = false;
+};
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kUsage =
+    "usage: picospec-generate -m FILE [-md FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+    "                         [--draft-max G] [--threads N] [--json]\n"
+    "  -m,  --target FILE   target model (GGUF, llama architecture)\n"
+    "  -md, --draft FILE    draft model: speculative decoding (optional)\n"
+    "  -p,  --prompt TEXT   prompt (empty: start from BOS)\n"
+    "  -n   N               tokens to generate (default 128)\n"
+    "  --temp T             temperature, 0 = greedy (default 0.8)\n"
+    "  --top-k K            top-k, 0 = off (default 40)\n"
+    "  --top-p P            top-p, 1 = off (default 0.95)\n"
+    "  --seed S             seed of every random draw (default 0)\n"
+    "  --draft-max G        draft tokens per chunk (default 4)\n"
+    "  --threads N          threads per model (default: all cores)\n"
+    "  --json               print one JSON object (text, tokens, tokens_per_s, acceptance) at the end\n";
+
+template <class T>
+T parse_number(const std::string& flag, const std::string& v) {
+  try {
+    std::size_t used = 0;
+    if constexpr (std::is_floating_point_v<T>) {
+      const double d = std::stod(v, &used);
+      if (used == v.size()) return static_cast<T>(d);
+    } else if constexpr (std::is_signed_v<T>) {
+      const long long x = std::stoll(v, &used);
+      if (used == v.size() && x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max())
+        return static_cast<T>(x);
+    } else {
+      if (!v.empty() && v[0] != '-') {
+        const unsigned long long x = std::stoull(v, &used);
+        if (used == v.size() && x <= std::numeric_limits<T>::max()) return static_cast<T>(x);
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  throw UsageError("invalid value '" + v + "' for " + flag);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (a == "-m" || a == "--target" || a == "--model") {
+      o.target = value();
+    } else if (a == "-md" || a == "--draft" || a == "--model-draft") {
+      o.draft = value();
+    } else if (a == "-p" || a == "--prompt") {
+      o.prompt = value();
+    } else if (a == "-n" || a == "--n-predict") {
+      o.n = parse_number<std::uint32_t>(a, value());
+    } else if (a == "--temp") {
+      o.sampling.temperature = parse_number<float>(a, value());
+    } else if (a == "--top-k") {
+      o.sampling.top_k = parse_number<std::int32_t>(a, value());
+    } else if (a == "--top-p") {
+      o.sampling.top_p = parse_number<float>(a, value());
+    } else if (a == "--seed" || a == "-s") {
+      o.seed = parse_number<std::uint64_t>(a, value());
+    } else if (a == "--draft-max") {
+      o.draft_max = parse_number<std::uint32_t>(a, value());
+    } else if (a == "--threads" || a == "-t") {
+      o.threads = parse_number<std::size_t>(a, value());
+    } else if (a == "--json") {
+      o.json = true;
+    } else {
+      throw UsageError("unknown flag '" + a + "' (see --help)");
+    }
+  }
+  if (o.target.empty()) throw UsageError("no target model: pass -m FILE");
+  if (o.n == 0) throw UsageError("-n must be >= 1");
+  if (!(o.sampling.temperature >= 0.0f)) throw UsageError("--temp must be >= 0");
+  if (!(o.sampling.top_p > 0.0f && o.sampling.top_p <= 1.0f)) throw UsageError("--top-p must be in (0, 1]");
+  if (o.draft_max == 0 || o.draft_max > 64) throw UsageError("--draft-max must be in [1, 64]");
+  if (o.threads > 1024) throw UsageError("--threads must be <= 1024");
+  return o;
+}
+
+struct Output {
+  std::string text;
+  std::size_t tokens = 0;
+  double seconds = 0;
+  std::optional<double> acceptance;
+};
+
+class Streamer {
+ public:
+  Streamer(const Tokenizer& tok, bool echo, Token prev) : tok_(tok), echo_(echo), prev_(prev) {}
+  void operator()(Token t) {
+    const std::string s = tok_.token_to_text(t, prev_);
+    prev_ = t;
+    text_ += s;
+    if (echo_) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    }
+  }
+  [[nodiscard]] const std::string& text() const noexcept { return text_; }
+
+ private:
+  const Tokenizer& tok_;
+  bool echo_;
+  Token prev_;
+  std::string text_;
+};
+
+Output run_target_alone(const Options& o, const std::shared_ptr<const LlamaWeights>& target,
+                        const std::vector<Token>& prompt) {
+  LlamaModel m(target, {.threads = o.threads});
+  const auto tok = target->tokenizer();
+  Streamer stream(*tok, !o.json, prompt.back());
+  const auto t0 = std::chrono::steady_clock::now();
+  LogitRows rows;
+  m.forward(prompt, rows);
+  std::vector<float> probs;
+  SamplingWorkspace ws;
+  Output out;
+  for (std::uint32_t i = 0; i < o.n; ++i) {
+    const auto row = rows.row(rows.rows() - 1);
+    Token t;
+    if (o.sampling.greedy()) {
+      t = argmax(row);
+    } else {
+      logits_to_probs(row, o.sampling, probs, ws);
+      t = sample_from(probs, uniform(o.seed, Purpose::target_sample, m.length(), 0));
+    }
+    ++out.tokens;
+    stream(t);
+    if (t == m.info().eos || m.length() >= m.info().context_length) break;
+    m.forward(std::span<const Token>(&t, 1), rows);
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.text = stream.text();
+  return out;
+}
+
+Output run_speculative(const Options& o, const std::shared_ptr<const LlamaWeights>& target,
+                       const std::shared_ptr<const LlamaWeights>& draft, const std::vector<Token>& prompt) {
+  loopback::LoopbackParams lp;
+  lp.max_frame_bytes = 0;
+  auto hub_owner = std::make_unique<loopback::LoopbackHub>(lp);
+  auto* hub = hub_owner.get();
+  CloudOptions co;
+  co.workers = 1;
+  const std::size_t threads = o.threads;
+  CloudServer cloud(
+      [target, threads] { return std::make_unique<LmVerifier>(std::make_unique<LlamaModel>(target, LlamaParams{.threads = threads})); },
+      std::move(hub_owner), co);
+  cloud.start();
+  EdgeOptions eo;
+  eo.label_backend = "llama";
+  EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<LlamaModel>(draft, LlamaParams{.threads = threads})),
+                   hub->connect(), eo);
+  GenerateParams gp;
+  gp.mode = PipelineMode::picospec;
+  gp.sampling = o.sampling;
+  gp.seed = o.seed;
+  gp.max_tokens = o.n;
+  gp.gamma = o.draft_max;
+  Streamer stream(*target->tokenizer(), !o.json, prompt.back());
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = edge.generate(prompt, gp, [&](Token t) { stream(t); });
+  Output out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.tokens = r.tokens.size();
+  out.text = stream.text();
+  out.acceptance = r.metrics.acceptance_rate;
+  cloud.stop();
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  try {
+    o = parse(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "picospec-generate: %s\n", e.what());
+    return 2;
+  }
+  try {
+    const auto target = LlamaWeights::load(o.target);
+    if (!target->tokenizer()) throw Error(o.target + ": the file has no tokenizer (tokenizer.ggml.tokens)");
+    std::shared_ptr<const LlamaWeights> draft;
+    if (!o.draft.empty()) {
+      draft = LlamaWeights::load(o.draft);
+      if (!draft->tokenizer() || draft->tokenizer()->fingerprint() != target->tokenizer()->fingerprint())
+        throw Error("draft " + o.draft + " and target " + o.target + " have different vocabularies");
+    }
+    const auto tok = target->tokenizer();
+    std::vector<Token> prompt = tok->encode(o.prompt, true);
+    if (prompt.empty()) throw Error(o.target + ": the model has no BOS token; give a non-empty prompt");
+    if (!o.json) {
+      const std::string shown = tok->decode(prompt);
+      std::fwrite(shown.data(), 1, shown.size(), stdout);
+      std::fflush(stdout);
+    }
+    const Output out = draft ? run_speculative(o, target, draft, prompt) : run_target_alone(o, target, prompt);
+    const double tps = out.seconds > 0 ? static_cast<double>(out.tokens) / out.seconds : 0.0;
+    if (o.json) {
+      nlohmann::json j;
+      j["text"] = out.text;
+      j["tokens"] = out.tokens;
+      j["tokens_per_s"] = tps;
+      j["mode"] = draft ? "speculative" : "target";
+      if (out.acceptance) j["acceptance"] = *out.acceptance;
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+      std::printf("\n");
+      std::fprintf(stderr, "[%zu tokens, %.1f tokens/s", out.tokens, tps);
+      if (out.acceptance) std::fprintf(stderr, ", acceptance %.3f", *out.acceptance);
+      std::fprintf(stderr, "]\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "picospec-generate: %s\n", e.what());
+    return 1;
+  }
+}
