@@ -136,11 +136,9 @@ Token commit_candidates(const Pair& pq, std::uint64_t pos, std::uint32_t m) {
   }
 }
 
-Token commit_sparse_draft(const Pair& pq, std::uint64_t pos, const SparseCodec& codec) {
-  // The edge drafts from q̂ = decode(encode(q)); the cloud decodes the same bytes and holds the same q̂.
-  std::vector<std::uint8_t> wire;
-  codec.encode(pq.q, wire);
-  const SparseDist q_hat = codec.decode(wire, static_cast<std::uint32_t>(pq.q.size()));
+// The edge drafts from q̂ = decode(encode(q)); the cloud decodes the same bytes and holds the same q̂
+// (q is the same at every trial, so the frame is encoded once per pair).
+Token commit_sparse_draft(const Pair& pq, std::uint64_t pos, const SparseDist& q_hat) {
   const Token d = sample_from(q_hat, uniform(kSeed, Purpose::draft_sample, pos, 0));
   if (accept_draft(pq.p[static_cast<std::size_t>(d)], q_hat.prob(d), uniform(kSeed, Purpose::accept, pos, 0)))
     return d;
@@ -171,7 +169,10 @@ TEST_CASE("sparse_draft mode: committed token ~ p for lossless and lossy q̂ cod
   for (const char* spec : {"dense_f32", "topk_q:3", "topk_f32:5", "topk_q:8:0.7"}) {
     const auto codec = make_codec(spec);
     for (const auto& pq : pairs()) {
-      const auto r = run(pq, [&](const Pair& x, std::uint64_t pos) { return commit_sparse_draft(x, pos, *codec); });
+      std::vector<std::uint8_t> wire;
+      codec->encode(pq.q, wire);
+      const SparseDist q_hat = codec->decode(wire, static_cast<std::uint32_t>(pq.q.size()));
+      const auto r = run(pq, [&](const Pair& x, std::uint64_t pos) { return commit_sparse_draft(x, pos, q_hat); });
       INFO(spec << " / " << pq.name << ": chi2 " << r.chi2 << " dof " << r.dof << " crit " << r.crit);
       CHECK(r.pass());
     }
@@ -231,8 +232,8 @@ TEST_CASE("the chi-square check rejects deliberately wrong samplers (same seed)"
   }
   SECTION("sparse_draft: acceptance tested with the full q(d) instead of q̂(d) (q̂ not the one sampled from)") {
     const auto codec = make_codec("topk_q:4");
+    const SparseDist q_hat = codec->round_trip(pq.q);
     const auto r = run(pq, [&](const Pair& x, std::uint64_t pos) {
-      const SparseDist q_hat = codec->round_trip(x.q);
       const Token d = sample_from(q_hat, uniform(kSeed, Purpose::draft_sample, pos, 0));
       if (accept_draft(x.p[static_cast<std::size_t>(d)], x.q[static_cast<std::size_t>(d)],
                        uniform(kSeed, Purpose::accept, pos, 0)))
@@ -243,10 +244,10 @@ TEST_CASE("the chi-square check rejects deliberately wrong samplers (same seed)"
   }
   SECTION("sparse_draft: q̂ left unnormalized (raw top-K values)") {
     const auto codec = make_codec("topk_q:4");
+    std::vector<std::uint8_t> wire;
+    codec->encode(pq.q, wire);
+    const SparseDist raw = codec->decode(wire, static_cast<std::uint32_t>(pq.q.size()), Normalization::raw);
     const auto r = run(pq, [&](const Pair& x, std::uint64_t pos) {
-      std::vector<std::uint8_t> wire;
-      codec->encode(x.q, wire);
-      const SparseDist raw = codec->decode(wire, static_cast<std::uint32_t>(x.q.size()), Normalization::raw);
       const Token d = sample_from(raw, uniform(kSeed, Purpose::draft_sample, pos, 0));
       if (accept_draft(x.p[static_cast<std::size_t>(d)], raw.prob(d), uniform(kSeed, Purpose::accept, pos, 0)))
         return d;

@@ -12,6 +12,10 @@ namespace detail {
 
 inline bool finite_nonneg(float v) noexcept { return v >= 0.0f && v <= std::numeric_limits<float>::max(); }
 
+/// max(0, r) without a data-dependent branch (residual signs are coin flips, so a branch mispredicts half the
+/// time). Exact for finite r: r + |r| is 2r or 0, and halving is exact.
+inline double pos_part(double r) noexcept { return (r + std::abs(r)) * 0.5; }
+
 /// Inverse CDF over weights w(i), i = 0..n-1 (all >= 0, total z > 0 finite): first i with running sum > u*z;
 /// rounding falls on the last positive weight.
 template <class W>
@@ -21,11 +25,9 @@ inline std::size_t inverse_cdf(std::size_t n, double z, double u, W&& w) {
   std::size_t last = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double x = w(i);
-    if (x > 0.0) {
-      cum += x;
-      last = i;
-      if (cum > target) return i;
-    }
+    cum += x;                    // x >= 0: a zero weight cannot make cum cross the target
+    last = x > 0.0 ? i : last;
+    if (cum > target) return i;
   }
   return last;
 }
@@ -88,13 +90,13 @@ inline Token residual_dense(DenseView p, DenseView q, double u) {
   double z = 0.0;
   int invalid = 0;
   for (std::size_t i = 0; i < p.size(); ++i) {
-    invalid |= static_cast<int>(!detail::finite_nonneg(p[i]) || !detail::finite_nonneg(q[i]));
-    z += std::max(0.0, static_cast<double>(p[i]) - static_cast<double>(q[i]));
+    invalid |= static_cast<int>(!detail::finite_nonneg(p[i])) | static_cast<int>(!detail::finite_nonneg(q[i]));
+    z += detail::pos_part(static_cast<double>(p[i]) - static_cast<double>(q[i]));
   }
   if (invalid) throw Error("residual_dense: probabilities must be finite and >= 0");
   if (!(z > 0.0)) return sample_from(p, u);  // p == q (up to rounding): no exact rejection possible
   return static_cast<Token>(detail::inverse_cdf(p.size(), z, u, [&](std::size_t i) {
-    return std::max(0.0, static_cast<double>(p[i]) - static_cast<double>(q[i]));
+    return detail::pos_part(static_cast<double>(p[i]) - static_cast<double>(q[i]));
   }));
 }
 
@@ -116,7 +118,7 @@ inline Token residual_sparse_q(DenseView p, const SparseDist& q_hat, double u) {
     invalid |= static_cast<int>(!detail::finite_nonneg(p[i]));
     double qv = 0.0;
     if (j < n && static_cast<std::size_t>(q_hat.ids[j]) == i) qv = q_hat.probs[j++];
-    z += std::max(0.0, static_cast<double>(p[i]) - qv);
+    z += detail::pos_part(static_cast<double>(p[i]) - qv);
   }
   if (invalid) throw Error("residual_sparse_q: p must be finite and >= 0");
   if (!(z > 0.0)) return sample_from(p, u);
@@ -124,7 +126,7 @@ inline Token residual_sparse_q(DenseView p, const SparseDist& q_hat, double u) {
   return static_cast<Token>(detail::inverse_cdf(p.size(), z, u, [&](std::size_t i) {
     double qv = 0.0;
     if (j < n && static_cast<std::size_t>(q_hat.ids[j]) == i) qv = q_hat.probs[j++];
-    return std::max(0.0, static_cast<double>(p[i]) - qv);
+    return detail::pos_part(static_cast<double>(p[i]) - qv);
   }));
 }
 

@@ -16,16 +16,34 @@ inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 /// Validates a logit row (non-empty, no NaN, no +inf, not all -inf) and returns its maximum.
 inline float checked_max_logit(std::span<const float> logits) {
   if (logits.empty()) throw Error("sampling: empty logits row");
+  // 8 independent lanes so that the compiler vectorizes (a single running max is a latency-bound chain).
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  float lane_max[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+  int lane_bad[8] = {};
+  const float* x = logits.data();
+  const std::size_t n = logits.size();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (std::size_t j = 0; j < 8; ++j) {
+      const float v = x[i + j];
+      lane_bad[j] |= static_cast<int>(!(v < kInf));  // NaN or +inf
+      lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+    }
+  }
   float m = kNegInf;
   int invalid = 0;
-  for (const float v : logits) {
-    invalid |= static_cast<int>(!(v < std::numeric_limits<float>::infinity()));  // NaN or +inf
-    m = v > m ? v : m;
+  for (std::size_t j = 0; j < 8; ++j) {
+    invalid |= lane_bad[j];
+    m = lane_max[j] > m ? lane_max[j] : m;
+  }
+  for (; i < n; ++i) {
+    invalid |= static_cast<int>(!(x[i] < kInf));
+    m = x[i] > m ? x[i] : m;
   }
   if (invalid) {
-    for (std::size_t i = 0; i < logits.size(); ++i) {
-      if (std::isnan(logits[i])) throw Error("sampling: NaN logit at token " + std::to_string(i));
-      if (std::isinf(logits[i]) && logits[i] > 0) throw Error("sampling: +inf logit at token " + std::to_string(i));
+    for (std::size_t t = 0; t < n; ++t) {
+      if (std::isnan(x[t])) throw Error("sampling: NaN logit at token " + std::to_string(t));
+      if (std::isinf(x[t]) && x[t] > 0) throw Error("sampling: +inf logit at token " + std::to_string(t));
     }
   }
   if (m == kNegInf) throw Error("sampling: every logit is -inf (nothing can be sampled)");
@@ -60,7 +78,15 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
     const double target = static_cast<double>(sp.top_p) * total;
     std::size_t k = std::min<std::size_t>(n, 256);
     for (;;) {
-      select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
+      if (k <= 4096) {
+        select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
+      } else {  // flat distribution, large nucleus: rank everything once
+        k = n;
+        sel.clear();
+        for (std::size_t i = 0; i < n; ++i)
+          if (logits[i] > kNegInf) sel.push_back({logits[i], static_cast<Token>(i)});
+        std::sort(sel.begin(), sel.end(), [](const auto& a, const auto& b) { return ranks_before(a, b); });
+      }
       double cum = 0.0;
       std::size_t keep = 0;
       while (keep < sel.size()) {
@@ -72,7 +98,7 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
         sel.resize(std::max<std::size_t>(keep, 1));
         break;
       }
-      k = std::min(n, k * 8);
+      k = std::min(n, k * 16);
     }
   } else {
     sel.clear();
@@ -93,11 +119,11 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
     }
     sel.resize(std::max<std::size_t>(keep, 1));
   }
-  if (use_min_p) {  // p / p_max = exp(l - lmax); lmax is always kept
-    const double mp = static_cast<double>(sp.min_p);
+  if (use_min_p) {  // p / p_max >= min_p  <=>  l - lmax >= log(min_p) (as llama.cpp); lmax is always kept
+    const double cut = std::log(static_cast<double>(sp.min_p));
     std::size_t w = 0;
     for (const auto& x : sel)
-      if (weight(x.value) >= mp || x.value == lmax) sel[w++] = x;
+      if (static_cast<double>(x.value) - static_cast<double>(lmax) >= cut || x.value == lmax) sel[w++] = x;
     sel.resize(w);
   }
   return lmax;
@@ -111,18 +137,21 @@ inline void check_u(double u) {
 
 inline Token argmax(std::span<const float> values) {
   if (values.empty()) throw Error("argmax: empty row");
-  std::size_t best = values.size();
-  float bv = 0.0f;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const float v = values[i];
-    if (std::isnan(v)) continue;
-    if (best == values.size() || v > bv) {
-      best = i;
-      bv = v;
-    }
-  }
-  if (best == values.size()) throw Error("argmax: every value is NaN");
-  return static_cast<Token>(best);
+  // Pass 1: the largest non-NaN value, in 8 lanes (vectorizable; NaN never wins a '>' comparison).
+  // Pass 2: its first index (ties -> lowest id), stopping there.
+  constexpr float kLow = -std::numeric_limits<float>::infinity();
+  const float* x = values.data();
+  const std::size_t n = values.size();
+  float lane[8] = {kLow, kLow, kLow, kLow, kLow, kLow, kLow, kLow};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t j = 0; j < 8; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+  float m = kLow;
+  for (const float v : lane) m = v > m ? v : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (std::size_t t = 0; t < n; ++t)
+    if (x[t] == m) return static_cast<Token>(t);
+  throw Error("argmax: every value is NaN");  // only NaN (m stayed -inf and no entry equals it)
 }
 
 inline void softmax(std::span<const float> logits, std::vector<float>& probs, float temperature) {
@@ -131,10 +160,13 @@ inline void softmax(std::span<const float> logits, std::vector<float>& probs, fl
   const double inv_t = 1.0 / static_cast<double>(temperature);
   probs.resize(logits.size());
   double z = 0.0;
-  for (const float v : logits) z += std::exp((static_cast<double>(v) - lmax) * inv_t);
+  for (std::size_t i = 0; i < logits.size(); ++i) {  // one exp per entry, kept (as float) in probs
+    const double e = std::exp((static_cast<double>(logits[i]) - lmax) * inv_t);
+    probs[i] = static_cast<float>(e);
+    z += e;
+  }
   const double inv_z = 1.0 / z;
-  for (std::size_t i = 0; i < logits.size(); ++i)
-    probs[i] = static_cast<float>(std::exp((static_cast<double>(logits[i]) - lmax) * inv_t) * inv_z);
+  for (auto& x : probs) x = static_cast<float>(static_cast<double>(x) * inv_z);
 }
 
 inline void logits_to_probs(std::span<const float> logits, const SamplingParams& params, std::vector<float>& probs,
