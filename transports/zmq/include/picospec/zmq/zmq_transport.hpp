@@ -19,7 +19,10 @@
 //   ZMQ_HEARTBEAT_*     ZMTP pings so a dead peer (crashed, cable pulled) is noticed and its connection dropped.
 //   ZMQ_MAXMSGSIZE      inbound frames above max_message_bytes disconnect the sender (libzmq's rule);
 //                       send() of a frame above it throws picospec::Error.
-//   ZMQ_IMMEDIATE       client: frames are queued only on completed connections.
+//   ZMQ_IMMEDIATE       0 (default): frames sent before the connection completes wait in libzmq's queue and go out
+//                       once it does, so an edge can send Hello straight after construction, and send() never
+//                       blocks forever on a server that is down or refuses the CURVE handshake (recv() times
+//                       out instead). 1: frames only go to completed connections (send() blocks until then).
 //   ZMQ_ROUTER_MANDATORY server: a send to an unknown or departed peer fails (returns false, counted as dropped)
 //                       instead of being silently discarded.
 //   ZMQ_RECONNECT_IVL   client: reconnect interval after a lost connection.
@@ -66,7 +69,7 @@ struct ZmqOptions {
   int heartbeat_ttl_ms = 6000;      ///< tells the peer to drop us after this long without pings
   int reconnect_ivl_ms = 100;
   std::size_t max_message_bytes = std::size_t{1} << 20;  ///< matches the protocol's default frame limit
-  bool immediate = true;
+  bool immediate = false;  ///< ZMQ_IMMEDIATE, see the file comment
   /// Client: recv() reports `closed` (after the frames already received) once an established connection to the
   /// server is lost (server closed, or heartbeats timed out). Off: the client keeps reconnecting silently.
   bool closed_on_disconnect = true;
