@@ -285,6 +285,7 @@ struct CloudServer::Impl {
       wire::Message& msg = *decoded.message;
       return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
     } catch (const SessionFailure& f) {
+      if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
       send_error(s.peer, s.id, f.code, f.message);
       return false;
     } catch (const DecodeError& e) {
@@ -321,10 +322,8 @@ struct CloudServer::Impl {
     require(!s.hello_ok, wire::ErrorCode::bad_state, "second Hello in a session");
     s.verifier = factory();
     require(s.verifier != nullptr, wire::ErrorCode::internal, "verifier factory returned null");
-    if (auto err = wire::compatibility_error(hello, s.verifier->info())) {
-      bump([](CloudStats& st) { ++st.sessions_refused; });
+    if (auto err = wire::compatibility_error(hello, s.verifier->info()))
       throw SessionFailure{err->code, err->message};
-    }
     const auto mode = static_cast<PipelineMode>(hello.pipeline);
     require(mode != PipelineMode::edge_only, wire::ErrorCode::unsupported_mode, "edge-only needs no cloud");
     s.rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;

@@ -1,0 +1,54 @@
+#pragma once
+// Analytic throughput model of every pipeline mode (ALGORITHM.md §5, refined for picospec's protocol; the
+// derivation is in docs/pipeline.md, "Analytic model"). Printed by the pipeline benchmark beside each measured
+// figure.
+//
+// Ingredients: draft forward time Ld(n) = draft_a + draft_b n, target forward time Lt(n) = target_a + target_b n,
+// link RTT R and bandwidths, per-token acceptance α (constant), chunk length γ, pipeline depth, prompt length P,
+// tokens N. A verification round yields E_N = (1 - α^γ) / (1 - α) tokens (no bonus token: a fully accepted chunk
+// yields γ, a rejection at draft i yields i + 1); a round follows a hit with probability α^γ.
+//   stop-and-wait (vanilla):   L = γ D + R + Lt(γ) + tx_up + tx_down  per round
+//   pipelined, after a hit:    L_async = max(γ D, Lt(γ), (R + Lt(γ) + tx_up + tx_down) / depth)
+//   pipelined, after a miss:   L_sync  = γ D + R + Lt(γ) + tx  (the pre-verify of the correction is hidden when
+//                              Lt(1) fits in the drafting time; otherwise the excess is added)
+//   E[T_round] = α^γ L_async + (1 - α^γ) L_sync
+// with D = Ld(1) + edge overhead, Lt(γ) including the cloud overhead per chunk. cloud-ar: 2R + Lt(P) + (N - 1) Lt(1); edge-only: Ld(P) + (N - 1) D.
+//
+// Thread-safety: pure functions.
+
+#include <cstdint>
+
+#include "picospec/pipeline_mode.hpp"
+
+namespace picospec {
+
+struct AnalyticInputs {
+  double draft_a_ms = 0.0, draft_b_ms = 0.0;    ///< Ld(n) = a + b n
+  double target_a_ms = 0.0, target_b_ms = 0.0;  ///< Lt(n) = a + b n
+  double rtt_ms = 0.0;
+  double up_mbit = 0.0, down_mbit = 0.0;        ///< 0 = unlimited
+  double alpha = 0.8;                           ///< per-token acceptance in [0, 1]
+  std::uint32_t gamma = 4, depth = 1;
+  std::uint32_t tokens = 200, prompt_len = 16;
+  double up_bytes_per_chunk = 0.0;              ///< Draft frame size for a γ-token chunk
+  double down_bytes_per_verdict = 0.0;          ///< Verdict frame size on a rejection
+  bool edge_decides_correction = false;         ///< candidates / topk (correction goes up as a fixed token)
+  /// CPU work outside the model forward passes, measured on the machine that runs the pipeline: sampling
+  /// transforms / sampling / codecs per draft token on the edge, and per verified chunk on the cloud (per
+  /// generated token in cloud-ar). Added to D and to Lt(γ) (Lt(1) for cloud-ar).
+  double edge_overhead_ms = 0.0;
+  double cloud_overhead_ms = 0.0;
+};
+
+struct AnalyticResult {
+  double wall_ms = 0.0;
+  double tokens_per_s = 0.0;
+  double ttft_ms = 0.0;
+  double tokens_per_round = 0.0;  ///< E_N (0 for non-speculative modes)
+  double round_ms = 0.0;          ///< E[T_round] (0 for non-speculative modes)
+};
+
+/// The model for `mode` (plan.speculative / plan.pipelined decide the formula). Throws Error on bad inputs.
+[[nodiscard]] AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in);
+
+}  // namespace picospec

@@ -1,0 +1,63 @@
+// Analytic pipeline model (see include/picospec/analytic.hpp).
+#include "picospec/analytic.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace picospec {
+
+AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
+  if (!(in.alpha >= 0.0 && in.alpha <= 1.0)) throw Error("analytic: alpha must be in [0, 1]");
+  if (in.gamma == 0 || in.depth == 0 || in.tokens == 0 || in.prompt_len == 0)
+    throw Error("analytic: gamma, depth, tokens and prompt_len must be >= 1");
+  const auto Ld = [&](double n) { return in.draft_a_ms + in.draft_b_ms * n; };
+  const auto Lt0 = [&](double n) { return in.target_a_ms + in.target_b_ms * n; };
+  const auto tx = [](double bytes, double mbit) { return mbit > 0.0 ? bytes * 8.0 / (mbit * 1000.0) : 0.0; };
+  const double R = in.rtt_ms, N = in.tokens, P = in.prompt_len, g = in.gamma;
+  const double D = Ld(1) + in.edge_overhead_ms;
+  // Cloud forward + its per-chunk CPU overhead (the overhead follows every verification, not the prefill).
+  const auto Lt = [&](double n) { return Lt0(n) + in.cloud_overhead_ms; };
+  AnalyticResult r;
+  switch (mode) {
+    case PipelineMode::cloud_ar:
+      r.ttft_ms = 2 * R + Lt0(P) + in.cloud_overhead_ms;
+      r.wall_ms = r.ttft_ms + (N - 1) * Lt(1);
+      break;
+    case PipelineMode::edge_only:
+      r.ttft_ms = Ld(P) + in.edge_overhead_ms;
+      r.wall_ms = r.ttft_ms + (N - 1) * D;
+      break;
+    default: {
+      const double a = in.alpha;
+      const double hit = std::pow(a, g);
+      const double en = a < 1.0 ? (1.0 - hit) / (1.0 - a) : g;
+      const double up = tx(in.up_bytes_per_chunk, in.up_mbit);
+      const double down = tx(in.down_bytes_per_verdict, in.down_mbit);
+      const double draft_chunk = g * D;
+      double round;
+      if (mode == PipelineMode::vanilla) {
+        // The pre-verify (Lt(1)) overlaps the next chunk's drafting and upload.
+        round = std::max(draft_chunk + up + R, Lt(1)) + Lt(g) + down;
+      } else {
+        const double l_async = std::max({draft_chunk, Lt(g), (R + Lt(g) + up + down) / in.depth});
+        double l_sync;
+        if (in.edge_decides_correction)  // the correction travels up alone and is scored while the edge drafts
+          l_sync = std::max(draft_chunk + up, Lt(1)) + Lt(g) + R + down;
+        else  // the cloud pre-verifies right after sending the verdict
+          l_sync = std::max(draft_chunk + up + R, Lt(1)) + Lt(g) + down;
+        round = hit * l_async + (1.0 - hit) * l_sync;
+      }
+      // First verdict: handshake (R), then the first chunk and the cloud prefill in parallel.
+      const double first = 2 * R + std::max(Ld(P) + in.edge_overhead_ms + (g - 1) * D + up, Lt0(P)) + Lt(g);
+      r.tokens_per_round = en;
+      r.round_ms = round;
+      r.ttft_ms = first;
+      r.wall_ms = first + std::max(0.0, N / en - 1.0) * round;
+      break;
+    }
+  }
+  r.tokens_per_s = r.wall_ms > 0.0 ? N * 1000.0 / r.wall_ms : 0.0;
+  return r;
+}
+
+}  // namespace picospec

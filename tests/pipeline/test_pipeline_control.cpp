@@ -1,0 +1,289 @@
+// Control paths: stale epochs, cancel, EOS, max tokens, refused Hello, concurrent sessions, bad frames,
+// timeouts, bad parameters.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "pipeline_fixture.hpp"
+#include "picospec/protocol.hpp"
+#include "reference_decoder.hpp"
+
+using namespace picospec;
+
+namespace {
+GenerateParams sampled(PipelineMode mode, std::uint64_t seed, std::uint32_t n) {
+  GenerateParams gp;
+  gp.mode = mode;
+  gp.seed = seed;
+  gp.max_tokens = n;
+  return gp;
+}
+}  // namespace
+
+TEST_CASE("chunks of an old epoch are dropped by the cloud", "[pipeline][control]") {
+  // A fast edge (no draft latency) with depth 3 keeps chunks in flight; every rejection voids them.
+  auto pair = test::small_pair(0.5, 128, 1.0);
+  pair.profile.draft = synthetic::Latency{0.0, 0.0};
+  pair.profile.target = synthetic::Latency{1.0, 0.5};
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  auto gp = sampled(PipelineMode::picospec, 4, 60);
+  gp.depth = 3;
+  gp.gamma = 2;
+  const auto r = edge->generate(test::test_prompt(), gp);
+  test::ReferenceParams rp;
+  rp.seed = 4;
+  rp.max_tokens = 60;
+  REQUIRE(r.tokens == test::reference_generate(pair, test::test_prompt(), rp));
+  REQUIRE(r.metrics.rollbacks > 0);
+  REQUIRE(r.metrics.wasted_drafts > 0);
+  REQUIRE(cloud.server->stats().stale_dropped > 0);
+}
+
+TEST_CASE("max_tokens is exact for any gamma", "[pipeline][control]") {
+  const auto pair = test::small_pair(0.7);
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  for (std::uint32_t n : {1u, 2u, 13u}) {
+    for (auto mode : {PipelineMode::cloud_ar, PipelineMode::vanilla, PipelineMode::paper, PipelineMode::picospec,
+                      PipelineMode::edge_only}) {
+      auto gp = sampled(mode, 3, n);
+      gp.gamma = 4;
+      gp.depth = 2;
+      const auto r = edge->generate(test::test_prompt(), gp);
+      INFO(to_string(mode) << " n " << n);
+      REQUIRE(r.tokens.size() == n);
+      REQUIRE(r.finish == FinishReason::max_tokens);
+    }
+  }
+}
+
+TEST_CASE("generation stops after the EOS token in every mode", "[pipeline][control]") {
+  auto pair = test::small_pair(0.7);
+  // Pick as EOS the 9th token of a reference run that does not occur before it.
+  test::ReferenceParams rp;
+  rp.seed = 21;
+  rp.max_tokens = 40;
+  const auto base = test::reference_generate(pair, test::test_prompt(), rp);
+  std::size_t k = 8;
+  while (std::find(base.begin(), base.begin() + static_cast<std::ptrdiff_t>(k), base[k]) !=
+         base.begin() + static_cast<std::ptrdiff_t>(k))
+    ++k;
+  pair.eos = base[k];
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  auto gp = sampled(PipelineMode::picospec, 21, 40);
+  const auto r = edge->generate(test::test_prompt(), gp);
+  REQUIRE(r.finish == FinishReason::eos);
+  REQUIRE(r.tokens == std::vector<Token>(base.begin(), base.begin() + static_cast<std::ptrdiff_t>(k + 1)));
+  // cloud-ar stops at the target's EOS too (its own sampling keys, so its own sequence).
+  gp.mode = PipelineMode::cloud_ar;
+  gp.sampling.temperature = 0.0f;
+  const auto ref = test::reference_target_alone(pair, test::test_prompt(), gp.sampling, 21, 200);
+  const auto it = std::find(ref.begin(), ref.end(), pair.eos);
+  const auto ar = edge->generate(test::test_prompt(), gp);
+  if (it != ref.end()) {
+    REQUIRE(ar.finish == FinishReason::eos);
+    REQUIRE(ar.tokens == std::vector<Token>(ref.begin(), it + 1));
+  }
+  gp.stop_at_eos = false;
+  gp.mode = PipelineMode::picospec;
+  gp.sampling.temperature = 1.0f;
+  REQUIRE(edge->generate(test::test_prompt(), gp).tokens.size() == 40);
+}
+
+TEST_CASE("cancel stops a running generation from the callback or another thread", "[pipeline][control]") {
+  auto pair = test::small_pair(0.7, 128, 1.0);  // tiny profile: 2 ms draft, 5 ms target per token
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  for (auto mode : {PipelineMode::cloud_ar, PipelineMode::picospec, PipelineMode::edge_only}) {
+    auto gp = sampled(mode, 1, 100000);
+    std::size_t seen = 0;
+    const auto r = edge->generate(test::test_prompt(), gp, [&](Token) {
+      if (++seen == 5) edge->cancel();
+    });
+    INFO(to_string(mode));
+    REQUIRE(r.finish == FinishReason::cancelled);
+    REQUIRE(r.tokens.size() >= 5);
+    REQUIRE(r.tokens.size() < 100);
+  }
+  auto gp = sampled(PipelineMode::picospec, 2, 100000);
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    edge->cancel();
+  });
+  const auto r = edge->generate(test::test_prompt(), gp);
+  canceller.join();
+  REQUIRE(r.finish == FinishReason::cancelled);
+  // The session is usable afterwards, and the cloud freed the cancelled sessions.
+  REQUIRE(edge->generate(test::test_prompt(), sampled(PipelineMode::picospec, 2, 10)).tokens.size() == 10);
+  for (int i = 0; i < 100 && cloud.server->stats().sessions_active != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(cloud.server->stats().sessions_active == 0);
+}
+
+TEST_CASE("an incompatible Hello is refused with a reason", "[pipeline][control]") {
+  const auto pair = test::small_pair(0.7, 128);
+  test::Cloud cloud(pair);
+  SECTION("vocabulary mismatch") {
+    const auto other = test::small_pair(0.7, 100);
+    auto edge = cloud.edge(other);
+    try {
+      (void)edge->generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5));
+      FAIL("no exception");
+    } catch (const Error& e) {
+      INFO(e.what());
+      REQUIRE(std::string(e.what()).find("refused") != std::string::npos);
+      REQUIRE(std::string(e.what()).find("vocab") != std::string::npos);
+    }
+  }
+  SECTION("unknown codec") {
+    auto edge = cloud.edge(pair);
+    auto gp = sampled(PipelineMode::picospec, 1, 5);
+    gp.rejection = RejectionMode::sparse_draft;
+    gp.sparse_codec = "no_such_codec";
+    REQUIRE_THROWS_WITH(edge->generate(test::test_prompt(), gp), Catch::Contains("refused"));
+  }
+  SECTION("the server stays healthy") {
+    auto edge = cloud.edge(pair);
+    REQUIRE(edge->generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5)).tokens.size() == 5);
+  }
+  REQUIRE(cloud.server->stats().sessions_refused + cloud.server->stats().sessions_opened > 0);
+}
+
+TEST_CASE("one server serves several concurrent sessions exactly", "[pipeline][control]") {
+  // Wrong implementation caught: per-session state shared between sessions, frames routed to the wrong peer,
+  // two workers serving one session at once (out-of-order verification).
+  auto pair = test::small_pair(0.6, 128, 0.5);
+  CloudOptions co;
+  co.workers = 2;
+  test::Cloud cloud(pair, co);
+  constexpr int kEdges = 4;
+  std::vector<std::vector<Token>> got(kEdges), want(kEdges);
+  std::vector<std::string> errors(kEdges);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kEdges; ++i) {
+    test::ReferenceParams rp;
+    rp.seed = 100 + static_cast<std::uint64_t>(i);
+    rp.max_tokens = 30;
+    rp.rejection = i % 2 ? RejectionMode::candidates : RejectionMode::sparse_draft;
+    want[static_cast<std::size_t>(i)] = test::reference_generate(pair, test::test_prompt(), rp);
+  }
+  for (int i = 0; i < kEdges; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        auto edge = cloud.edge(pair, i == 3 ? std::optional(LinkProfile::lan()) : std::nullopt);
+        auto gp = sampled(PipelineMode::picospec, 100 + static_cast<std::uint64_t>(i), 30);
+        gp.rejection = i % 2 ? RejectionMode::candidates : RejectionMode::sparse_draft;
+        gp.depth = 1 + static_cast<std::uint32_t>(i % 3);
+        got[static_cast<std::size_t>(i)] = edge->generate(test::test_prompt(), gp).tokens;
+      } catch (const std::exception& e) {
+        errors[static_cast<std::size_t>(i)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kEdges; ++i) {
+    INFO("edge " << i << " error: " << errors[static_cast<std::size_t>(i)]);
+    REQUIRE(errors[static_cast<std::size_t>(i)].empty());
+    REQUIRE(got[static_cast<std::size_t>(i)] == want[static_cast<std::size_t>(i)]);
+  }
+  REQUIRE(cloud.server->stats().sessions_opened >= kEdges);
+}
+
+TEST_CASE("the cloud answers bad frames with errors and keeps serving", "[pipeline][control][robust]") {
+  const auto pair = test::small_pair(0.7, 128);
+  test::Cloud cloud(pair);
+  auto raw = cloud.hub->connect();
+  auto expect_error = [&](Frame f, wire::ErrorCode code) {
+    REQUIRE(raw->send(std::move(f)));
+    const auto r = raw->recv(Millis(5000));
+    REQUIRE(r.ok());
+    const auto msg = wire::decode(r.frame);
+    const auto* e = std::get_if<wire::Error>(&msg.body);
+    REQUIRE(e != nullptr);
+    REQUIRE(e->code == code);
+  };
+  expect_error(Frame{1, 2, 3}, wire::ErrorCode::malformed);
+  // A Draft for a session that does not exist.
+  wire::Header h;
+  h.session_id = 0xdeadbeef;
+  wire::Draft d;
+  d.tokens = {1, 2};
+  expect_error(wire::encode(h, d), wire::ErrorCode::unknown_session);
+  // Random garbage with a valid-looking header prefix.
+  std::uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 200; ++i) {
+    Frame f(static_cast<std::size_t>(i % 64));
+    for (auto& b : f) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      b = static_cast<std::uint8_t>(x);
+    }
+    REQUIRE(raw->send(std::move(f)));
+  }
+  // A Draft before Prefill in a real session -> bad_state.
+  REQUIRE(raw->send(wire::encode(wire::Header{}, wire::Hello{wire::kVersion, wire::fingerprint(
+                                                                 synthetic::make_draft_lm(pair)->info()),
+                                                             SamplingParams{}, RejectionMode::candidates,
+                                                             wire::PipelineMode::picospec, "", 10, 8, 1, 4, 10})));
+  // Drain error replies to the garbage until the Welcome.
+  std::uint64_t sid = 0;
+  for (int i = 0; i < 400 && sid == 0; ++i) {
+    const auto r = raw->recv(Millis(5000));
+    REQUIRE(r.ok());
+    const auto msg = wire::decode(r.frame);
+    if (std::holds_alternative<wire::Welcome>(msg.body)) sid = msg.header.session_id;
+  }
+  REQUIRE(sid != 0);
+  wire::Header hs;
+  hs.session_id = sid;
+  expect_error(wire::encode(hs, d), wire::ErrorCode::bad_state);
+  // Still serving real sessions.
+  auto edge = cloud.edge(pair);
+  REQUIRE(edge->generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 8)).tokens.size() == 8);
+}
+
+TEST_CASE("generate fails cleanly on bad parameters, timeouts and closed transports", "[pipeline][control]") {
+  const auto pair = test::small_pair(0.7, 128);
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  auto gp = sampled(PipelineMode::picospec, 1, 5);
+  gp.gamma = 0;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  gp.gamma = 4;
+  gp.max_tokens = 0;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  gp.max_tokens = 5;
+  REQUIRE_THROWS_AS(edge->generate(std::vector<Token>{}, gp), Error);
+  REQUIRE_THROWS_AS(edge->generate(std::vector<Token>{1, 1000}, gp), Error);
+  gp.mode = PipelineMode::vanilla;
+  gp.rejection = RejectionMode::candidates;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  // Still usable.
+  REQUIRE(edge->generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5)).tokens.size() == 5);
+
+  // No server behind the hub: the response timeout fires.
+  loopback::LoopbackHub lonely;
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(200);
+  EdgeSession orphan(synthetic::make_drafter(pair), lonely.connect(), eo);
+  REQUIRE_THROWS_WITH(orphan.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5)),
+                      Catch::Contains("Welcome"));
+  // The server goes away mid-way: the closed transport surfaces as an exception.
+  auto pair2 = test::small_pair(0.7, 128, 1.0);
+  auto cloud2 = std::make_unique<test::Cloud>(pair2);
+  auto edge2 = cloud2->edge(pair2);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    cloud2->server->stop();
+  });
+  REQUIRE_THROWS_AS(edge2->generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 100000)), Error);
+  killer.join();
+  // Edge-only needs no transport.
+  EdgeSession alone(synthetic::make_drafter(pair), nullptr);
+  REQUIRE(alone.generate(test::test_prompt(), sampled(PipelineMode::edge_only, 1, 7)).tokens.size() == 7);
+  REQUIRE_THROWS_AS(alone.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 7)), Error);
+}
