@@ -13,7 +13,7 @@
 namespace picospec::llama::kernels {
 
 inline constexpr std::size_t kLanes = 16;
-inline constexpr std::size_t kMaxTokens = 4;
+inline constexpr std::size_t kMaxTokens = 5;
 
 namespace detail {
 inline float reduce_lanes(const float* a) noexcept {
@@ -50,7 +50,8 @@ inline void dot_multi(const float* w, const float* x, std::size_t xstride, std::
     case 1: detail::dot_block<1>(w, x, xstride, n, out); break;
     case 2: detail::dot_block<2>(w, x, xstride, n, out); break;
     case 3: detail::dot_block<3>(w, x, xstride, n, out); break;
-    default: detail::dot_block<4>(w, x, xstride, n, out); break;
+    case 4: detail::dot_block<4>(w, x, xstride, n, out); break;
+    default: detail::dot_block<5>(w, x, xstride, n, out); break;
   }
 }
 
