@@ -119,6 +119,7 @@ struct SocketCore {
   bool sockets_closed_ = false;
   bool established_ = false;  // client: a connection completed its handshake
   bool peer_lost_ = false;    // client: an established connection was lost
+  bool monitor_ready_ = true; // client: the monitor socket may have events to read
   std::deque<Inbound> inbound_;
   std::deque<Outgoing*> pending_;
   std::atomic<std::uint64_t> dropped_{0};
@@ -334,8 +335,9 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
         cv_.notify_all();
       }
     }
-    // 3. Connection events.
-    if (monitor_) {
+    // 3. Connection events (only when the monitor socket signalled some).
+    if (monitor_ && monitor_ready_) {
+      monitor_ready_ = false;
       lk.unlock();
       drain_monitor();
       lk.lock();
@@ -361,6 +363,7 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
     const int rc = zmq_poll(items, n_items, timeout_ms);
     if (rc > 0 && (items[1].revents & ZMQ_POLLIN)) clear_wake();
     lk.lock();
+    if (rc > 0 && n_items == 3 && (items[2].revents & ZMQ_POLLIN)) monitor_ready_ = true;
     if (rc < 0 && zmq_errno() == ETERM) break;
   }
   leader_ = false;
