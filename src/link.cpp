@@ -132,7 +132,12 @@ LinkTransport::LinkTransport(std::unique_ptr<Transport> inner, LinkProfile profi
   if (profile_.queue_frames == 0) throw Error("LinkTransport: queue_frames must be >= 1");
   rng_state_ = profile_.seed;
   up_thread_ = std::thread([this] { uplink_loop(); });
-  down_thread_ = std::thread([this] { downlink_loop(); });
+  try {
+    down_thread_ = std::thread([this] { downlink_loop(); });
+  } catch (...) {
+    close();
+    throw;
+  }
 }
 
 LinkTransport::~LinkTransport() { close(); }
@@ -184,7 +189,14 @@ void LinkTransport::uplink_loop() {
     up_q_.pop_front();
     up_room_.notify_one();
     lk.unlock();
-    const bool sent = inner_->send(std::move(f));  // may block on a full inner queue; close() unblocks it
+    bool sent = false;
+    try {
+      sent = inner_->send(std::move(f));  // may block on a full inner queue; close() unblocks it
+    } catch (...) {
+      // e.g. a frame above the inner transport's size limit: this thread has no caller to report to, so the
+      // frame is dropped and counted (check sizes before send() when that matters).
+      sent = false;
+    }
     if (!sent) count_dropped();
     lk.lock();
   }
@@ -193,7 +205,12 @@ void LinkTransport::uplink_loop() {
 void LinkTransport::downlink_loop() {
   while (true) {
     // Blocks inside the inner transport; close() closes the inner transport, which wakes this call.
-    Received r = inner_->recv(Millis(1000));
+    Received r;
+    try {
+      r = inner_->recv(Millis(1000));
+    } catch (...) {
+      r.status = RecvStatus::closed;  // an inner transport that throws is treated as closed
+    }
     std::unique_lock lk(mu_);
     if (closed_) {
       if (r.ok()) count_dropped();

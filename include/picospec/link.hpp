@@ -62,6 +62,8 @@ struct LinkProfile {
 /// Threads: one uplink delivery thread and one downlink reader thread, joined by close() / the destructor.
 /// Ownership: owns the inner transport; close() closes it. Frames still in flight at close are dropped and
 /// counted. When the inner transport reports `closed`, recv() returns the frames already in flight, then `closed`.
+/// A frame the inner transport refuses when the link delivers it (closed, or above its size limit) is dropped and
+/// counted: the caller's send() has already returned by then.
 class LinkTransport final : public Transport {
  public:
   LinkTransport(std::unique_ptr<Transport> inner, LinkProfile profile);

@@ -172,3 +172,13 @@ TEST_CASE("link: the far end closing is reported after in-flight frames", "[link
   CHECK(r.edge->recv(2000ms).status == RecvStatus::closed);
   CHECK_THROWS_AS(LinkTransport(nullptr, LinkProfile::lan()), picospec::Error);
 }
+
+TEST_CASE("link: a frame the inner transport refuses is dropped and counted, not fatal", "[link]") {
+  Rig r = make_rig(LinkProfile::lan());
+  REQUIRE(r.edge->send(Frame((std::size_t{1} << 20) + 1)));  // above the loopback limit: refused on delivery
+  REQUIRE(r.edge->send(Frame(10, 3)));
+  Received got = r.cloud->recv(2000ms);
+  REQUIRE(got.ok());
+  CHECK(got.frame.size() == 10);
+  CHECK(r.edge->stats().frames_dropped == 1);
+}
