@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "picospec/rng.hpp"
 
 namespace picospec_bench {
@@ -91,6 +93,8 @@ inline void BM_memcpy(benchmark::State& st) {
 /// shared, and wall time includes preemption by other processes).
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  /// Colour only on a terminal (a custom reporter does not see --benchmark_color).
+  RatioReporter() : benchmark::ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& r : runs)
       if (r.run_type == Run::RT_Iteration && r.iterations > 0)

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -153,18 +154,22 @@ class DenseF32Codec final : public SparseCodec {
   std::string_view do_name() const noexcept override { return "dense_f32"; }
   bool do_lossy() const noexcept override { return false; }
   void do_encode(DenseView probs, std::vector<std::uint8_t>& out) const override {
-    bool any = false;
+    int bad = 0, any = 0;
     for (const float v : probs) {
-      if (!(v >= 0.0f) || !(v <= std::numeric_limits<float>::max()))
-        throw Error("dense_f32: probabilities must be finite and >= 0");
-      any = any || v > 0.0f;
+      bad |= static_cast<int>(!(v >= 0.0f)) | static_cast<int>(!(v <= std::numeric_limits<float>::max()));
+      any |= static_cast<int>(v > 0.0f);
     }
+    if (bad) throw Error("dense_f32: probabilities must be finite and >= 0");
     if (!any) throw Error("dense_f32: no positive probability");
     const std::size_t at = out.size();
     out.resize(at + 4 * probs.size());
-    for (std::size_t i = 0; i < probs.size(); ++i) {
-      const std::uint32_t u = std::bit_cast<std::uint32_t>(probs[i]);
-      for (std::size_t b = 0; b < 4; ++b) out[at + 4 * i + b] = static_cast<std::uint8_t>(u >> (8 * b));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(out.data() + at, probs.data(), 4 * probs.size());
+    } else {
+      for (std::size_t i = 0; i < probs.size(); ++i) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(probs[i]);
+        for (std::size_t b = 0; b < 4; ++b) out[at + 4 * i + b] = static_cast<std::uint8_t>(u >> (8 * b));
+      }
     }
   }
   void do_decode(std::span<const std::uint8_t> bytes, SparseDist& d) const override {

@@ -76,29 +76,41 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
     double total = 0.0;
     for (const float v : logits) total += weight(v);
     const double target = static_cast<double>(sp.top_p) * total;
-    std::size_t k = std::min<std::size_t>(n, 256);
-    for (;;) {
-      if (k <= 4096) {
-        select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
-      } else {  // flat distribution, large nucleus: rank everything once
-        k = n;
-        sel.clear();
-        for (std::size_t i = 0; i < n; ++i)
-          if (logits[i] > kNegInf) sel.push_back({logits[i], static_cast<Token>(i)});
-        std::sort(sel.begin(), sel.end(), [](const auto& a, const auto& b) { return ranks_before(a, b); });
+    // Peaked rows (the usual case): the nucleus is inside the top 256, found in about one pass.
+    const std::size_t k = std::min<std::size_t>(n, 256);
+    select_top_k(logits.data(), n, k, kNegInf, kNegInf, sel, "sampling");
+    double cum = 0.0;
+    std::size_t keep = 0;
+    while (keep < sel.size() && cum < target) cum += weight(sel[keep++].value);
+    if (cum >= target || sel.size() < k) {
+      sel.resize(std::max<std::size_t>(keep, 1));
+    } else {
+      // Flat rows: bisect the nucleus size with nth_element on a shrinking range. Invariant: sel[0, lo) holds
+      // the lo best entries (mass mass_lo < target), sel[0, hi) the hi best. Expected O(V) work.
+      sel.clear();
+      for (std::size_t i = 0; i < n; ++i)
+        if (logits[i] > kNegInf) sel.push_back({logits[i], static_cast<Token>(i)});
+      const auto rank = [](const auto& a, const auto& b) { return ranks_before(a, b); };
+      std::size_t lo = 0, hi = sel.size();
+      double mass_lo = 0.0;
+      while (hi - lo > 64) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        std::nth_element(sel.begin() + static_cast<std::ptrdiff_t>(lo), sel.begin() + static_cast<std::ptrdiff_t>(mid),
+                         sel.begin() + static_cast<std::ptrdiff_t>(hi), rank);
+        double m = 0.0;
+        for (std::size_t i = lo; i < mid; ++i) m += weight(sel[i].value);
+        if (mass_lo + m >= target) {
+          hi = mid;
+        } else {
+          lo = mid;
+          mass_lo += m;
+        }
       }
-      double cum = 0.0;
-      std::size_t keep = 0;
-      while (keep < sel.size()) {
-        cum += weight(sel[keep].value);
-        ++keep;
-        if (cum >= target) break;
-      }
-      if (cum >= target || k >= n || sel.size() < k) {
-        sel.resize(std::max<std::size_t>(keep, 1));
-        break;
-      }
-      k = std::min(n, k * 16);
+      std::sort(sel.begin() + static_cast<std::ptrdiff_t>(lo), sel.begin() + static_cast<std::ptrdiff_t>(hi), rank);
+      cum = mass_lo;
+      keep = lo;
+      while (keep < hi && cum < target) cum += weight(sel[keep++].value);
+      sel.resize(std::max<std::size_t>(keep, 1));
     }
   } else {
     sel.clear();
