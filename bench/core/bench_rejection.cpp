@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
+  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
   std::printf("\n# Ratios from this run (CPU time)\n");
   for (const char* g : {"4", "8"})
     rep.ratio(std::string("accept_chunk gamma=") + g + " vs gamma RNG draws", std::string("BM_accept_chunk/") + g,

@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
+  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
   std::printf("\n# Ratios from this run (CPU time), vs one plain pass over the logit row\n");
   for (auto v : kVocabs) {
     const std::string vs = std::to_string(v);
