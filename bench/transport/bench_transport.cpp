@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -222,6 +223,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  std::cout.flush();  // the reporter writes to std::cout; keep the summary after its table
 
   std::printf("\nSummary: mean round trip (us) and ratio to the raw baseline of the same run\n");
   std::printf("%-12s %10s %12s %12s %12s %9s\n", "transport", "size", "ours_us", "baseline", "base_us", "ratio");
