@@ -28,7 +28,7 @@ struct Args {
   std::string profile = "qwen-paper";
   std::string link = "paper-wan";
   double alpha = 0.8;
-  std::uint32_t gamma = 4, depth = 1, tokens = 200, prompt_len = 16;
+  std::uint32_t gamma = 4, depth = 1, tokens = 200, prompt_len = 16, repeat = 3;
   std::vector<PipelineMode> modes{PipelineMode::cloud_ar, PipelineMode::edge_only, PipelineMode::vanilla,
                                   PipelineMode::paper, PipelineMode::picospec};
   std::uint64_t seed = 1;
@@ -72,6 +72,7 @@ void usage() {
       "  --tokens N         tokens to generate (default 200) --prompt-len P (default 16)\n"
       "  --modes a,b,c      of cloud-ar,edge-only,vanilla,paper,picospec (default all)\n"
       "  --seed S           sampling seed (default 1)        --temperature T (default 1; 0 = greedy)\n"
+      "  --repeat R         runs per mode with seeds S..S+R-1; the table shows means (default 3)\n"
       "  --time-scale X     multiply every model and link delay by X (default 1); results are reported at\n"
       "                     profile speed (measured wall time / X)\n"
       "  --rejection R      picospec mode: candidates (default) | sparse_draft\n"
@@ -101,6 +102,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--depth") a.depth = to_u32(f, v, 1, 16);
     else if (f == "--tokens") a.tokens = to_u32(f, v, 1, 100000);
     else if (f == "--prompt-len") a.prompt_len = to_u32(f, v, 1, 100000);
+    else if (f == "--repeat") a.repeat = to_u32(f, v, 1, 100);
     else if (f == "--seed") a.seed = static_cast<std::uint64_t>(to_u32(f, v, 0, 0xFFFFFFFFu));
     else if (f == "--time-scale") a.time_scale = to_double(f, v);
     else if (f == "--temperature") a.temperature = static_cast<float>(to_double(f, v));
@@ -179,8 +181,7 @@ int main(int argc, char** argv) {
   for (std::uint32_t i = 0; i < args.prompt_len; ++i)
     prompt.push_back(static_cast<Token>((i * 7919u + 13u) % prof.vocab_size));
 
-  std::vector<Row> rows;
-  for (const PipelineMode mode : args.modes) {
+  auto run_one = [&](PipelineMode mode, std::uint64_t seed) -> Row {
     std::unique_ptr<ServerTransport> server_t;
     std::unique_ptr<Transport> edge_t;
     loopback::LoopbackHub* hub = nullptr;
@@ -218,7 +219,7 @@ int main(int argc, char** argv) {
     GenerateParams gp;
     gp.mode = mode;
     gp.sampling = sampling;
-    gp.seed = args.seed;
+    gp.seed = seed;
     gp.max_tokens = args.tokens;
     gp.gamma = args.gamma;
     gp.depth = args.depth;
@@ -231,7 +232,7 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "picospec-bench-pipeline: %s failed: %s\n", std::string(to_string(mode)).c_str(),
                    e.what());
-      return 1;
+      std::exit(1);
     }
     const CloudStats cs = server.stats();
     server.stop();
@@ -280,7 +281,37 @@ int main(int argc, char** argv) {
     row.model = predict(mode, in);
     row.tps = row.m.tokens_per_s * args.time_scale;
     row.ratio = row.model.tokens_per_s > 0 ? row.tps / row.model.tokens_per_s : 0.0;
-    rows.push_back(std::move(row));
+    return row;
+  };
+
+  // Each mode runs `repeat` times with seeds seed, seed+1, ...; the table shows means (a 200-token run sees
+  // about 60 verification rounds, so one run's acceptance is noisy by a few percent).
+  std::vector<Row> rows;                  // means, one per mode
+  std::vector<std::vector<Row>> all_runs;  // every run
+  for (const PipelineMode mode : args.modes) {
+    std::vector<Row> runs;
+    for (std::uint32_t k = 0; k < args.repeat; ++k) runs.push_back(run_one(mode, args.seed + k));
+    Row mean = runs.front();
+    const double n = static_cast<double>(runs.size());
+    auto avg = [&](auto field) {
+      double acc = 0.0;
+      for (const auto& r : runs) acc += field(r);
+      return acc / n;
+    };
+    mean.tps = avg([](const Row& r) { return r.tps; });
+    mean.model.tokens_per_s = avg([](const Row& r) { return r.model.tokens_per_s; });
+    mean.ratio = mean.model.tokens_per_s > 0 ? mean.tps / mean.model.tokens_per_s : 0.0;
+    mean.m.acceptance_rate = avg([](const Row& r) { return r.m.acceptance_rate; });
+    mean.m.mean_accepted_length = avg([](const Row& r) { return r.m.mean_accepted_length; });
+    mean.m.ttft_ms = avg([](const Row& r) { return r.m.ttft_ms; });
+    mean.m.bytes_up = static_cast<std::uint64_t>(avg([](const Row& r) { return double(r.m.bytes_up); }));
+    mean.m.bytes_down = static_cast<std::uint64_t>(avg([](const Row& r) { return double(r.m.bytes_down); }));
+    mean.m.edge_idle_pct = avg([](const Row& r) { return r.m.edge_idle_pct; });
+    mean.m.cloud_idle_pct = avg([](const Row& r) { return r.m.cloud_idle_pct; });
+    mean.edge_overhead = avg([](const Row& r) { return r.edge_overhead; });
+    mean.cloud_overhead = avg([](const Row& r) { return r.cloud_overhead; });
+    rows.push_back(mean);
+    all_runs.push_back(std::move(runs));
   }
 
   double ar_tps = 0.0;
@@ -292,7 +323,7 @@ int main(int argc, char** argv) {
     << ", draft " << fmt(prof.draft.forward_ms(1)) << " ms/token, verify " << fmt(prof.target.forward_ms(args.gamma))
     << " ms per " << args.gamma << "-token chunk, cloud AR " << fmt(prof.target.forward_ms(1)) << " ms/token)\n"
     << "link " << link.describe() << " via " << args.transport << "; gamma " << args.gamma << ", depth "
-    << args.depth << ", tokens " << args.tokens << ", temperature " << args.temperature << ", seed " << args.seed
+    << args.depth << ", tokens " << args.tokens << ", temperature " << args.temperature << ", seeds " << args.seed << ".." << (args.seed + args.repeat - 1)
     << ", alpha target " << args.alpha << " (synthetic measured " << fmt(alpha_synthetic, 3) << ")"
     << ", time scale " << args.time_scale << " (figures at profile speed)\n";
   t << "mode        rejection     tok/s  model  meas/model  x cloud-ar  accept  MAL   TTFT ms  up KB    down KB  "
@@ -331,15 +362,21 @@ int main(int argc, char** argv) {
       << ",\"down_mbit\":" << link.down_mbit << ",\"transport\":\"" << args.transport
       << "\",\"alpha\":" << args.alpha << ",\"alpha_synthetic_measured\":" << alpha_synthetic
       << ",\"gamma\":" << args.gamma << ",\"depth\":" << args.depth << ",\"tokens\":" << args.tokens
-      << ",\"temperature\":" << args.temperature << ",\"seed\":" << args.seed << ",\"time_scale\":" << args.time_scale
+      << ",\"temperature\":" << args.temperature << ",\"seed\":" << args.seed << ",\"repeat\":" << args.repeat << ",\"time_scale\":" << args.time_scale
       << ",\"within_15pct\":" << (within ? "true" : "false") << ",\"runs\":[";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
       j << (i ? "," : "") << "{\"mode\":\"" << r.m.mode << "\",\"tokens_per_s\":" << r.tps
         << ",\"model_tokens_per_s\":" << r.model.tokens_per_s << ",\"measured_over_model\":" << r.ratio
         << ",\"speedup_vs_cloud_ar\":" << (ar_tps > 0 ? r.tps / ar_tps : 0.0) << ",\"model_alpha\":" << r.alpha_used << ",\"edge_overhead_ms\":" << r.edge_overhead
-        << ",\"cloud_overhead_ms\":" << r.cloud_overhead
-        << ",\"metrics\":" << r.m.to_json() << "}";
+        << ",\"cloud_overhead_ms\":" << r.cloud_overhead << ",\"acceptance_rate\":" << r.m.acceptance_rate
+        << ",\"runs\":[";
+      for (std::size_t k = 0; k < all_runs[i].size(); ++k) {
+        const auto& x = all_runs[i][k];
+        j << (k ? "," : "") << "{\"tokens_per_s\":" << x.tps << ",\"model_tokens_per_s\":" << x.model.tokens_per_s
+          << ",\"metrics\":" << x.m.to_json() << "}";
+      }
+      j << "]}";
     }
     j << "]}\n";
     std::cout << j.str();
