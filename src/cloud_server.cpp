@@ -144,7 +144,12 @@ struct CloudServer::Impl {
     {
       std::lock_guard lk(mu);
       for (auto it = sessions.begin(); it != sessions.end();) {
-        if (now - it->second->last_seen > options.session_idle_timeout) {
+        bool busy;
+        {
+          std::lock_guard slk(it->second->mu);
+          busy = it->second->scheduled;  // being served (e.g. a long cloud-ar generation): not idle
+        }
+        if (!busy && now - it->second->last_seen > options.session_idle_timeout) {
           dead.push_back(it->second);
           it = sessions.erase(it);
         } else {

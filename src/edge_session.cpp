@@ -517,7 +517,27 @@ struct EdgeSession::Run {
     }
   }
 
+  void send_bye() noexcept {
+    try {
+      wire::Header h;
+      h.session_id = session_id.load();
+      h.epoch = epoch;
+      h.seq = seq++;
+      (void)es.transport_->send(wire::encode(h, wire::Bye{}));
+    } catch (...) {  // the transport may already be closed
+    }
+  }
+
   void run_cloud() {
+    try {
+      run_cloud_inner();
+    } catch (...) {
+      if (session_id.load() != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
+      throw;
+    }
+  }
+
+  void run_cloud_inner() {
     start_io();
     handshake();
     wire::Prefill pf;
@@ -555,15 +575,7 @@ struct EdgeSession::Run {
       }
       wait_event();
     }
-    // Tell the cloud we are done (it frees the session); ignore a transport already closed.
-    try {
-      wire::Header h;
-      h.session_id = session_id.load();
-      h.epoch = epoch;
-      h.seq = seq++;
-      (void)es.transport_->send(wire::encode(h, wire::Bye{}));
-    } catch (...) {
-    }
+    send_bye();  // the cloud frees the session
     stop_io();
     m.stale_dropped += foreign_dropped.load();
   }
