@@ -1,0 +1,68 @@
+#pragma once
+// Tiny command-line helper shared by the example programs: flags with values, strict number parsing, and a
+// one-line error for anything malformed (CLI arguments are untrusted input).
+
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace picospec::examples {
+
+/// Thrown for a bad command line; main() prints it as one line and exits with status 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Args {
+ public:
+  Args(int argc, char** argv) : argc_(argc), argv_(argv) {}
+
+  /// Next flag, or false at the end.
+  bool next(std::string& flag) {
+    if (i_ + 1 >= argc_) return false;
+    flag = argv_[++i_];
+    flag_ = flag;
+    return true;
+  }
+  /// The value after the current flag.
+  std::string value() {
+    if (i_ + 1 >= argc_) throw UsageError(flag_ + " needs a value");
+    return argv_[++i_];
+  }
+  double number(double lo, double hi) {
+    const std::string v = value();
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || end == nullptr || *end != '\0' || !(d >= lo && d <= hi))
+      throw UsageError(flag_ + " expects a number in [" + trim(lo) + ", " + trim(hi) + "], got '" + v + "'");
+    return d;
+  }
+  std::uint64_t integer(std::uint64_t lo, std::uint64_t hi) {
+    const std::string v = value();
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+    if (v.empty() || v[0] == '-' || *end != '\0' || errno != 0 || n < lo || n > hi)
+      throw UsageError(flag_ + " expects an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                       "], got '" + v + "'");
+    return n;
+  }
+  [[noreturn]] void unknown() const { throw UsageError("unknown argument '" + flag_ + "' (try --help)"); }
+
+ private:
+  static std::string trim(double d) {
+    std::string s = std::to_string(d);
+    while (!s.empty() && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+    return s;
+  }
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+  std::string flag_;
+};
+
+}  // namespace picospec::examples
