@@ -46,6 +46,33 @@ struct PeerReceived {
   [[nodiscard]] bool ok() const noexcept { return status == RecvStatus::ok; }
 };
 
+namespace detail {
+/// Frame/byte counters shared by Transport and ServerTransport (relaxed atomics: monotonic statistics).
+class TransportCounters {
+ public:
+  void sent(std::size_t bytes) noexcept { add(frames_sent_, bytes_sent_, bytes); }
+  void received(std::size_t bytes) noexcept { add(frames_received_, bytes_received_, bytes); }
+  void dropped(std::uint64_t n = 1) noexcept { frames_dropped_.fetch_add(n, std::memory_order_relaxed); }
+  [[nodiscard]] TransportStats snapshot() const noexcept {
+    TransportStats s;
+    s.frames_sent = frames_sent_.load(std::memory_order_relaxed);
+    s.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
+    s.frames_received = frames_received_.load(std::memory_order_relaxed);
+    s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
+    s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+ private:
+  static void add(std::atomic<std::uint64_t>& frames, std::atomic<std::uint64_t>& bytes, std::size_t n) noexcept {
+    frames.fetch_add(1, std::memory_order_relaxed);
+    bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  std::atomic<std::uint64_t> frames_sent_{0}, bytes_sent_{0}, frames_received_{0}, bytes_received_{0},
+      frames_dropped_{0};
+};
+}  // namespace detail
+
 /// Thread-safety contract for every implementation: send() may be called from one thread while recv() is
 /// called from another; close() may be called from any thread at any time and wakes a blocked recv(),
 /// which then returns `closed`. Two concurrent send() calls (or two recv() calls) are also allowed and are
@@ -64,33 +91,21 @@ class Transport {
   [[nodiscard]] bool send(Frame frame) {
     const auto n = frame.size();
     if (!do_send(std::move(frame))) return false;
-    frames_sent_.fetch_add(1, std::memory_order_relaxed);
-    bytes_sent_.fetch_add(n, std::memory_order_relaxed);
+    counters_.sent(n);
     return true;
   }
 
   /// Receives one frame, waiting at most `timeout`.
   [[nodiscard]] Received recv(Millis timeout) {
     Received r = do_recv(timeout);
-    if (r.ok()) {
-      frames_received_.fetch_add(1, std::memory_order_relaxed);
-      bytes_received_.fetch_add(r.frame.size(), std::memory_order_relaxed);
-    }
+    if (r.ok()) counters_.received(r.frame.size());
     return r;
   }
 
   /// Closes the channel; idempotent; wakes blocked callers.
   void close() { do_close(); }
 
-  [[nodiscard]] TransportStats stats() const noexcept {
-    TransportStats s;
-    s.frames_sent = frames_sent_.load(std::memory_order_relaxed);
-    s.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
-    s.frames_received = frames_received_.load(std::memory_order_relaxed);
-    s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
-    s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
-    return s;
-  }
+  [[nodiscard]] TransportStats stats() const noexcept { return counters_.snapshot(); }
 
   /// Human-readable description ("loopback", "zmq tcp://127.0.0.1:5555", "link(wan) over ...").
   [[nodiscard]] virtual std::string describe() const = 0;
@@ -99,11 +114,10 @@ class Transport {
   virtual bool do_send(Frame frame) = 0;
   virtual Received do_recv(Millis timeout) = 0;
   virtual void do_close() = 0;
-  void count_dropped(std::uint64_t n = 1) noexcept { frames_dropped_.fetch_add(n, std::memory_order_relaxed); }
+  void count_dropped(std::uint64_t n = 1) noexcept { counters_.dropped(n); }
 
  private:
-  std::atomic<std::uint64_t> frames_sent_{0}, bytes_sent_{0}, frames_received_{0}, bytes_received_{0},
-      frames_dropped_{0};
+  detail::TransportCounters counters_;
 };
 
 /// The cloud's endpoint: receives frames from many peers and replies to a chosen peer.
@@ -118,32 +132,23 @@ class ServerTransport {
   /// Sends one frame to `peer`. Returns false if closed or the peer is unknown/gone (frame dropped).
   [[nodiscard]] bool send(PeerId peer, Frame frame) {
     const auto n = frame.size();
-    if (!do_send(peer, std::move(frame))) { frames_dropped_.fetch_add(1, std::memory_order_relaxed); return false; }
-    frames_sent_.fetch_add(1, std::memory_order_relaxed);
-    bytes_sent_.fetch_add(n, std::memory_order_relaxed);
+    if (!do_send(peer, std::move(frame))) {
+      counters_.dropped();
+      return false;
+    }
+    counters_.sent(n);
     return true;
   }
 
   [[nodiscard]] PeerReceived recv(Millis timeout) {
     PeerReceived r = do_recv(timeout);
-    if (r.ok()) {
-      frames_received_.fetch_add(1, std::memory_order_relaxed);
-      bytes_received_.fetch_add(r.frame.size(), std::memory_order_relaxed);
-    }
+    if (r.ok()) counters_.received(r.frame.size());
     return r;
   }
 
   void close() { do_close(); }
 
-  [[nodiscard]] TransportStats stats() const noexcept {
-    TransportStats s;
-    s.frames_sent = frames_sent_.load(std::memory_order_relaxed);
-    s.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
-    s.frames_received = frames_received_.load(std::memory_order_relaxed);
-    s.bytes_received = bytes_received_.load(std::memory_order_relaxed);
-    s.frames_dropped = frames_dropped_.load(std::memory_order_relaxed);
-    return s;
-  }
+  [[nodiscard]] TransportStats stats() const noexcept { return counters_.snapshot(); }
 
   [[nodiscard]] virtual std::string describe() const = 0;
 
@@ -151,11 +156,10 @@ class ServerTransport {
   virtual bool do_send(PeerId peer, Frame frame) = 0;
   virtual PeerReceived do_recv(Millis timeout) = 0;
   virtual void do_close() = 0;
-  void count_dropped(std::uint64_t n = 1) noexcept { frames_dropped_.fetch_add(n, std::memory_order_relaxed); }
+  void count_dropped(std::uint64_t n = 1) noexcept { counters_.dropped(n); }
 
  private:
-  std::atomic<std::uint64_t> frames_sent_{0}, bytes_sent_{0}, frames_received_{0}, bytes_received_{0},
-      frames_dropped_{0};
+  detail::TransportCounters counters_;
 };
 
 }  // namespace picospec
