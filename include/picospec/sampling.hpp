@@ -58,6 +58,8 @@ void logits_to_probs(std::span<const float> logits, const SamplingParams& params
                                           SamplingWorkspace& ws);
 
 /// Plain softmax (max-subtracted) of `logits` / `temperature` into `probs` (temperature > 0).
+/// Uses detail::exp_nonpositive (float, < 2 ulp, vectorized, the same bits on every build without FMA
+/// contraction) and a double-precision normalizer; logits_to_probs takes this path when nothing is truncated.
 void softmax(std::span<const float> logits, std::vector<float>& probs, float temperature = 1.0f);
 
 /// Inverse-CDF draw from a dense (possibly unnormalized) distribution: the first token whose running sum

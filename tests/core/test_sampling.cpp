@@ -197,3 +197,40 @@ TEST_CASE("sample_from: inverse CDF, never a zero-probability token, determinist
   for (int i = 0; i < 1000; ++i) ++c[static_cast<std::size_t>(sample_from(p, i / 1000.0))];
   CHECK(c == std::vector<int>{0, 250, 0, 750, 0});
 }
+
+TEST_CASE("exp_nonpositive: < 2 ulp from exp over [-87, 0], exact ends, 0 below the float range", "[sampling][exp]") {
+  // Catches a wrong polynomial coefficient, a bad range reduction (n off by one near multiples of ln 2) or a
+  // broken 2^n scale: each shows up as a relative error far above 2^-23.
+  double worst = 0.0;
+  float worst_x = 0.0f;
+  const int steps = 2'000'000;
+  for (int i = 0; i <= steps; ++i) {
+    const float x = -87.0f * static_cast<float>(i) / static_cast<float>(steps);
+    const double ref = std::exp(static_cast<double>(x));
+    const double got = detail::exp_nonpositive(x);
+    const double rel = std::fabs(got - ref) / ref;
+    if (rel > worst) { worst = rel; worst_x = x; }
+  }
+  for (int k = -125; k <= 0; ++k) {  // around multiples of ln 2, where the reduction switches n
+    const float c = static_cast<float>(k) * 0.69314718f;
+    for (float x : {std::nextafter(c, -100.0f), c, std::nextafter(c, 1.0f)}) {
+      if (x > 0.0f || x < -87.0f) continue;
+      const double ref = std::exp(static_cast<double>(x));
+      const double rel = std::fabs(detail::exp_nonpositive(x) - ref) / ref;
+      if (rel > worst) { worst = rel; worst_x = x; }
+    }
+  }
+  INFO("worst relative error " << worst << " at x = " << worst_x);
+  CHECK(worst < 2.0 * 1.1920929e-7);  // 2 ulp (ulp = 2^-23 relative)
+  CHECK(detail::exp_nonpositive(0.0f) == 1.0f);
+  CHECK(detail::exp_nonpositive(-0.0f) == 1.0f);
+  CHECK(detail::exp_nonpositive(5.0f) == 1.0f);  // clamped: callers pass x <= 0
+  CHECK(detail::exp_nonpositive(-87.5f) == 0.0f);
+  CHECK(detail::exp_nonpositive(-kInf) == 0.0f);
+}
+
+TEST_CASE("softmax rejects a temperature whose reciprocal overflows", "[sampling]") {
+  std::vector<float> probs;
+  const std::vector<float> logits = {0.0f, 1.0f};
+  CHECK_THROWS_AS(softmax(logits, probs, 1e-39f), Error);
+}

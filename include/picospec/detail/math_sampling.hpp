@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "picospec/detail/math_exp.hpp"
 #include "picospec/detail/math_topk.hpp"
 
 namespace picospec {
@@ -168,17 +169,11 @@ inline Token argmax(std::span<const float> values) {
 
 inline void softmax(std::span<const float> logits, std::vector<float>& probs, float temperature) {
   if (!(temperature > 0.0f) || std::isinf(temperature)) throw Error("softmax: temperature must be > 0 and finite");
-  const double lmax = detail::checked_max_logit(logits);
-  const double inv_t = 1.0 / static_cast<double>(temperature);
+  const float inv_t = 1.0f / temperature;
+  if (std::isinf(inv_t)) throw Error("softmax: temperature too small (1/T overflows float); use 0 for greedy");
+  const float lmax = detail::checked_max_logit(logits);
   probs.resize(logits.size());
-  double z = 0.0;
-  for (std::size_t i = 0; i < logits.size(); ++i) {  // one exp per entry, kept (as float) in probs
-    const double e = std::exp((static_cast<double>(logits[i]) - lmax) * inv_t);
-    probs[i] = static_cast<float>(e);
-    z += e;
-  }
-  const double inv_z = 1.0 / z;
-  for (auto& x : probs) x = static_cast<float>(static_cast<double>(x) * inv_z);
+  detail::dense_softmax(logits.data(), logits.size(), lmax, inv_t, probs.data());
 }
 
 inline void logits_to_probs(std::span<const float> logits, const SamplingParams& params, std::vector<float>& probs,
@@ -188,6 +183,12 @@ inline void logits_to_probs(std::span<const float> logits, const SamplingParams&
     detail::checked_max_logit(logits);
     probs.assign(logits.size(), 0.0f);
     probs[static_cast<std::size_t>(argmax(logits))] = 1.0f;
+    return;
+  }
+  const bool truncates = (params.top_k > 0 && static_cast<std::size_t>(params.top_k) < logits.size()) ||
+                         params.top_p < 1.0f || params.min_p > 0.0f;
+  if (!truncates) {  // the whole vocabulary is kept: one vectorized softmax, no (value, id) list
+    softmax(logits, probs, params.temperature);
     return;
   }
   const double lmax = detail::kept_set(logits, params, ws);
