@@ -338,7 +338,7 @@ int main(int argc, char** argv) {
                   r.m.cloud_idle_pct, r.edge_overhead, r.cloud_overhead);
     t << line;
   }
-  // Bars (docs/bench-pipeline.md): every measured figure within 15% of its model; picospec >= paper > vanilla.
+  // Bars (docs/benchmarks.md, Pipeline): every measured figure within 15% of its model; picospec >= paper > vanilla.
   bool within = true;
   for (const auto& r : rows) within = within && std::fabs(r.ratio - 1.0) <= 0.15;
   double tps_pico = -1, tps_paper = -1, tps_vanilla = -1;
