@@ -8,7 +8,8 @@
 #   release  Release build with -Werror; every test (models tests skip visibly without ../shared);
 #            also installs the build and compiles a consumer with find_package(picospec).
 #   asan     ASan+UBSan build; every test except those labelled `slow`.
-#   tsan     TSan build; the threaded suites (label `concurrency`): transports and the pipeline.
+#   tsan     TSan build; the threaded suites (label `concurrency`): transports, pipeline, llama thread pool,
+#            integration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
@@ -43,7 +44,7 @@ for stage in "${stages[@]}"; do
       ;;
     tsan)
       run_stage tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
-        -DPICOSPEC_SANITIZE=thread -DPICOSPEC_WITH_LLAMA=OFF -DPICOSPEC_BUILD_BENCH=OFF -DPICOSPEC_BUILD_EXAMPLES=OFF
+        -DPICOSPEC_SANITIZE=thread -DPICOSPEC_BUILD_BENCH=OFF -DPICOSPEC_BUILD_EXAMPLES=OFF
       echo "=== [tsan] test"
       TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
         ctest --test-dir build/tsan -j "$jobs" --output-on-failure -L concurrency -LE slow
