@@ -31,4 +31,4 @@ fi
 echo
 echo "=== 2. what-if speed-up with the paper's latencies (synthetic backend) ==="
 ./build/release/bench/pipeline/picospec-bench-pipeline --profile llama-paper --link paper-wan --alpha 0.9 \
-  --tokens 200 --modes cloud-ar,vanilla,paper,picospec
+  --tokens 200 --repeat 1 --modes cloud-ar,vanilla,paper,picospec
