@@ -47,10 +47,7 @@ class CausalLM {
   /// Throws picospec::Error for out-of-vocabulary ids or when the context length would be exceeded.
   void forward(std::span<const Token> tokens, LogitRows& out) {
     if (tokens.empty()) { out.resize(0, info_.vocab_size); return; }
-    for (Token t : tokens)
-      if (t < 0 || static_cast<std::uint32_t>(t) >= info_.vocab_size)
-        throw Error("CausalLM::forward: token id " + std::to_string(t) + " outside vocabulary of " +
-                    std::to_string(info_.vocab_size));
+    detail::check_token_ids(tokens, info_.vocab_size, "CausalLM::forward");
     if (info_.context_length != 0 && length_ + tokens.size() > info_.context_length)
       throw Error("CausalLM::forward: context length " + std::to_string(info_.context_length) +
                   " exceeded (" + std::to_string(length_) + " + " + std::to_string(tokens.size()) + ")");

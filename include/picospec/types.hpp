@@ -67,6 +67,16 @@ class DecodeError : public Error {
   using Error::Error;
 };
 
+namespace detail {
+/// Throws Error("<where>: token id N outside vocabulary of V") for the first id outside [0, vocab_size).
+inline void check_token_ids(std::span<const Token> tokens, std::uint32_t vocab_size, const char* where) {
+  for (Token t : tokens)
+    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab_size)
+      throw Error(std::string(where) + ": token id " + std::to_string(t) + " outside vocabulary of " +
+                  std::to_string(vocab_size));
+}
+}  // namespace detail
+
 inline float SparseDist::prob(Token t) const noexcept {
   std::size_t lo = 0, hi = ids.size();
   while (lo < hi) {

@@ -84,10 +84,7 @@ class Verifier {
 
  private:
   void check_tokens(std::span<const Token> tokens, const char* where) const {
-    for (Token t : tokens)
-      if (t < 0 || static_cast<std::uint32_t>(t) >= info_.vocab_size)
-        throw Error(std::string(where) + ": token id " + std::to_string(t) + " outside vocabulary of " +
-                    std::to_string(info_.vocab_size));
+    detail::check_token_ids(tokens, info_.vocab_size, where);
   }
   void check_room(std::size_t have, std::size_t add, const char* where) const {
     if (info_.context_length != 0 && have + add > info_.context_length)
