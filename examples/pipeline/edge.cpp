@@ -2,7 +2,7 @@
 //
 //   picospec-edge -md draft.gguf [--connect tcp://HOST:5555] [-p PROMPT] [-n N] [--mode picospec|paper|vanilla|
 //                 cloud-ar|edge-only] [--temp T] [--top-k K] [--top-p P] [--seed S] [--gamma G] [--depth D]
-//                 [--link PROFILE] [--curve-server-key KEY] [--json]
+//                 [--link PROFILE] [--curve-server-key KEY] [--timeout-ms MS] [--json]
 //
 // Text streams to stdout as the cloud commits it; metrics (tokens/s, acceptance, bytes per token) go to stderr,
 // or everything as one JSON object with --json. --link wraps the connection in the link emulator (e.g. `wan`,
@@ -33,6 +33,7 @@ struct Options {
   std::string curve_server_key;
   GenerateParams gen;
   std::size_t threads = 1;
+  std::uint64_t timeout_ms = 30000;
   bool json = false;
 };
 
@@ -62,11 +63,13 @@ Options parse(int argc, char** argv) {
     else if (f == "--threads") o.threads = args.integer(1, 1024);
     else if (f == "--link") o.link = args.value();
     else if (f == "--curve-server-key") o.curve_server_key = args.value();
+    else if (f == "--timeout-ms") o.timeout_ms = args.integer(1, 3600000);
     else if (f == "--json") o.json = true;
     else if (f == "-h" || f == "--help") {
       std::printf("usage: picospec-edge -md draft.gguf [--connect ENDPOINT] [-p PROMPT] [-n N] [--mode MODE]\n"
                   "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--gamma G]\n"
-                  "                     [--depth D] [--threads N] [--link PROFILE] [--curve-server-key KEY] [--json]\n"
+                  "                     [--depth D] [--threads N] [--link PROFILE] [--curve-server-key KEY]\n"
+                  "                     [--timeout-ms MS] [--json]\n"
                   "  modes: picospec (default) paper vanilla cloud-ar edge-only\n"
                   "  link profiles: none lan wan paper-wan cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]\n");
       std::exit(0);
@@ -109,7 +112,7 @@ int main(int argc, char** argv) {
     }
     EdgeOptions eo;
     eo.label_backend = "llama";
-    eo.response_timeout = std::chrono::milliseconds(30000);
+    eo.response_timeout = std::chrono::milliseconds(o.timeout_ms);
     EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<llama::LlamaModel>(weights, llama::LlamaParams{.threads = o.threads})),
                      std::move(transport), eo);
     const std::vector<Token> prompt = tok->encode(o.prompt, true);
