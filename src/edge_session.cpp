@@ -403,6 +403,7 @@ struct EdgeSession::Run {
     if (done) return;
     if (row.size() != vocab) protocol_error("no draft distribution kept for the rejected token");
     if (v.kind == wire::VerdictKind::topk) {
+      if (!topk_codec) protocol_error("Top-K verdict outside topk mode");
       const SparseDist p_topk = topk_codec->decode(v.payload, vocab, Normalization::raw);
       const Token cor = residual_topk(p_topk, row, uniform(gp.seed, Purpose::topk_residual, pos, old_epoch),
                                       gp.topk_fallback);

@@ -7,6 +7,7 @@
 
 #include "pipeline_fixture.hpp"
 #include "picospec/protocol.hpp"
+#include "picospec/sparse_codec.hpp"
 #include "reference_decoder.hpp"
 
 using namespace picospec;
@@ -286,4 +287,54 @@ TEST_CASE("generate fails cleanly on bad parameters, timeouts and closed transpo
   EdgeSession alone(synthetic::make_drafter(pair), nullptr);
   REQUIRE(alone.generate(test::test_prompt(), sampled(PipelineMode::edge_only, 1, 7)).tokens.size() == 7);
   REQUIRE_THROWS_AS(alone.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 7)), Error);
+}
+
+TEST_CASE("the edge refuses a verdict kind its rejection mode has no decoder for", "[pipeline][control][robust]") {
+  // Wrong implementation caught: a Top-K verdict in candidates mode was decoded with the Top-K codec, which only
+  // exists in topk mode (null pointer dereference, a crash instead of a protocol error).
+  const auto pair = test::small_pair(0.7, 128);
+  loopback::LoopbackParams lp;
+  lp.max_frame_bytes = 0;
+  loopback::LoopbackHub hub(lp);
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(5000);
+  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
+  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
+  std::thread fake_cloud([&] {
+    try {
+      std::uint32_t seq = 0;
+      auto reply = [&](PeerId peer, std::uint32_t epoch, wire::Body body) {
+        wire::Header h;
+        h.session_id = 1;
+        h.epoch = epoch;
+        h.seq = seq++;
+        (void)hub.send(peer, wire::encode(h, std::move(body)));
+      };
+      for (int i = 0; i < 100; ++i) {
+        const auto r = hub.recv(Millis(100));
+        if (r.status == RecvStatus::closed) return;
+        if (!r.ok()) continue;
+        const auto msg = wire::decode(r.frame);
+        if (std::holds_alternative<wire::Hello>(msg.body)) {
+          reply(r.peer, 0, wire::Welcome{target, "fake"});
+        } else if (const auto* d = std::get_if<wire::Draft>(&msg.body)) {
+          wire::Verdict v;
+          v.start_position = d->start_position;
+          v.accepted = 0;
+          v.kind = wire::VerdictKind::topk;
+          std::vector<float> p(128, 0.0f);
+          p[1] = 1.0f;
+          make_codec("topk_f32:4")->encode(p, v.payload);
+          reply(r.peer, 1, std::move(v));
+        } else if (std::holds_alternative<wire::Bye>(msg.body)) {
+          return;
+        }
+      }
+    } catch (...) {  // the assertion is on the edge's side
+    }
+  });
+  auto gp = sampled(PipelineMode::picospec, 1, 20);
+  gp.rejection = RejectionMode::candidates;
+  REQUIRE_THROWS_WITH(edge.generate(test::test_prompt(), gp), Catch::Contains("protocol error"));
+  fake_cloud.join();
 }
