@@ -330,6 +330,8 @@ struct CloudServer::Impl {
     if (auto err = wire::compatibility_error(hello, s.verifier->info()))
       throw SessionFailure{err->code, err->message};
     const auto mode = static_cast<PipelineMode>(hello.pipeline);
+    require(hello.candidates_m <= kMaxCandidatesPerFrame, wire::ErrorCode::invalid_params,
+            "candidates_m above " + std::to_string(kMaxCandidatesPerFrame) + " (one verdict frame's limit)");
     require(mode != PipelineMode::edge_only, wire::ErrorCode::unsupported_mode, "edge-only needs no cloud");
     s.rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;
     try {

@@ -338,3 +338,26 @@ TEST_CASE("the edge refuses a verdict kind its rejection mode has no decoder for
   REQUIRE_THROWS_WITH(edge.generate(test::test_prompt(), gp), Catch::Contains("protocol error"));
   fake_cloud.join();
 }
+
+TEST_CASE("the cloud refuses a candidate count no verdict frame can carry", "[pipeline][control][robust]") {
+  // Wrong implementation caught: any u32 m accepted at Hello, so the first rejection makes a worker draw, sort and
+  // hold m candidates (gigabytes for m near 2^32) before encode_candidates fails on the frame limit.
+  const auto pair = test::small_pair(0.7, 128);
+  test::Cloud cloud(pair);
+  auto raw = cloud.hub->connect();
+  auto hello_reply = [&](std::uint32_t m) {
+    const wire::Hello hello{wire::kVersion, wire::fingerprint(synthetic::make_draft_lm(pair)->info()),
+                            SamplingParams{}, RejectionMode::candidates, wire::PipelineMode::picospec, "", 10, m, 1,
+                            4, 10};
+    REQUIRE(raw->send(wire::encode(wire::Header{}, hello)));
+    const auto r = raw->recv(Millis(5000));
+    REQUIRE(r.ok());
+    return wire::decode(r.frame);
+  };
+  const auto refused = hello_reply(0xffffffffu);
+  const auto* e = std::get_if<wire::Error>(&refused.body);
+  REQUIRE(e != nullptr);
+  REQUIRE(e->code == wire::ErrorCode::invalid_params);
+  REQUIRE(std::holds_alternative<wire::Error>(hello_reply(kMaxCandidatesPerFrame + 1).body));
+  REQUIRE(std::holds_alternative<wire::Welcome>(hello_reply(kMaxCandidatesPerFrame).body));
+}
