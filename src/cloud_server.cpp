@@ -562,7 +562,7 @@ CloudServer::~CloudServer() { stop(); }
 
 void CloudServer::start() {
   std::lock_guard lk(impl_->mu);
-  if (impl_->started) throw Error("CloudServer::start: already started");
+  if (impl_->started || impl_->stopping) throw Error("CloudServer::start: already started or stopped");
   impl_->started = true;
   impl_->io_thread = std::thread([this] { impl_->io_loop(); });
   for (std::size_t i = 0; i < impl_->options.workers; ++i)

@@ -361,3 +361,12 @@ TEST_CASE("the cloud refuses a candidate count no verdict frame can carry", "[pi
   REQUIRE(std::holds_alternative<wire::Error>(hello_reply(kMaxCandidatesPerFrame + 1).body));
   REQUIRE(std::holds_alternative<wire::Welcome>(hello_reply(kMaxCandidatesPerFrame).body));
 }
+
+TEST_CASE("CloudServer::start after stop throws instead of leaving threads unjoined", "[pipeline][control]") {
+  // Wrong implementation caught: start() checked only `started`, so start() after stop() launched threads that
+  // the (already stopped) destructor never joined: std::terminate.
+  const auto pair = test::small_pair(0.7, 128);
+  CloudServer server([pair] { return synthetic::make_verifier(pair); }, std::make_unique<loopback::LoopbackHub>());
+  server.stop();
+  REQUIRE_THROWS_AS(server.start(), Error);
+}
