@@ -167,7 +167,10 @@ struct EdgeSession::Run {
     qcv.notify_all();
     return ev;
   }
-  void wake() { qcv.notify_all(); }
+  void wake() {
+    { std::lock_guard lk(qmu); }  // `cancelled` was set outside qmu: sync with a waiter between check and block
+    qcv.notify_all();
+  }
 
   // ------------------------------------------------------------------------------------------- sending
   void send(wire::Body body) {

@@ -370,3 +370,48 @@ TEST_CASE("CloudServer::start after stop throws instead of leaving threads unjoi
   server.stop();
   REQUIRE_THROWS_AS(server.start(), Error);
 }
+
+TEST_CASE("cancel wakes a generation blocked on a silent cloud", "[pipeline][control]") {
+  // Wrong implementation caught: cancel() not waking the drafting thread blocked on the event queue (or setting
+  // the flag without the queue mutex, so the wake-up can be lost): generate() would sit out response_timeout.
+  // The lost wake-up is a narrow race, so this run checks the wake-up path rather than reproducing the race.
+  const auto pair = test::small_pair(0.7, 128);
+  loopback::LoopbackParams lp;
+  lp.max_frame_bytes = 0;
+  loopback::LoopbackHub hub(lp);
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(20000);
+  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
+  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
+  std::atomic<bool> quit{false};
+  std::thread silent_cloud([&] {
+    try {
+      while (!quit.load()) {
+        const auto r = hub.recv(Millis(20));
+        if (r.status == RecvStatus::closed) return;
+        if (!r.ok()) continue;
+        const auto msg = wire::decode(r.frame);
+        if (std::holds_alternative<wire::Hello>(msg.body)) {
+          wire::Header h;
+          h.session_id = 1;
+          (void)hub.send(r.peer, wire::encode(h, wire::Welcome{target, "silent"}));
+        }
+      }
+    } catch (...) {
+    }
+  });
+  for (int round = 0; round < 3; ++round) {
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      edge.cancel();
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto r = edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 1000));
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    canceller.join();
+    REQUIRE(r.finish == FinishReason::cancelled);
+    REQUIRE(waited < std::chrono::seconds(5));
+  }
+  quit = true;
+  silent_cloud.join();
+}
