@@ -36,6 +36,7 @@ struct SessionFailure {
 struct CloudSession {
   PeerId peer = 0;
   std::uint64_t id = 0;
+  std::uint32_t hello_seq = 0;  // echoed in the Welcome or refusal, so the edge can match the answer to its Hello
 
   // Guarded by `mu`.
   std::mutex mu;
@@ -107,9 +108,11 @@ struct CloudServer::Impl {
     h.seq = s.seq_out++;
     return transport.send(s.peer, wire::encode(h, std::move(body)));
   }
-  void send_error(PeerId peer, std::uint64_t session_id, wire::ErrorCode code, std::string message) {
+  void send_error(PeerId peer, std::uint64_t session_id, wire::ErrorCode code, std::string message,
+                  std::uint32_t seq = 0) {
     wire::Header h;
     h.session_id = session_id;
+    h.seq = seq;
     try {
       (void)transport.send(peer, wire::encode(h, wire::Error{code, std::move(message)}));
     } catch (...) {  // encoding an Error cannot really fail; never let it escape a thread
@@ -197,12 +200,13 @@ struct CloudServer::Impl {
         if (sessions.size() >= options.max_sessions) {
           lk.unlock();
           bump([](CloudStats& st) { ++st.sessions_refused; });
-          send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions");
+          send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions", h.seq);
           continue;
         }
         s = std::make_shared<CloudSession>();
         s->peer = r.peer;
         s->id = ++next_id;
+        s->hello_seq = h.seq;
         s->last_seen = now;
         sessions.emplace(std::make_pair(r.peer, s->id), s);
       } else {
@@ -291,19 +295,22 @@ struct CloudServer::Impl {
       return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
     } catch (const SessionFailure& f) {
       if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
-      send_error(s.peer, s.id, f.code, f.message);
+      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
       return false;
     } catch (const DecodeError& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what());
+      send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what(), reply_seq(s));
       return false;
     } catch (const std::exception& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, e.what());
+      send_error(s.peer, s.id, wire::ErrorCode::internal, e.what(), reply_seq(s));
       return false;
     } catch (...) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, "unknown exception");
+      send_error(s.peer, s.id, wire::ErrorCode::internal, "unknown exception", reply_seq(s));
       return false;
     }
   }
+
+  // An error that answers the Hello echoes its seq (the edge matches it to its Hello); later ones carry the session.
+  static std::uint32_t reply_seq(const CloudSession& s) noexcept { return s.hello_ok ? 0u : s.hello_seq; }
 
   template <class F>
   auto timed_verify(F&& f) {
@@ -358,7 +365,10 @@ struct CloudServer::Impl {
     wire::Welcome w;
     w.target = wire::fingerprint(s.verifier->info());
     w.server_name = options.name;
-    return send(s, 0, std::move(w));
+    wire::Header h;  // the Welcome echoes the Hello's seq (see CloudSession::hello_seq)
+    h.session_id = s.id;
+    h.seq = s.hello_seq;
+    return transport.send(s.peer, wire::encode(h, std::move(w)));
   }
 
   bool handle(CloudSession& s, const wire::Header&, wire::Prefill& p) {

@@ -79,6 +79,10 @@ struct EdgeSession::Run {
   // Drafting-thread state.
   std::uint32_t epoch = 0;
   std::uint32_t seq = 0;
+  // The Hello's seq, unique per EdgeSession (its generation number): the cloud echoes it in the Welcome or the
+  // Error that answers the Hello, so a late reply to an earlier generation's Hello (or an Error about an earlier
+  // session) is never taken for this generation's.
+  std::uint32_t hello_seq = 0;
   std::vector<Token> committed;
   std::deque<Spec> spec;
   std::size_t sent = 0;  // leading spec tokens already sent
@@ -147,8 +151,11 @@ struct EdgeSession::Run {
       }
       const std::uint64_t sid = session_id.load();
       const auto type = d.message->type();
-      const bool handshake = sid == 0 && (type == wire::MessageType::welcome || type == wire::MessageType::error);
-      if (!handshake && d.message->header.session_id != sid) {
+      // Before the Welcome only the answer to this generation's Hello counts; after it, only this session's frames.
+      const bool accept = sid == 0 ? (type == wire::MessageType::welcome || type == wire::MessageType::error) &&
+                                         d.message->header.seq == hello_seq
+                                   : d.message->header.session_id == sid;
+      if (!accept) {
         ++foreign_dropped;  // a frame of an earlier generation
         continue;
       }
@@ -177,7 +184,7 @@ struct EdgeSession::Run {
     wire::Header h;
     h.session_id = session_id.load();
     h.epoch = epoch;
-    h.seq = seq++;
+    h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
     if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
   }
 
@@ -542,6 +549,7 @@ struct EdgeSession::Run {
   }
 
   void run_cloud_inner() {
+    hello_seq = static_cast<std::uint32_t>(es.generations_);  // set before the I/O thread starts reading it
     start_io();
     handshake();
     wire::Prefill pf;

@@ -316,7 +316,10 @@ TEST_CASE("the edge refuses a verdict kind its rejection mode has no decoder for
         if (!r.ok()) continue;
         const auto msg = wire::decode(r.frame);
         if (std::holds_alternative<wire::Hello>(msg.body)) {
-          reply(r.peer, 0, wire::Welcome{target, "fake"});
+          wire::Header h;  // a Welcome echoes the Hello's seq
+          h.session_id = 1;
+          h.seq = msg.header.seq;
+          (void)hub.send(r.peer, wire::encode(h, wire::Welcome{target, "fake"}));
         } else if (const auto* d = std::get_if<wire::Draft>(&msg.body)) {
           wire::Verdict v;
           v.start_position = d->start_position;
@@ -394,6 +397,7 @@ TEST_CASE("cancel wakes a generation blocked on a silent cloud", "[pipeline][con
         if (std::holds_alternative<wire::Hello>(msg.body)) {
           wire::Header h;
           h.session_id = 1;
+          h.seq = msg.header.seq;  // a Welcome echoes the Hello's seq
           (void)hub.send(r.peer, wire::encode(h, wire::Welcome{target, "silent"}));
         }
       }
@@ -414,4 +418,54 @@ TEST_CASE("cancel wakes a generation blocked on a silent cloud", "[pipeline][con
   }
   quit = true;
   silent_cloud.join();
+}
+
+TEST_CASE("late answers from an earlier generation are not taken for this generation's handshake",
+          "[pipeline][control][robust]") {
+  // Wrong implementation caught: before the Welcome, the edge took any Error or Welcome as the answer to its Hello.
+  // A stale Error about the previous generation's session (e.g. the cloud rejecting a prompt the edge had already
+  // given up on) then refused the next generation, and a late Welcome to an earlier Hello bound the generation to
+  // the wrong cloud session. Replies to a Hello now echo its seq, unique per EdgeSession.
+  const auto pair = test::small_pair(0.7, 128);
+  loopback::LoopbackHub hub;
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(5000);
+  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
+  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
+  std::thread fake_cloud([&] {
+    try {
+      auto send = [&](PeerId peer, std::uint64_t sid, std::uint32_t seq, wire::Body body) {
+        wire::Header h;
+        h.session_id = sid;
+        h.seq = seq;
+        (void)hub.send(peer, wire::encode(h, std::move(body)));
+      };
+      for (int i = 0; i < 200; ++i) {
+        const auto r = hub.recv(Millis(50));
+        if (r.status == RecvStatus::closed) return;
+        if (!r.ok()) continue;
+        const auto msg = wire::decode(r.frame);
+        if (std::holds_alternative<wire::Hello>(msg.body)) {
+          const std::uint32_t s = msg.header.seq;
+          send(r.peer, 7, s - 1, wire::Error{wire::ErrorCode::invalid_params, "stale: about an earlier session"});
+          send(r.peer, 0, s + 100, wire::Error{wire::ErrorCode::busy, "stale: answer to another Hello"});
+          send(r.peer, 99, s + 1, wire::Welcome{target, "stale welcome"});
+          send(r.peer, 1, s, wire::Welcome{target, "the real one"});
+        } else if (const auto* p = std::get_if<wire::Prefill>(&msg.body)) {
+          send(r.peer, 99, 0, wire::Tokens{static_cast<std::uint32_t>(p->tokens.size()), {9, 9, 9}, true});
+          send(r.peer, 1, 0, wire::Tokens{static_cast<std::uint32_t>(p->tokens.size()), {5, 6, 7}, true});
+        } else if (std::holds_alternative<wire::Bye>(msg.body)) {
+          return;
+        }
+      }
+    } catch (...) {  // the assertions are on the edge's side
+    }
+  });
+  auto gp = sampled(PipelineMode::cloud_ar, 1, 3);
+  GenerateResult res;
+  REQUIRE_NOTHROW(res = edge.generate(test::test_prompt(), gp));
+  CHECK(res.tokens == std::vector<Token>{5, 6, 7});
+  CHECK(res.metrics.stale_dropped >= 4);
+  hub.close();
+  fake_cloud.join();
 }
