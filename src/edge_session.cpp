@@ -477,7 +477,8 @@ struct EdgeSession::Run {
   }
 
   // ------------------------------------------------------------------------------------------- phases
-  void handshake() {
+  // Returns false when cancel() came before the Welcome.
+  bool handshake() {
     wire::Hello hello;
     hello.draft = wire::fingerprint(es.drafter_->info());
     hello.sampling = gp.sampling;
@@ -493,7 +494,10 @@ struct EdgeSession::Run {
     const auto t0 = Clock::now();
     auto ev = pop(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
-    if (!ev) throw Error("EdgeSession: no Welcome from the cloud");
+    if (!ev) {
+      if (cancelled.load()) return false;
+      throw Error("EdgeSession: no Welcome from the cloud");
+    }
     if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(*ev);
     if (auto* e = std::get_if<wire::Error>(&msg.body))
@@ -504,6 +508,7 @@ struct EdgeSession::Run {
     if (w->target.vocab_size != vocab) throw Error("EdgeSession: the cloud's vocabulary differs");
     if (msg.header.session_id == 0) protocol_error("Welcome without a session id");
     session_id = msg.header.session_id;
+    return true;
   }
 
   void run_edge_only() {
@@ -551,7 +556,13 @@ struct EdgeSession::Run {
   void run_cloud_inner() {
     hello_seq = static_cast<std::uint32_t>(es.generations_);  // set before the I/O thread starts reading it
     start_io();
-    handshake();
+    if (!handshake()) {  // cancelled before the Welcome: nothing to say goodbye to (a late Welcome is dropped)
+      done = true;
+      finish = FinishReason::cancelled;
+      stop_io();
+      m.stale_dropped += foreign_dropped.load();
+      return;
+    }
     wire::Prefill pf;
     pf.tokens = prompt;
     send(std::move(pf));

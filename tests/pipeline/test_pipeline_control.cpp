@@ -469,3 +469,34 @@ TEST_CASE("late answers from an earlier generation are not taken for this genera
   hub.close();
   fake_cloud.join();
 }
+
+TEST_CASE("cancel before the cloud answers the Hello returns cancelled", "[pipeline][control]") {
+  // Wrong implementation caught: a cancel during the handshake surfaced as "no Welcome from the cloud" (an
+  // exception) instead of FinishReason::cancelled as the header promises.
+  const auto pair = test::small_pair(0.7, 128);
+  loopback::LoopbackHub lonely;  // nobody answers
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(20000);
+  EdgeSession edge(synthetic::make_drafter(pair), lonely.connect(), eo);
+  std::atomic<bool> returned{false};
+  std::thread canceller([&] {  // cancel() before generate() has started has no effect, so repeat until it returns
+    while (!returned.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      edge.cancel();
+    }
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  GenerateResult res;
+  try {
+    res = edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5));
+  } catch (...) {
+    returned = true;
+    canceller.join();
+    throw;
+  }
+  returned = true;
+  canceller.join();
+  CHECK(res.finish == FinishReason::cancelled);
+  CHECK(res.tokens.empty());
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
