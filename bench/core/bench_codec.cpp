@@ -97,28 +97,22 @@ BENCHMARK(BM_dense_decode)->Apply(v_only)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_candidates_roundtrip)->Apply(v_only)->Unit(benchmark::kNanosecond);
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
-  std::printf("\n# Ratios from this run (lower is better)\n");
-  for (auto v : kVocabs) {
-    const std::string vs = std::to_string(v);
-    for (const char* fam : {"topk_f32", "topk_q"})
-      for (int k : {8, 32, 256}) {
-        const std::string name = "BM_encode/" + std::string(fam) + "/" + vs + "/" + std::to_string(k);
-        rep.ratio(std::string(fam) + ":" + std::to_string(k) + " select+encode V=" + vs + " vs plain pass", name,
-                  "BM_pass_sum/" + vs);
-        rep.ratio(std::string(fam) + ":" + std::to_string(k) + " select+encode V=" + vs + " vs vectorized pass",
-                  name, "BM_pass_sum8/" + vs);
-      }
-    rep.ratio("dense_f32 encode V=" + vs + " vs memcpy", "BM_dense_encode/" + vs, "BM_memcpy/" + vs);
-  }
-  for (const char* fam : {"topk_f32", "topk_q"}) {
-    const double s = rep.secs("BM_decode/" + std::string(fam) + "/151936/32");
-    if (s >= 0) std::printf("DECODE %s:32 frame: %.1f ns (bar < 1000 ns)\n", fam, s * 1e9);
-  }
-  benchmark::Shutdown();
-  return 0;
+  return run_with_ratios(argc, argv, "Ratios from this run (lower is better)", [](RatioReporter& rep) {
+    for (auto v : kVocabs) {
+      const std::string vs = std::to_string(v);
+      for (const char* fam : {"topk_f32", "topk_q"})
+        for (int k : {8, 32, 256}) {
+          const std::string name = "BM_encode/" + std::string(fam) + "/" + vs + "/" + std::to_string(k);
+          rep.ratio(std::string(fam) + ":" + std::to_string(k) + " select+encode V=" + vs + " vs plain pass", name,
+                    "BM_pass_sum/" + vs);
+          rep.ratio(std::string(fam) + ":" + std::to_string(k) + " select+encode V=" + vs + " vs vectorized pass",
+                    name, "BM_pass_sum8/" + vs);
+        }
+      rep.ratio("dense_f32 encode V=" + vs + " vs memcpy", "BM_dense_encode/" + vs, "BM_memcpy/" + vs);
+    }
+    for (const char* fam : {"topk_f32", "topk_q"}) {
+      const double s = rep.secs("BM_decode/" + std::string(fam) + "/151936/32");
+      if (s >= 0) std::printf("DECODE %s:32 frame: %.1f ns (bar < 1000 ns)\n", fam, s * 1e9);
+    }
+  });
 }

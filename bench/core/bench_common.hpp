@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <string>
@@ -116,5 +117,19 @@ class RatioReporter : public benchmark::ConsoleReporter {
  private:
   std::map<std::string, double> secs_;
 };
+
+/// The shared main(): runs the selected benchmarks through a RatioReporter, then prints `title` and the same-run
+/// ratios that `ratios` asks for (ratios of benchmarks filtered out are skipped).
+inline int run_with_ratios(int argc, char** argv, const char* title, const std::function<void(RatioReporter&)>& ratios) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter rep;
+  benchmark::RunSpecifiedBenchmarks(&rep);
+  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
+  std::printf("\n# %s\n", title);
+  ratios(rep);
+  benchmark::Shutdown();
+  return 0;
+}
 
 }  // namespace picospec_bench

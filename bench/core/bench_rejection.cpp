@@ -99,22 +99,16 @@ BENCHMARK(BM_candidates_cloud)->Apply(v_only)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_candidates_edge)->Apply(v_only)->Unit(benchmark::kNanosecond);
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
-  std::printf("\n# Ratios from this run (CPU time)\n");
-  for (const char* g : {"4", "8"})
-    rep.ratio(std::string("accept_chunk gamma=") + g + " vs gamma RNG draws", std::string("BM_accept_chunk/") + g,
-              std::string("BM_rng_draws/") + g);
-  for (auto v : kVocabs) {
-    const std::string vs = std::to_string(v);
-    rep.ratio("residual_dense V=" + vs + " vs plain pass", "BM_residual_dense/" + vs, "BM_pass_sum/" + vs);
-    rep.ratio("residual_dense V=" + vs + " vs sample_from(p)", "BM_residual_dense/" + vs, "BM_sample_from/" + vs);
-    rep.ratio("candidates cloud (draw 32 + encode) V=" + vs + " vs sample_from(p)", "BM_candidates_cloud/" + vs,
-              "BM_sample_from/" + vs);
-  }
-  benchmark::Shutdown();
-  return 0;
+  return run_with_ratios(argc, argv, "Ratios from this run (CPU time)", [](RatioReporter& rep) {
+    for (const char* g : {"4", "8"})
+      rep.ratio(std::string("accept_chunk gamma=") + g + " vs gamma RNG draws", std::string("BM_accept_chunk/") + g,
+                std::string("BM_rng_draws/") + g);
+    for (auto v : kVocabs) {
+      const std::string vs = std::to_string(v);
+      rep.ratio("residual_dense V=" + vs + " vs plain pass", "BM_residual_dense/" + vs, "BM_pass_sum/" + vs);
+      rep.ratio("residual_dense V=" + vs + " vs sample_from(p)", "BM_residual_dense/" + vs, "BM_sample_from/" + vs);
+      rep.ratio("candidates cloud (draw 32 + encode) V=" + vs + " vs sample_from(p)", "BM_candidates_cloud/" + vs,
+                "BM_sample_from/" + vs);
+    }
+  });
 }

@@ -81,18 +81,12 @@ BENCHMARK(BM_chain)->Apply(v_only)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_greedy)->Apply(v_only)->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  RatioReporter rep;
-  benchmark::RunSpecifiedBenchmarks(&rep);
-  std::cout << std::flush;  // the reporter writes through std::cout; keep the order when piped
-  std::printf("\n# Ratios from this run (CPU time), vs one plain pass over the logit row\n");
-  for (auto v : kVocabs) {
-    const std::string vs = std::to_string(v);
-    for (const char* b : {"BM_argmax", "BM_softmax", "BM_top_k", "BM_sparse_top_k", "BM_top_p", "BM_min_p",
-                          "BM_chain", "BM_greedy"})
-      rep.ratio(std::string(b + 3) + " V=" + vs, std::string(b) + "/" + vs, "BM_logit_pass/" + vs);
-  }
-  benchmark::Shutdown();
-  return 0;
+  return run_with_ratios(argc, argv, "Ratios from this run (CPU time), vs one plain pass over the logit row", [](RatioReporter& rep) {
+    for (auto v : kVocabs) {
+      const std::string vs = std::to_string(v);
+      for (const char* b : {"BM_argmax", "BM_softmax", "BM_top_k", "BM_sparse_top_k", "BM_top_p", "BM_min_p",
+                            "BM_chain", "BM_greedy"})
+        rep.ratio(std::string(b + 3) + " V=" + vs, std::string(b) + "/" + vs, "BM_logit_pass/" + vs);
+    }
+  });
 }
