@@ -3,6 +3,8 @@
 // one-line error for anything malformed (CLI arguments are untrusted input).
 
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -64,5 +66,24 @@ class Args {
   int i_ = 0;
   std::string flag_;
 };
+
+/// The programs' main(): parse() failing with UsageError prints one line and exits 2; body(options) failing with
+/// any exception prints one line and exits 1; otherwise body's status.
+template <class Parse, class Body>
+int run_main(const char* prog, Parse&& parse, Body&& body) {
+  decltype(parse()) options;
+  try {
+    options = parse();
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: %s\n", prog, e.what());
+    return 2;
+  }
+  try {
+    return body(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", prog, e.what());
+    return 1;
+  }
+}
 
 }  // namespace picospec::examples

@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/args.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
 #include "picospec/llama/model.hpp"
@@ -46,9 +47,7 @@ struct Options {
   bool json = false;
 };
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using picospec::examples::UsageError;
 
 const char* kUsage =
     "usage: picospec-generate -m FILE [-md FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -229,14 +228,7 @@ Output run_speculative(const Options& o, const std::shared_ptr<const LlamaWeight
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "picospec-generate: %s\n", e.what());
-    return 2;
-  }
-  try {
+  return examples::run_main("picospec-generate", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
     const auto target = LlamaWeights::load(o.target);
     if (!target->tokenizer()) throw Error(o.target + ": the file has no tokenizer (tokenizer.ggml.tokens)");
     std::shared_ptr<const LlamaWeights> draft;
@@ -270,8 +262,5 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "]\n");
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-generate: %s\n", e.what());
-    return 1;
-  }
+  });
 }

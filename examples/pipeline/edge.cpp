@@ -87,14 +87,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "picospec-edge: %s\n", e.what());
-    return 2;
-  }
-  try {
+  return examples::run_main("picospec-edge", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
     const auto weights = llama::LlamaWeights::load(o.draft);
     const auto tok = weights->tokenizer();
     if (!tok) throw Error(o.draft + ": no tokenizer in the file");
@@ -154,8 +147,5 @@ int main(int argc, char** argv) {
                    std::string(to_string(r.finish)).c_str());
     }
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-edge: %s\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -58,14 +58,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "picospec-server: %s\n", e.what());
-    return 2;
-  }
-  try {
+  return examples::run_main("picospec-server", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
     if (o.keygen) {
       if (!zmq::curve_available()) throw Error("this libzmq has no CURVE support");
       const auto kp = zmq::generate_curve_keypair();
@@ -111,8 +104,5 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(s.drafts_accepted), static_cast<unsigned long long>(s.drafts_tested),
                 static_cast<unsigned long long>(s.cloud_ar_tokens));
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-server: %s\n", e.what());
-    return 1;
-  }
+  });
 }
