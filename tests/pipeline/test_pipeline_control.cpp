@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "pipeline_fixture.hpp"
@@ -19,6 +20,96 @@ GenerateParams sampled(PipelineMode mode, std::uint64_t seed, std::uint32_t n) {
   gp.seed = seed;
   gp.max_tokens = n;
   return gp;
+}
+
+// A scripted cloud for the edge under test: a loopback hub whose other end is an EdgeSession, and a thread that
+// decodes every frame from the edge and hands it to `on_message`, which answers through send()/welcome().
+// The thread stops at the edge's Bye, when the hub closes, or when the rig is destroyed.
+class FakeCloud {
+ public:
+  using Handler = std::function<void(FakeCloud&, PeerId, const wire::Message&)>;
+
+  FakeCloud(const synthetic::PairParams& pair, Millis response_timeout, Handler on_message)
+      : hub_(unlimited()),
+        target(wire::fingerprint(synthetic::make_verifier(pair)->info())),
+        edge(synthetic::make_drafter(pair), hub_.connect(), options(response_timeout)),
+        thread_([this, h = std::move(on_message)] { serve(h); }) {}
+  ~FakeCloud() {
+    quit_ = true;
+    hub_.close();
+    thread_.join();
+  }
+  FakeCloud(const FakeCloud&) = delete;
+  FakeCloud& operator=(const FakeCloud&) = delete;
+
+  void send(PeerId peer, std::uint64_t session, std::uint32_t seq, std::uint32_t epoch, wire::Body body) {
+    wire::Header h;
+    h.session_id = session;
+    h.seq = seq;
+    h.epoch = epoch;
+    (void)hub_.send(peer, wire::encode(h, std::move(body)));
+  }
+  /// The Welcome for session 1, echoing the Hello's seq as the protocol requires.
+  void welcome(PeerId peer, const wire::Message& hello) {
+    send(peer, 1, hello.header.seq, 0, wire::Welcome{target, "fake"});
+  }
+
+ private:
+  static loopback::LoopbackParams unlimited() {
+    loopback::LoopbackParams lp;
+    lp.max_frame_bytes = 0;
+    return lp;
+  }
+  static EdgeOptions options(Millis response_timeout) {
+    EdgeOptions eo;
+    eo.response_timeout = response_timeout;
+    return eo;
+  }
+  void serve(const Handler& on_message) {
+    try {
+      while (!quit_.load()) {
+        const auto r = hub_.recv(Millis(20));
+        if (r.status == RecvStatus::closed) return;
+        if (!r.ok()) continue;
+        const auto msg = wire::decode(r.frame);
+        if (std::holds_alternative<wire::Bye>(msg.body)) return;
+        on_message(*this, r.peer, msg);
+      }
+    } catch (...) {  // the assertions are on the edge's side
+    }
+  }
+
+  loopback::LoopbackHub hub_;
+
+ public:
+  const wire::ModelFingerprint target;
+  EdgeSession edge;
+
+ private:
+  std::atomic<bool> quit_{false};
+  std::thread thread_;
+};
+
+// Runs `generate` while another thread calls edge.cancel() every 50 ms until it returns (a cancel() that lands
+// before generate() has started has no effect, so one shot could be lost on a loaded machine).
+template <class F>
+auto cancel_repeatedly(EdgeSession& edge, F&& generate) {
+  std::atomic<bool> returned{false};
+  std::thread canceller([&] {
+    while (!returned.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      edge.cancel();
+    }
+  });
+  struct Join {
+    std::atomic<bool>& flag;
+    std::thread& t;
+    ~Join() {
+      flag = true;
+      t.join();
+    }
+  } join{returned, canceller};
+  return generate();
 }
 }  // namespace
 
@@ -292,54 +383,24 @@ TEST_CASE("generate fails cleanly on bad parameters, timeouts and closed transpo
 TEST_CASE("the edge refuses a verdict kind its rejection mode has no decoder for", "[pipeline][control][robust]") {
   // Wrong implementation caught: a Top-K verdict in candidates mode was decoded with the Top-K codec, which only
   // exists in topk mode (null pointer dereference, a crash instead of a protocol error).
-  const auto pair = test::small_pair(0.7, 128);
-  loopback::LoopbackParams lp;
-  lp.max_frame_bytes = 0;
-  loopback::LoopbackHub hub(lp);
-  EdgeOptions eo;
-  eo.response_timeout = std::chrono::milliseconds(5000);
-  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
-  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
-  std::thread fake_cloud([&] {
-    try {
-      std::uint32_t seq = 0;
-      auto reply = [&](PeerId peer, std::uint32_t epoch, wire::Body body) {
-        wire::Header h;
-        h.session_id = 1;
-        h.epoch = epoch;
-        h.seq = seq++;
-        (void)hub.send(peer, wire::encode(h, std::move(body)));
-      };
-      for (int i = 0; i < 100; ++i) {
-        const auto r = hub.recv(Millis(100));
-        if (r.status == RecvStatus::closed) return;
-        if (!r.ok()) continue;
-        const auto msg = wire::decode(r.frame);
-        if (std::holds_alternative<wire::Hello>(msg.body)) {
-          wire::Header h;  // a Welcome echoes the Hello's seq
-          h.session_id = 1;
-          h.seq = msg.header.seq;
-          (void)hub.send(r.peer, wire::encode(h, wire::Welcome{target, "fake"}));
-        } else if (const auto* d = std::get_if<wire::Draft>(&msg.body)) {
-          wire::Verdict v;
-          v.start_position = d->start_position;
-          v.accepted = 0;
-          v.kind = wire::VerdictKind::topk;
-          std::vector<float> p(128, 0.0f);
-          p[1] = 1.0f;
-          make_codec("topk_f32:4")->encode(p, v.payload);
-          reply(r.peer, 1, std::move(v));
-        } else if (std::holds_alternative<wire::Bye>(msg.body)) {
-          return;
-        }
-      }
-    } catch (...) {  // the assertion is on the edge's side
+  std::uint32_t seq = 0;
+  FakeCloud cloud(test::small_pair(0.7, 128), Millis(5000), [&](FakeCloud& c, PeerId peer, const wire::Message& msg) {
+    if (std::holds_alternative<wire::Hello>(msg.body)) {
+      c.welcome(peer, msg);
+    } else if (const auto* d = std::get_if<wire::Draft>(&msg.body)) {
+      wire::Verdict v;
+      v.start_position = d->start_position;
+      v.accepted = 0;
+      v.kind = wire::VerdictKind::topk;
+      std::vector<float> p(128, 0.0f);
+      p[1] = 1.0f;
+      make_codec("topk_f32:4")->encode(p, v.payload);
+      c.send(peer, 1, ++seq, 1, std::move(v));
     }
   });
   auto gp = sampled(PipelineMode::picospec, 1, 20);
   gp.rejection = RejectionMode::candidates;
-  REQUIRE_THROWS_WITH(edge.generate(test::test_prompt(), gp), Catch::Contains("protocol error"));
-  fake_cloud.join();
+  REQUIRE_THROWS_WITH(cloud.edge.generate(test::test_prompt(), gp), Catch::Contains("protocol error"));
 }
 
 TEST_CASE("the cloud refuses a candidate count no verdict frame can carry", "[pipeline][control][robust]") {
@@ -378,46 +439,18 @@ TEST_CASE("cancel wakes a generation blocked on a silent cloud", "[pipeline][con
   // Wrong implementation caught: cancel() not waking the drafting thread blocked on the event queue (or setting
   // the flag without the queue mutex, so the wake-up can be lost): generate() would sit out response_timeout.
   // The lost wake-up is a narrow race, so this run checks the wake-up path rather than reproducing the race.
-  const auto pair = test::small_pair(0.7, 128);
-  loopback::LoopbackParams lp;
-  lp.max_frame_bytes = 0;
-  loopback::LoopbackHub hub(lp);
-  EdgeOptions eo;
-  eo.response_timeout = std::chrono::milliseconds(20000);
-  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
-  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
-  std::atomic<bool> quit{false};
-  std::thread silent_cloud([&] {
-    try {
-      while (!quit.load()) {
-        const auto r = hub.recv(Millis(20));
-        if (r.status == RecvStatus::closed) return;
-        if (!r.ok()) continue;
-        const auto msg = wire::decode(r.frame);
-        if (std::holds_alternative<wire::Hello>(msg.body)) {
-          wire::Header h;
-          h.session_id = 1;
-          h.seq = msg.header.seq;  // a Welcome echoes the Hello's seq
-          (void)hub.send(r.peer, wire::encode(h, wire::Welcome{target, "silent"}));
-        }
-      }
-    } catch (...) {
-    }
+  FakeCloud cloud(test::small_pair(0.7, 128), Millis(20000), [](FakeCloud& c, PeerId peer, const wire::Message& msg) {
+    if (std::holds_alternative<wire::Hello>(msg.body)) c.welcome(peer, msg);  // then silence
   });
   for (int round = 0; round < 3; ++round) {
-    std::thread canceller([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      edge.cancel();
-    });
     const auto t0 = std::chrono::steady_clock::now();
-    const auto r = edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 1000));
+    const auto r = cancel_repeatedly(cloud.edge, [&] {
+      return cloud.edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 1000));
+    });
     const auto waited = std::chrono::steady_clock::now() - t0;
-    canceller.join();
     REQUIRE(r.finish == FinishReason::cancelled);
     REQUIRE(waited < std::chrono::seconds(5));
   }
-  quit = true;
-  silent_cloud.join();
 }
 
 TEST_CASE("late answers from an earlier generation are not taken for this generation's handshake",
@@ -426,76 +459,34 @@ TEST_CASE("late answers from an earlier generation are not taken for this genera
   // A stale Error about the previous generation's session (e.g. the cloud rejecting a prompt the edge had already
   // given up on) then refused the next generation, and a late Welcome to an earlier Hello bound the generation to
   // the wrong cloud session. Replies to a Hello now echo its seq, unique per EdgeSession.
-  const auto pair = test::small_pair(0.7, 128);
-  loopback::LoopbackHub hub;
-  EdgeOptions eo;
-  eo.response_timeout = std::chrono::milliseconds(5000);
-  EdgeSession edge(synthetic::make_drafter(pair), hub.connect(), eo);
-  const auto target = wire::fingerprint(synthetic::make_verifier(pair)->info());
-  std::thread fake_cloud([&] {
-    try {
-      auto send = [&](PeerId peer, std::uint64_t sid, std::uint32_t seq, wire::Body body) {
-        wire::Header h;
-        h.session_id = sid;
-        h.seq = seq;
-        (void)hub.send(peer, wire::encode(h, std::move(body)));
-      };
-      for (int i = 0; i < 200; ++i) {
-        const auto r = hub.recv(Millis(50));
-        if (r.status == RecvStatus::closed) return;
-        if (!r.ok()) continue;
-        const auto msg = wire::decode(r.frame);
-        if (std::holds_alternative<wire::Hello>(msg.body)) {
-          const std::uint32_t s = msg.header.seq;
-          send(r.peer, 7, s - 1, wire::Error{wire::ErrorCode::invalid_params, "stale: about an earlier session"});
-          send(r.peer, 0, s + 100, wire::Error{wire::ErrorCode::busy, "stale: answer to another Hello"});
-          send(r.peer, 99, s + 1, wire::Welcome{target, "stale welcome"});
-          send(r.peer, 1, s, wire::Welcome{target, "the real one"});
-        } else if (const auto* p = std::get_if<wire::Prefill>(&msg.body)) {
-          send(r.peer, 99, 0, wire::Tokens{static_cast<std::uint32_t>(p->tokens.size()), {9, 9, 9}, true});
-          send(r.peer, 1, 0, wire::Tokens{static_cast<std::uint32_t>(p->tokens.size()), {5, 6, 7}, true});
-        } else if (std::holds_alternative<wire::Bye>(msg.body)) {
-          return;
-        }
-      }
-    } catch (...) {  // the assertions are on the edge's side
+  FakeCloud cloud(test::small_pair(0.7, 128), Millis(5000), [](FakeCloud& c, PeerId peer, const wire::Message& msg) {
+    if (std::holds_alternative<wire::Hello>(msg.body)) {
+      const std::uint32_t s = msg.header.seq;
+      c.send(peer, 7, s - 1, 0, wire::Error{wire::ErrorCode::invalid_params, "stale: about an earlier session"});
+      c.send(peer, 0, s + 100, 0, wire::Error{wire::ErrorCode::busy, "stale: answer to another Hello"});
+      c.send(peer, 99, s + 1, 0, wire::Welcome{c.target, "stale welcome"});
+      c.welcome(peer, msg);
+    } else if (const auto* p = std::get_if<wire::Prefill>(&msg.body)) {
+      const auto start = static_cast<std::uint32_t>(p->tokens.size());
+      c.send(peer, 99, 0, 0, wire::Tokens{start, {9, 9, 9}, true});
+      c.send(peer, 1, 0, 0, wire::Tokens{start, {5, 6, 7}, true});
     }
   });
-  auto gp = sampled(PipelineMode::cloud_ar, 1, 3);
   GenerateResult res;
-  REQUIRE_NOTHROW(res = edge.generate(test::test_prompt(), gp));
+  REQUIRE_NOTHROW(res = cloud.edge.generate(test::test_prompt(), sampled(PipelineMode::cloud_ar, 1, 3)));
   CHECK(res.tokens == std::vector<Token>{5, 6, 7});
   CHECK(res.metrics.stale_dropped >= 4);
-  hub.close();
-  fake_cloud.join();
 }
 
 TEST_CASE("cancel before the cloud answers the Hello returns cancelled", "[pipeline][control]") {
   // Wrong implementation caught: a cancel during the handshake surfaced as "no Welcome from the cloud" (an
   // exception) instead of FinishReason::cancelled as the header promises.
-  const auto pair = test::small_pair(0.7, 128);
-  loopback::LoopbackHub lonely;  // nobody answers
-  EdgeOptions eo;
-  eo.response_timeout = std::chrono::milliseconds(20000);
-  EdgeSession edge(synthetic::make_drafter(pair), lonely.connect(), eo);
-  std::atomic<bool> returned{false};
-  std::thread canceller([&] {  // cancel() before generate() has started has no effect, so repeat until it returns
-    while (!returned.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      edge.cancel();
-    }
-  });
+  FakeCloud cloud(test::small_pair(0.7, 128), Millis(20000), [](FakeCloud&, PeerId, const wire::Message&) {});
   const auto t0 = std::chrono::steady_clock::now();
   GenerateResult res;
-  try {
-    res = edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5));
-  } catch (...) {
-    returned = true;
-    canceller.join();
-    throw;
-  }
-  returned = true;
-  canceller.join();
+  REQUIRE_NOTHROW(res = cancel_repeatedly(cloud.edge, [&] {
+                    return cloud.edge.generate(test::test_prompt(), sampled(PipelineMode::picospec, 1, 5));
+                  }));
   CHECK(res.finish == FinishReason::cancelled);
   CHECK(res.tokens.empty());
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
