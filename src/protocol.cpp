@@ -1,5 +1,6 @@
 // Wire protocol codec (docs/protocol.md is the normative layout).
 #include "picospec/protocol.hpp"
+#include "picospec/detail/varint.hpp"
 
 #include <bit>
 #include <cmath>
@@ -35,13 +36,7 @@ class Writer {
     for (std::size_t i = 0; i < sizeof(T); ++i) out_.push_back(static_cast<std::uint8_t>((u >> (8 * i)) & 0xFFu));
   }
   void put_f32(float f) { put(std::bit_cast<std::uint32_t>(f)); }
-  void put_varint(std::uint32_t v) {
-    while (v >= 0x80u) {
-      out_.push_back(static_cast<std::uint8_t>(v | 0x80u));
-      v >>= 7;
-    }
-    out_.push_back(static_cast<std::uint8_t>(v));
-  }
+  void put_varint(std::uint32_t v) { detail::put_varint(out_, v); }
   void put_bytes(std::span<const std::uint8_t> b) { out_.insert(out_.end(), b.begin(), b.end()); }
   void put_bytes(std::string_view s) { out_.insert(out_.end(), s.begin(), s.end()); }
   void put_token(Token t, const char* what) {
@@ -79,13 +74,12 @@ class Reader {
   float get_f32(const char* what) { return std::bit_cast<float>(get<std::uint32_t>(what)); }
   std::uint32_t get_varint(const char* what) {
     std::uint32_t v = 0;
-    for (int i = 0; i < 5; ++i) {
-      need(1, what);
-      const std::uint8_t byte = b_[pos_++];
-      if (i == 4 && byte > 0x0Fu) fail(what, "varint above 32 bits");
-      if (i > 0 && byte == 0) fail(what, "non-canonical varint");
-      v |= static_cast<std::uint32_t>(byte & 0x7Fu) << (7 * i);
-      if ((byte & 0x80u) == 0) return v;
+    switch (detail::read_varint32(b_.data(), b_.size(), pos_, v)) {
+      case detail::VarintStatus::ok: return v;
+      case detail::VarintStatus::truncated: need(1, what); break;  // throws the protocol's truncation failure
+      case detail::VarintStatus::non_canonical: fail(what, "non-canonical varint");
+      case detail::VarintStatus::above_32_bits: fail(what, "varint above 32 bits");
+      case detail::VarintStatus::too_long: break;
     }
     fail(what, "varint longer than 5 bytes");
   }
@@ -553,18 +547,6 @@ std::string_view to_string(PipelineMode m) noexcept {
   return "unknown";
 }
 
-namespace {
-std::string_view rejection_name(RejectionMode m) noexcept {
-  switch (m) {
-    case RejectionMode::greedy: return "greedy";
-    case RejectionMode::full: return "full";
-    case RejectionMode::topk: return "topk";
-    case RejectionMode::candidates: return "candidates";
-    case RejectionMode::sparse_draft: return "sparse_draft";
-  }
-  return "unknown";
-}
-}  // namespace
 
 std::string describe(const Message& msg) {
   std::ostringstream os;
@@ -575,7 +557,7 @@ std::string describe(const Message& msg) {
                    os << " v=" << m.protocol_version << " vocab=" << m.draft.vocab_size << " tok=" << std::hex
                       << m.draft.tokenizer_hash << std::dec << " T=" << m.sampling.temperature
                       << " top_k=" << m.sampling.top_k << " top_p=" << m.sampling.top_p
-                      << " min_p=" << m.sampling.min_p << " rej=" << rejection_name(m.rejection)
+                      << " min_p=" << m.sampling.min_p << " rej=" << to_string(m.rejection)
                       << " pipe=" << to_string(m.pipeline) << " codec=\"" << m.codec << "\" K=" << m.topk_k
                       << " m=" << m.candidates_m << " seed=" << m.seed << " gamma=" << m.gamma
                       << " max_new=" << m.max_new_tokens;

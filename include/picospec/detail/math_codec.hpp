@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "picospec/detail/math_topk.hpp"
+#include "picospec/detail/varint.hpp"
 
 namespace picospec {
 namespace detail {
@@ -26,14 +27,6 @@ inline void put_u32(std::vector<std::uint8_t>& o, std::uint32_t v) {
   for (int s = 0; s < 32; s += 8) o.push_back(static_cast<std::uint8_t>(v >> s));
 }
 inline void put_f32(std::vector<std::uint8_t>& o, float v) { put_u32(o, std::bit_cast<std::uint32_t>(v)); }
-/// Unsigned LEB128.
-inline void put_varint(std::vector<std::uint8_t>& o, std::uint64_t v) {
-  while (v >= 0x80) {
-    o.push_back(static_cast<std::uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  o.push_back(static_cast<std::uint8_t>(v));
-}
 
 /// Bounds-checked reader over untrusted bytes; every failure is a DecodeError naming `what`.
 class ByteReader {
@@ -65,16 +58,13 @@ class ByteReader {
   float f32() { return std::bit_cast<float>(u32()); }
   /// Canonical LEB128 of at most 32 bits (max 5 bytes, no redundant trailing zero byte).
   std::uint32_t varint32() {
-    std::uint64_t v = 0;
-    for (int i = 0; i < 5; ++i) {
-      need(1);
-      const std::uint8_t byte = b_[pos_++];
-      v |= static_cast<std::uint64_t>(byte & 0x7f) << (7 * i);
-      if (!(byte & 0x80)) {
-        if (i > 0 && byte == 0) fail("non-canonical varint");
-        if (v > 0xffffffffull) fail("varint exceeds 32 bits");
-        return static_cast<std::uint32_t>(v);
-      }
+    std::uint32_t v = 0;
+    switch (read_varint32(b_.data(), b_.size(), pos_, v)) {
+      case VarintStatus::ok: return v;
+      case VarintStatus::truncated: fail("truncated");
+      case VarintStatus::non_canonical: fail("non-canonical varint");
+      case VarintStatus::above_32_bits: fail("varint exceeds 32 bits");
+      case VarintStatus::too_long: break;
     }
     fail("varint longer than 5 bytes");
   }
