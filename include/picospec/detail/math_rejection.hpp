@@ -16,22 +16,6 @@ inline bool finite_nonneg(float v) noexcept { return v >= 0.0f && v <= std::nume
 /// time). Exact for finite r: r + |r| is 2r or 0, and halving is exact.
 inline double pos_part(double r) noexcept { return (r + std::abs(r)) * 0.5; }
 
-/// Inverse CDF over weights w(i), i = 0..n-1 (all >= 0, total z > 0 finite): first i with running sum > u*z;
-/// rounding falls on the last positive weight.
-template <class W>
-inline std::size_t inverse_cdf(std::size_t n, double z, double u, W&& w) {
-  const double target = u * z;
-  double cum = 0.0;
-  std::size_t last = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double x = w(i);
-    cum += x;                    // x >= 0: a zero weight cannot make cum cross the target
-    last = x > 0.0 ? i : last;
-    if (cum > target) return i;
-  }
-  return last;
-}
-
 }  // namespace detail
 
 inline std::string_view to_string(RejectionMode mode) noexcept {
@@ -136,14 +120,7 @@ inline CandidateStream draw_candidates(DenseView p, std::uint32_t m, std::uint64
   CandidateStream s;
   s.first_index = first_index;
   if (m == 0) return s;
-  double total = 0.0;
-  int invalid = 0;
-  for (const float v : p) {
-    invalid |= static_cast<int>(!(v >= 0.0f));
-    total += v;
-  }
-  if (invalid) throw Error("draw_candidates: negative or NaN probability");
-  if (!(total > 0.0) || std::isinf(total)) throw Error("draw_candidates: total probability is not positive/finite");
+  const double total = detail::checked_total(p, "draw_candidates");
   // Sort the m targets, then one sweep of the running sum answers them all; the arithmetic is exactly that of
   // sample_from(p, u_k), so the result equals m independent inverse-CDF draws.
   struct Want {

@@ -142,6 +142,37 @@ inline float kept_set(std::span<const float> logits, const SamplingParams& sp, S
   return lmax;
 }
 
+/// Inverse CDF over weights w(i), i = 0..n-1 (all >= 0, total z > 0 finite): first i with running sum > u*z;
+/// rounding falls on the last positive weight.
+template <class W>
+inline std::size_t inverse_cdf(std::size_t n, double z, double u, W&& w) {
+  const double target = u * z;
+  double cum = 0.0;
+  std::size_t last = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double x = w(i);
+    cum += x;                    // x >= 0: a zero weight cannot make cum cross the target
+    last = x > 0.0 ? i : last;
+    if (cum > target) return i;
+  }
+  return last;
+}
+
+/// Sum of a probability row in double; throws Error("<where>: ...") for a negative or NaN entry, or a total that
+/// is not positive and finite.
+inline double checked_total(std::span<const float> probs, const char* where) {
+  double total = 0.0;
+  int invalid = 0;
+  for (const float p : probs) {
+    invalid |= static_cast<int>(!(p >= 0.0f));
+    total += p;
+  }
+  if (invalid) throw Error(std::string(where) + ": negative or NaN probability");
+  if (!(total > 0.0) || std::isinf(total))
+    throw Error(std::string(where) + ": total probability is not positive and finite");
+  return total;
+}
+
 inline void check_u(double u) {
   if (!(u >= 0.0 && u < 1.0)) throw Error("sampling: uniform draw outside [0, 1)");
 }
@@ -243,50 +274,16 @@ inline SparseDist logits_to_sparse(std::span<const float> logits, const Sampling
 inline Token sample_from(std::span<const float> probs, double u) {
   detail::check_u(u);
   if (probs.empty()) throw Error("sample_from: empty distribution");
-  double total = 0.0;
-  int invalid = 0;
-  for (const float p : probs) {
-    invalid |= static_cast<int>(!(p >= 0.0f));
-    total += p;
-  }
-  if (invalid) throw Error("sample_from: negative or NaN probability");
-  if (!(total > 0.0) || std::isinf(total)) throw Error("sample_from: total probability is not positive and finite");
-  const double target = u * total;
-  double cum = 0.0;
-  std::size_t last = 0;
-  for (std::size_t i = 0; i < probs.size(); ++i) {
-    if (probs[i] > 0.0f) {
-      cum += probs[i];
-      last = i;
-      if (cum > target) return static_cast<Token>(i);
-    }
-  }
-  return static_cast<Token>(last);  // rounding: u * total >= final sum; the last positive token absorbs it
+  const double total = detail::checked_total(probs, "sample_from");
+  return static_cast<Token>(detail::inverse_cdf(probs.size(), total, u, [&](std::size_t i) { return probs[i]; }));
 }
 
 inline Token sample_from(const SparseDist& dist, double u) {
   detail::check_u(u);
   if (dist.ids.empty() || dist.ids.size() != dist.probs.size())
     throw Error("sample_from: empty or inconsistent sparse distribution");
-  double total = 0.0;
-  int invalid = 0;
-  for (const float p : dist.probs) {
-    invalid |= static_cast<int>(!(p >= 0.0f));
-    total += p;
-  }
-  if (invalid) throw Error("sample_from: negative or NaN probability");
-  if (!(total > 0.0) || std::isinf(total)) throw Error("sample_from: total probability is not positive and finite");
-  const double target = u * total;
-  double cum = 0.0;
-  std::size_t last = 0;
-  for (std::size_t i = 0; i < dist.probs.size(); ++i) {
-    if (dist.probs[i] > 0.0f) {
-      cum += dist.probs[i];
-      last = i;
-      if (cum > target) return dist.ids[i];
-    }
-  }
-  return dist.ids[last];
+  const double total = detail::checked_total(dist.probs, "sample_from");
+  return dist.ids[detail::inverse_cdf(dist.probs.size(), total, u, [&](std::size_t i) { return dist.probs[i]; })];
 }
 
 }  // namespace picospec
