@@ -15,12 +15,15 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <sstream>
+#include <type_traits>
 #include <string>
 #include <thread>
 #include <utility>
@@ -116,6 +119,46 @@ class Cli {
   std::vector<FlagAlias> aliases_;
 };
 
+/// A range check for a number option: the whole text must be a number of type T (std::from_chars: no overflow,
+/// no sign on unsigned types, no trailing junk) with lo <= value <= hi, so NaN fails too. CLI11's own Range lets
+/// NaN through and reads "-1" as 2^64-1 for an unsigned option.
+template <class T>
+CLI::Validator range(T lo, T hi) {
+  auto show = [](T v) {
+    std::ostringstream ss;
+    ss << +v;
+    return ss.str();
+  };
+  const std::string span = "[" + show(lo) + ", " + show(hi) + "]";
+  const std::string kind = std::is_floating_point_v<T> ? "a number" : "an integer";
+  return CLI::Validator(
+      [lo, hi, span, kind](std::string& text) -> std::string {
+        T v{};
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);  // no sign games, overflow is an error
+        if (text.empty() || ec != std::errc{} || ptr != end || !(v >= lo && v <= hi))
+          return "'" + text + "' is not " + kind + " in " + span;
+        return {};
+      },
+      "in " + span);
+}
+
+/// A CLI11 check from a parser that throws on a bad value (e.g. parse_pipeline_mode): its message becomes the
+/// usage error. Use as option->check(examples::parsed_by([](const std::string& v) { (void)parse_x(v); })).
+template <class Parse>
+CLI::Validator parsed_by(Parse parse) {
+  return CLI::Validator(
+      [parse](std::string& value) -> std::string {
+        try {
+          parse(value);
+          return {};
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      "");
+}
+
 /// The machine's core count (at least 1).
 inline std::size_t hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -124,26 +167,28 @@ inline std::size_t hardware_threads() {
 
 /// --temp, --top-k, --top-p, --min-p into `s` (defaults: whatever `s` holds).
 inline void add_sampling(CLI::App& app, SamplingParams& s, const std::string& group = "Sampling") {
-  app.add_option("--temp", s.temperature, "temperature; 0 = greedy")->check(CLI::Range(0.0f, 100.0f))->group(group);
+  app.add_option("--temp", s.temperature, "temperature; 0 = greedy")->check(range(0.0f, 100.0f))->group(group);
   app.add_option("--top-k", s.top_k, "keep the K most likely tokens; 0 = off")
-      ->check(CLI::Range(0, 1 << 30))
+      ->check(range(0, 1 << 30))
       ->group(group);
   app.add_option("--top-p", s.top_p, "nucleus: smallest set with mass >= P; 1 = off")
-      ->check(CLI::Range(1e-6f, 1.0f))
+      ->check(range(1e-6f, 1.0f))
       ->group(group);
   app.add_option("--min-p", s.min_p, "drop tokens below P x the top probability; 0 = off")
-      ->check(CLI::Range(0.0f, 1.0f))
+      ->check(range(0.0f, 1.0f))
       ->group(group);
 }
 
 /// -s/--seed: the seed of every random draw.
 inline CLI::Option* add_seed(CLI::App& app, std::uint64_t& seed, const std::string& group = "Sampling") {
-  return app.add_option("-s,--seed", seed, "seed of every random draw")->group(group);
+  return app.add_option("-s,--seed", seed, "seed of every random draw")
+      ->check(range(std::uint64_t{0}, std::numeric_limits<std::uint64_t>::max()))
+      ->group(group);
 }
 
 /// -t/--threads with a range check; `what` completes the description (which pool, what the default means).
 inline CLI::Option* add_threads(CLI::App& app, std::size_t& threads, const std::string& what) {
-  return app.add_option("-t,--threads", threads, "threads " + what)->check(CLI::Range(std::size_t{0}, std::size_t{1024}));
+  return app.add_option("-t,--threads", threads, "threads " + what)->check(range(std::size_t{0}, std::size_t{1024}));
 }
 
 /// A status line on stderr for a step that may take over a second, shown only when stderr is a terminal

@@ -51,14 +51,14 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", o.model, "target model (GGUF, llama architecture); required unless --curve-keygen");
   app.add_option("--bind", o.bind, "ZeroMQ endpoint to bind (tcp://HOST:PORT; port * = ephemeral, printed)");
   app.add_option("--workers", o.workers, "verify worker threads (sessions computing at once)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{256}));
+      ->check(examples::range(std::size_t{1}, std::size_t{256}));
   examples::add_threads(app, o.threads,
                         "per session's model. Each session's model has its own pool and at most --workers sessions "
                         "compute at once, so the default 0 means max(1, cores / workers) = " +
                             std::to_string(default_threads(o.workers)) + " with 1 worker on this machine (" +
                             std::to_string(examples::hardware_threads()) + " cores)");
   app.add_option("--max-sessions", o.max_sessions, "sessions open at once; more are refused (busy)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
+      ->check(examples::range(std::size_t{1}, std::size_t{100000}));
   app.add_option("--curve-secret", o.curve_secret, "CURVE secret key (Z85): require encrypted, authenticated edges");
   app.add_flag("--curve-keygen", o.keygen, "print a fresh CURVE key pair (public, secret) and exit");
   return cli.run(argc, argv, [&]() -> int {
