@@ -12,6 +12,11 @@
 // Exit status: 0 after --help or success; 2 on a usage error (unknown flag, missing or out-of-range value, or a
 // UsageError thrown by the body), with one line "picospec-foo: message (try --help)" on stderr; 1 when the body
 // throws anything else, with one line "picospec-foo: message" on stderr. Command-line arguments are untrusted input.
+//
+// Also here: examples::range(lo, hi) (a strict number check; use it instead of CLI::Range), parsed_by(f) (a check
+// from a parser that throws), hardware_threads(), and Progress (a status line while loading, only on a terminal).
+// CMake: link picospec_examples_common (examples/CMakeLists.txt), which brings CLI11 and this folder.
+// An alias is rewritten wherever it appears as a whole argument, so a value that is exactly "-md" cannot be given.
 
 #include <unistd.h>
 
@@ -23,9 +28,9 @@
 #include <limits>
 #include <memory>
 #include <sstream>
-#include <type_traits>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
