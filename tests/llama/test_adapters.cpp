@@ -48,3 +48,19 @@ TEST_CASE("LlamaModel passes the CausalLM conformance suite", "[adapters]") {
   testing::check_causal_lm_conformance([] { return std::make_unique<LlamaModel>(tiny_weights(), LlamaParams{.threads = 2}); },
                                        {1, 17, 42, 99, 5});
 }
+
+TEST_CASE("LlamaWeights::info() is what a LlamaModel on those weights reports", "[adapters]") {
+  const auto w = tiny_weights();
+  const ModelInfo a = w->info();
+  const ModelInfo b = LlamaModel(w, LlamaParams{.threads = 1}).info();
+  CHECK(a.name == b.name);
+  CHECK(a.vocab_size == 280);
+  CHECK(a.vocab_size == b.vocab_size);
+  CHECK(a.context_length == b.context_length);
+  CHECK(a.tokenizer_fingerprint != 0);
+  CHECK(a.tokenizer_fingerprint == w->tokenizer()->fingerprint());
+  CHECK(a.tokenizer_fingerprint == b.tokenizer_fingerprint);
+  CHECK(a.bos == b.bos);
+  CHECK(a.eos == b.eos);
+  CHECK(a.batch_invariant == b.batch_invariant);
+}
