@@ -1,6 +1,6 @@
 // picospec-perplexity: perplexity of a GGUF LLaMA model on a text file, by llama.cpp's llama-perplexity method.
 //
-//   picospec-perplexity -m model.gguf -f text.txt [-c N_CTX] [--chunks N] [-t THREADS] [--json]
+//   picospec-perplexity -m model.gguf -f text.txt [-c N_CTX] [--chunks N] [-b BATCH] [-t THREADS] [--json]
 //
 // Method (exactly; the model card's figures and a PyTorch re-implementation depend on it):
 //   tokens   = tokenize(the whole file, with BOS)
@@ -41,6 +41,7 @@ struct Options {
   std::uint32_t n_ctx = 0;  // 0: the model's context length
   std::uint64_t chunks = std::numeric_limits<std::uint64_t>::max();
   std::size_t threads = 0;  // 0: all cores
+  std::size_t batch = 512;  // tokens per forward() call
   bool json = false;
 };
 
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
       ->check(examples::range(std::uint64_t{1}, std::numeric_limits<std::uint64_t>::max()))
       ->capture_default_str()
       ->default_str("all");
+  app.add_option("-b,--batch-size", o.batch, "tokens per forward pass (memory: logits of N tokens); no effect on "
+                 "the result")->check(examples::range(std::size_t{1}, std::size_t{1} << 20));
   examples::add_threads(app, o.threads, "of the model's pool (0 = all cores)");
   app.add_flag("--json", o.json, "print {\"ppl\",\"ppl_err\",\"tokens_scored\",\"chunks\",\"n_ctx\"} on stdout");
   return cli.run(argc, argv, [&]() -> int {
@@ -114,12 +117,16 @@ int main(int argc, char** argv) {
       std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(i * n_ctx), n_ctx, window.begin());
       window[0] = tok->bos();
       model.reset();
-      model.forward(window, rows);
-      for (std::size_t j = first; j + 1 < n_ctx; ++j) {
-        const double v = token_nll(rows.row(j), window[j + 1]);
-        nll += v;
-        nll2 += v * v;
-        ++count;
+      // In batches of -b tokens (bounded logits memory); the model's logits do not depend on the batching.
+      for (std::size_t b = 0; b < n_ctx; b += o.batch) {
+        const std::size_t len = std::min(o.batch, n_ctx - b);
+        model.forward(std::span<const Token>(window.data() + b, len), rows);
+        for (std::size_t j = std::max(b, first); j < b + len && j + 1 < n_ctx; ++j) {
+          const double v = token_nll(rows.row(j - b), window[j + 1]);
+          nll += v;
+          nll2 += v * v;
+          ++count;
+        }
       }
       std::fprintf(stderr, "[%zu]%.4f,", i + 1, std::exp(nll / static_cast<double>(count)));
       std::fflush(stderr);

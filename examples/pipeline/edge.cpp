@@ -9,6 +9,7 @@
 // or everything as one JSON object with --json. --link wraps the connection in the link emulator (e.g. `wan`,
 // `cellular`, `20:100:100`) to try a slower network from a fast one.
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>

@@ -9,6 +9,7 @@
 // Threads: each session's model runs its own pool of --threads threads; at most --workers sessions compute at
 // once, so the default --threads is max(1, cores / workers) and the busy threads stay near the core count.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>

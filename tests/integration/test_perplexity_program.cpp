@@ -133,12 +133,13 @@ Reference reference_perplexity(const std::shared_ptr<const llama::LlamaWeights>&
 }
 
 void check_against_reference(const fs::path& model_file, std::size_t n_ctx_flag, std::size_t chunks_flag,
-                             std::size_t expect_n_ctx) {
+                             std::size_t expect_n_ctx, const std::string& extra = "") {
   const auto w = llama::LlamaWeights::load(model_file.string());
   const fs::path text = write_text("story.txt", kText);
   std::string args = "-m " + quote(model_file.string()) + " -f " + quote(text.string()) + " -t 2 --json";
   if (n_ctx_flag != 0) args += " -c " + std::to_string(n_ctx_flag);
   if (chunks_flag != 0) args += " --chunks " + std::to_string(chunks_flag);
+  args += extra;
   const Run r = run_program(args);
   INFO("stderr: " << r.err);
   REQUIRE(r.status == 0);
@@ -186,6 +187,7 @@ TEST_CASE("picospec-perplexity equals exp(mean nll) computed independently from 
   const fs::path model = model_under_test();
   SECTION("-c 64, every chunk the text holds") { check_against_reference(model, 64, 0, 64); }
   SECTION("-c 32 --chunks 3") { check_against_reference(model, 32, 3, 32); }
+  SECTION("-c 64 -b 7: windows evaluated in batches of 7") { check_against_reference(model, 64, 0, 64, " -b 7"); }
 #ifndef PICOSPEC_PERPLEXITY_SHARED
   // The random model's context (96) is short enough for the default window to fit the text.
   SECTION("default -c: the model's context length") { check_against_reference(model, 0, 0, 96); }
@@ -223,7 +225,7 @@ TEST_CASE("picospec-perplexity fails with one clear line", "[integration][perple
     CHECK(r.err.find("exceeds the model's context length") != std::string::npos);
   }
   SECTION("usage errors exit 2") {
-    for (const char* bad : {" -c 2", " -c x", " --chunks 0", " -t -1", " --bogus"}) {
+    for (const char* bad : {" -c 2", " -c x", " --chunks 0", " -t -1", " -b 0", " --bogus"}) {
       const Run r = run_program("-m " + quote(model.string()) + " -f " + quote(text.string()) + bad);
       INFO(bad);
       CHECK(r.status == 2);
