@@ -29,8 +29,9 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+
+#include "common/cli.hpp"
 
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
@@ -120,38 +121,36 @@ bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"picospec-demo: edge-cloud speculative decoding with our trained draft/target pair, every mode on "
-               "the same prompts and link, over ZeroMQ tcp and an emulated network."};
+               "the same prompts and link, over ZeroMQ tcp and an emulated network.", "picospec-demo"};
+  examples::Cli cli(app, {{"-md", "--draft"}});
   app.add_option("--models", o.models, "folder holding target.gguf and draft.gguf (default: the project's models/)");
   app.add_option("-m,--target", o.target, "target model (GGUF), overrides --models");
-  app.add_option("--draft", o.draft, "draft model (GGUF), overrides --models (llama.cpp's -md also works)");
+  app.add_option("--draft", o.draft, "draft model (GGUF), overrides --models");
   app.add_option("--link", o.link,
-                 std::string("link profile: metro (default: ") + kDefaultLinkSpec +
-                     "), none, lan, wan, paper-wan, cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]");
-  app.add_option("--mode", o.mode, "cloud-ar, edge-only, vanilla, paper, picospec, a comma-separated list, or all");
+                 std::string("link profile: metro (") + kDefaultLinkSpec +
+                     "), none, lan, wan, paper-wan, cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]")
+      ->check(examples::parsed_by([](const std::string& v) {
+        if (v != kDefaultLink) (void)LinkProfile::parse(v);
+      }));
+  app.add_option("--mode", o.mode, "cloud-ar, edge-only, vanilla, paper, picospec, a comma-separated list, or all")
+      ->check(examples::parsed_by([](const std::string& v) {
+        for (std::size_t b = 0; v != "all" && b <= v.size();) {
+          const std::size_t e = std::min(v.find(',', b), v.size());
+          (void)parse_pipeline_mode(v.substr(b, e - b));
+          b = e + 1;
+        }
+      }));
   app.add_option("-p,--prompt", o.prompts, "prompt (repeatable; default: three story openings)");
-  app.add_option("-n,--n-predict", o.n, "tokens to generate per prompt")->check(CLI::Range(1, 400));
-  app.add_option("--temp", o.temp, "temperature, 0 = greedy")->check(CLI::Range(0.0, 5.0));
-  app.add_option("-s,--seed", o.seed, "seed of every random draw");
-  app.add_option("--gamma", o.gamma, "draft tokens per chunk")->check(CLI::Range(1, 16));
-  app.add_option("-t,--threads", o.threads, "threads of each model (edge and cloud)")->check(CLI::Range(1, 64));
+  app.add_option("-n,--n-predict", o.n, "tokens to generate per prompt")->check(examples::range(1u, 400u));
+  app.add_option("--temp", o.temp, "temperature, 0 = greedy")->check(examples::range(0.0f, 5.0f));
+  examples::add_seed(app, o.seed);
+  app.add_option("--gamma", o.gamma, "draft tokens per chunk")->check(examples::range(1u, 16u));
+  app.add_option("-t,--threads", o.threads, "threads of each model (edge and cloud)")
+      ->check(examples::range(std::size_t{1}, std::size_t{64}));
   app.add_flag("--json", o.json, "print one JSON document instead of the text and table");
   app.add_flag("-q,--quiet", o.quiet, "do not stream the generated text");
-  // llama.cpp spells the draft model "-md": CLI11 takes one-letter short names only, so map it to --draft.
-  std::vector<std::string> args;
-  for (int i = argc - 1; i >= 1; --i) args.emplace_back(std::string(argv[i]) == "-md" ? "--draft" : argv[i]);
-  try {
-    app.parse(args);
-  } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "picospec-demo: %s (try --help)\n", e.what());
-    return 2;
-  }
-  if (!std::isfinite(o.temp)) {
-    std::fprintf(stderr, "picospec-demo: --temp must be a finite number\n");
-    return 2;
-  }
-
-  try {
+  return cli.run(argc, argv, [&]() -> int {
+  {
     // Modes.
     std::vector<PipelineMode> modes;
     if (o.mode == "all") {
@@ -360,8 +359,6 @@ int main(int argc, char** argv) {
     for (const auto& [m, same] : identical)
       if (!same) return 3;
     return 0;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-demo: %s\n", e.what());
-    return 1;
   }
+  });
 }
