@@ -96,7 +96,8 @@ TEST_CASE("streaming with token_to_text(t, prev) keeps the spaces that per-token
   using picospec::Token;
   const std::string sp = "\xE2\x96\x81";  // U+2581
   std::vector<std::string> pieces{"<unk>", "<s>", "</s>", sp + "Once", sp + "upon", sp + "a", sp + "time", ",", "ly"};
-  const picospec::llama::Tokenizer tok(pieces, std::vector<float>(pieces.size(), 0.0f), {}, 1, 2, 0);
+  const std::vector<std::int32_t> types{2, 3, 3, 1, 1, 1, 1, 1, 1};  // unknown, control, control, normal...
+  const picospec::llama::Tokenizer tok(pieces, std::vector<float>(pieces.size(), 0.0f), types, 1, 2, 0);
   const std::vector<Token> prompt{1, 3, 4};     // <s> Once upon
   const std::vector<Token> output{5, 6, 8, 7};  // " a" " time" "ly" ","
   std::string streamed, alone;
