@@ -1,0 +1,58 @@
+// AVX-512 (F, VL, BW, DQ) + FMA + F16C kernels. Compiled with those -m flags (backends/llama/CMakeLists.txt) and
+// selected at load only when the CPU has them (kernels_dispatch.cpp).
+#include "kernels.hpp"
+
+#if defined(__AVX512F__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+namespace picospec::llama::kernels {
+namespace {
+
+struct V {
+  __m512 v;
+};
+inline V vzero() noexcept { return {_mm512_setzero_ps()}; }
+inline V vload(const float* p) noexcept { return {_mm512_loadu_ps(p)}; }
+inline void vstore(float* p, V a) noexcept { _mm512_storeu_ps(p, a.v); }
+inline V vbroadcast(float f) noexcept { return {_mm512_set1_ps(f)}; }
+inline V vfma(V a, V b, V c) noexcept { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline V vmul(V a, V b) noexcept { return {_mm512_mul_ps(a.v, b.v)}; }
+inline float vhsum(V a) noexcept {
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));  // [s4[0]+s4[2], s4[1]+s4[3], ...]
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+inline V vload_f16(const void* p) noexcept {
+  return {_mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)))};
+}
+inline V vload_bf16(const void* p) noexcept {
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(u, 16))};
+}
+inline V vload_q8(const void* q) noexcept {
+  return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(q))))};
+}
+inline float half_scalar(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
+
+constexpr int kRowsMain = 4, kTokMain = 6, kRowsDecode = 8;
+
+}  // namespace
+
+#include "kernels_simd.inc"
+
+const Table* avx512_table() noexcept {
+  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
+  return &t;
+}
+
+}  // namespace picospec::llama::kernels
+
+#else
+
+namespace picospec::llama::kernels {
+const Table* avx512_table() noexcept { return nullptr; }
+}  // namespace picospec::llama::kernels
+
+#endif
