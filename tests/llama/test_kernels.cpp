@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "../../backends/llama/src/kernels.hpp"
@@ -184,30 +185,42 @@ TEST_CASE("kernels: PICOSPEC_LLAMA_ISA names an unknown variant -> clear error",
   ::unsetenv("PICOSPEC_LLAMA_ISA");
 }
 
-TEST_CASE("thread pool: even ranges covering [0, n) once, for 1..16 threads; exceptions reach the caller",
+TEST_CASE("thread pool: even chunks covering [0, n) once, for 1..16 threads; exceptions reach the caller",
           "[pool][concurrency]") {
+  using picospec::llama::detail::ThreadPool;
   for (std::size_t threads = 1; threads <= 16; ++threads) {
-    picospec::llama::detail::ThreadPool pool(threads);
+    ThreadPool pool(threads);
     for (std::size_t n : {0u, 1u, 5u, 16u, 17u, 1000u}) {
       std::vector<std::atomic<int>> hits(n);
-      std::vector<std::atomic<std::size_t>> sizes(threads);
-      pool.parallel_for(n, [&](std::size_t b, std::size_t e, std::size_t part) {
-        REQUIRE(part < threads);
-        sizes[part] = e - b;
+      std::atomic<std::size_t> calls{0}, bad_thread{0}, small{0}, large{0};
+      const std::size_t parts = std::min(threads, n);
+      const std::size_t chunks = parts <= 1 ? 1 : std::min(n, parts * ThreadPool::kChunksPerThread);
+      pool.parallel_for(n, [&](std::size_t b, std::size_t e, std::size_t thread) {
+        if (thread >= threads) ++bad_thread;
+        ++calls;
+        if (e - b < n / chunks) ++small;
+        if (e - b > n / chunks + 1) ++large;
         for (std::size_t i = b; i < e; ++i) ++hits[i];
       });
       for (std::size_t i = 0; i < n; ++i) REQUIRE(hits[i] == 1);
-      const std::size_t parts = std::min(threads, n);
-      for (std::size_t p = 0; p < parts; ++p) CHECK((sizes[p] == n / parts || sizes[p] == n / parts + 1));
+      CHECK(bad_thread == 0);
+      if (n > 0) CHECK(calls == chunks);
+      CHECK(small == 0);  // chunk sizes differ by at most one
+      CHECK(large == 0);
     }
     CHECK_THROWS_AS(pool.parallel_for(64, [&](std::size_t b, std::size_t) {
       if (b != 0 || threads == 1) throw std::runtime_error("boom");
     }), std::runtime_error);
     // Back-to-back calls: the spin-then-sleep hand-off (fewer when the threads outnumber any machine's cores here).
-    const std::size_t calls = threads <= 4 ? 2000 : 20;
+    const std::size_t calls = threads <= 4 ? 2000 : 50;
     std::atomic<std::size_t> sum{0};
     for (std::size_t call = 0; call < calls; ++call)
-      pool.parallel_for(threads, [&](std::size_t b, std::size_t e) { sum += e - b; });
-    CHECK(sum == calls * threads);
+      pool.parallel_for(threads * 8, [&](std::size_t b, std::size_t e) { sum += e - b; });
+    CHECK(sum == calls * threads * 8);
+    // The pool is still usable after an exception, and max_parts = 1 runs on the caller alone.
+    const auto caller = std::this_thread::get_id();
+    std::atomic<int> elsewhere{0};
+    pool.parallel_for(100, [&](std::size_t, std::size_t) { elsewhere += std::this_thread::get_id() != caller; }, 1);
+    CHECK(elsewhere == 0);
   }
 }

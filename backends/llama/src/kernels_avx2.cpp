@@ -51,7 +51,7 @@ constexpr int kRowsMain = 2, kTokMain = 3, kRowsDecode = 4;
 #include "kernels_simd.inc"
 
 const Table* avx2_table() noexcept {
-  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
+  static const Table t{Isa::avx2, kRowsDecode, &simd_matmul, &simd_dot, &simd_axpy};
   return &t;
 }
 

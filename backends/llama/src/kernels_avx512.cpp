@@ -43,7 +43,7 @@ constexpr int kRowsMain = 4, kTokMain = 6, kRowsDecode = 8;
 #include "kernels_simd.inc"
 
 const Table* avx512_table() noexcept {
-  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
+  static const Table t{Isa::avx512, kRowsDecode, &simd_matmul, &simd_dot, &simd_axpy};
   return &t;
 }
 

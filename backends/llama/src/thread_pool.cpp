@@ -26,6 +26,30 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+std::size_t ThreadPool::work(std::uint32_t gen, std::size_t thread) noexcept {
+  const Job& job = jobs_[gen & 1];
+  const void* ctx = job.ctx.load(std::memory_order_relaxed);
+  const Call call = job.call.load(std::memory_order_relaxed);
+  const std::size_t n = job.n.load(std::memory_order_relaxed), chunks = job.chunks.load(std::memory_order_relaxed);
+  std::size_t ran = 0;
+  std::uint64_t c = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    if (static_cast<std::uint32_t>(c >> 32) != gen || (c & 0xffffffffu) >= chunks) return ran;
+    if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    // Claimed chunk (c & mask) of generation `gen`: the slot was not rewritten before this claim succeeded.
+    const auto [b, e] = range_of(n, chunks, static_cast<std::size_t>(c & 0xffffffffu));
+    try {
+      call(const_cast<void*>(ctx), b, e, thread);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!error_) error_ = std::current_exception();
+    }
+    ++ran;
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    c = claim_.load(std::memory_order_acquire);
+  }
+}
+
 void ThreadPool::run(std::size_t n, std::size_t max_parts, void* ctx, Call call) {
   if (n == 0) return;
   std::size_t parts = std::min(size(), n);
@@ -34,30 +58,27 @@ void ThreadPool::run(std::size_t n, std::size_t max_parts, void* ctx, Call call)
     call(ctx, 0, n, 0);
     return;
   }
-  ctx_ = ctx;
-  call_ = call;
-  job_n_ = n;
-  job_parts_ = parts;
-  pending_.store(workers_.size(), std::memory_order_relaxed);  // every worker acknowledges every call
-  generation_.fetch_add(1, std::memory_order_seq_cst);
+  const std::size_t chunks = std::min<std::size_t>({n, parts * kChunksPerThread, 0xffffffffu});
+  const std::uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  Job& job = jobs_[gen & 1];
+  job.ctx.store(ctx, std::memory_order_relaxed);
+  job.call.store(call, std::memory_order_relaxed);
+  job.n.store(n, std::memory_order_relaxed);
+  job.chunks.store(chunks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store(static_cast<std::uint64_t>(gen) << 32, std::memory_order_release);
+  generation_.store(gen, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (sleepers_ > 0) start_cv_.notify_all();
   }
-  std::exception_ptr mine;
-  try {
-    const auto [b, e] = range_of(n, parts, 0);
-    call(ctx, b, e, 0);
-  } catch (...) {
-    mine = std::current_exception();
-  }
-  for (unsigned spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+  work(gen, 0);
+  for (unsigned spins = 0; done_.load(std::memory_order_acquire) != chunks; ++spins) {
     if (spins < 4096)
       PICOSPEC_CPU_RELAX();
     else
-      std::this_thread::yield();  // an oversubscribed machine: let the late worker run
+      std::this_thread::yield();  // a claimed chunk is still running on a worker that lost its core
   }
-  if (mine) std::rethrow_exception(mine);
   std::exception_ptr err;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -67,10 +88,11 @@ void ThreadPool::run(std::size_t n, std::size_t max_parts, void* ctx, Call call)
 }
 
 void ThreadPool::worker_loop(std::size_t index) {
-  std::size_t seen = 0;
+  std::uint32_t seen = 0;
   for (;;) {
-    // Spin for a short while, then sleep until the generation moves.
-    auto moved = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    auto moved = [&] {
+      return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+    };
     if (!moved()) {
       const auto deadline = std::chrono::steady_clock::now() + kSpin;
       for (unsigned i = 1; !moved(); ++i) {
@@ -86,17 +108,7 @@ void ThreadPool::worker_loop(std::size_t index) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    const std::size_t parts = job_parts_;
-    if (index < parts) {
-      try {
-        const auto [b, e] = range_of(job_n_, parts, index);
-        call_(ctx_, b, e, index);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (!error_) error_ = std::current_exception();
-      }
-    }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    work(seen, index);
   }
 }
 
