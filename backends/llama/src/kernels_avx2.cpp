@@ -27,6 +27,12 @@ inline float vhsum(V a) noexcept {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
+inline void vhsum4(V a, V b, V c, V d, float* out4) noexcept {
+  out4[0] = vhsum(a);
+  out4[1] = vhsum(b);
+  out4[2] = vhsum(c);
+  out4[3] = vhsum(d);
+}
 inline V vload_f16(const void* p) noexcept {
   const auto* q = static_cast<const __m128i*>(p);
   return {_mm256_cvtph_ps(_mm_loadu_si128(q)), _mm256_cvtph_ps(_mm_loadu_si128(q + 1))};

@@ -24,6 +24,19 @@ inline float vhsum(V a) noexcept {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));  // [s4[0]+s4[2], s4[1]+s4[3], ...]
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
+// vhsum of four vectors at once: each level adds the same lane pairs as vhsum, four vectors per instruction.
+inline void vhsum4(V a, V b, V c, V d, float* out4) noexcept {
+  // s8 (lanes k + k+8): quarters [q0+q2, q1+q3] of a and b side by side, then c and d
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a.v, b.v, 0x44), _mm512_shuffle_f32x4(a.v, b.v, 0xEE));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c.v, d.v, 0x44), _mm512_shuffle_f32x4(c.v, d.v, 0xEE));
+  // s4 (k + k+4): one quarter per vector: [a.s4, b.s4, c.s4, d.s4]
+  const __m512 s4 = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+  // (s4[0] + s4[2]), (s4[1] + s4[3]) in lanes 0, 1 of each quarter; then their sum in lane 0
+  const __m512 s2 = _mm512_add_ps(s4, _mm512_permute_ps(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+  const __m512 s1 = _mm512_add_ps(s2, _mm512_permute_ps(s2, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+  _mm_storeu_ps(out4, _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, s1)));
+}
 inline V vload_f16(const void* p) noexcept {
   return {_mm512_cvtph_ps(_mm256_loadu_si256(static_cast<const __m256i*>(p)))};
 }
