@@ -50,14 +50,15 @@ inline V vload_q8(const void* q) noexcept {
 }
 inline float half_scalar(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
 
-constexpr int kRowsMain = 2, kTokMain = 3, kRowsDecode = 4;
+constexpr int kRowsMain = 2, kTokMain = 3, kRowsSmall = 1;
+constexpr std::size_t kTokSmall = 6;
 
 }  // namespace
 
 #include "kernels_simd.inc"
 
 const Table* avx2_table() noexcept {
-  static const Table t{Isa::avx2, kRowsDecode, &simd_matmul, &simd_dot, &simd_axpy};
+  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
   return &t;
 }
 

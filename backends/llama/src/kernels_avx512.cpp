@@ -49,14 +49,15 @@ inline V vload_q8(const void* q) noexcept {
 }
 inline float half_scalar(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
 
-constexpr int kRowsMain = 4, kTokMain = 6, kRowsDecode = 8;
+constexpr int kRowsMain = 4, kTokMain = 6, kRowsSmall = 1;
+constexpr std::size_t kTokSmall = 6;
 
 }  // namespace
 
 #include "kernels_simd.inc"
 
 const Table* avx512_table() noexcept {
-  static const Table t{Isa::avx512, kRowsDecode, &simd_matmul, &simd_dot, &simd_axpy};
+  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
   return &t;
 }
 
