@@ -27,8 +27,8 @@ std::span<const float> LmDrafter::do_next_logits() {
       lm_->truncate(done - 1);
       done -= 1;
     }
-    lm_->forward(std::span<const Token>(tokens_).subspan(done), rows_);
-    const auto last = rows_.row(rows_.rows() - 1);
+    lm_->forward(std::span<const Token>(tokens_).subspan(done), rows_, LogitsFor::last);
+    const auto last = rows_.row(0);
     logits_.assign(last.begin(), last.end());
     valid_ = true;
   }
@@ -53,8 +53,8 @@ LmVerifier::LmVerifier(std::unique_ptr<CausalLM> lm) : Verifier(info_of(lm, "LmV
 void LmVerifier::do_begin(std::span<const Token> prompt) {
   lm_->reset();
   tokens_.assign(prompt.begin(), prompt.end());
-  lm_->forward(prompt, rows_);
-  const auto last = rows_.row(rows_.rows() - 1);
+  lm_->forward(prompt, rows_, LogitsFor::last);
+  const auto last = rows_.row(0);
   pending_.assign(last.begin(), last.end());
   cache_valid_ = false;
 }
@@ -97,7 +97,7 @@ void LmVerifier::do_rollback(std::size_t n) {
 void LmVerifier::recompute_pending() {
   const std::size_t n = tokens_.size();
   lm_->truncate(n - 1);
-  lm_->forward(std::span<const Token>(tokens_).subspan(n - 1), rows_);
+  lm_->forward(std::span<const Token>(tokens_).subspan(n - 1), rows_, LogitsFor::last);
   const auto last = rows_.row(0);
   pending_.assign(last.begin(), last.end());
 }

@@ -1,5 +1,11 @@
 // bench_llama: prompt processing and decode throughput of the LLaMA backend, and the cost of verifying a chunk
-// of 5 tokens relative to decoding one token (the baseline, measured in the same run and reported as `ratio`).
+// of 5 tokens relative to decoding one token (measured in the same loop and reported as `ratio`).
+//
+// Baseline in the same run: before each picospec benchmark, the same figure for PlainLlama (plain_llama.hpp: a
+// plain one-thread reference loop over the same file, weights dequantized to F32) is measured as `.../plain`;
+// the picospec rows then print `x_plain` (prefill), `decode_x_plain` and `verify5_x_plain`: how many times faster
+// picospec is. `max_abs_diff` on the plain rows is the largest logit difference between the two on the verify chunk
+// (a check that both compute the same function). All times are wall-clock (UseRealTime).
 //
 // Models: the two shared GGUF models (rows skipped visibly when ../shared is absent) and a larger random model
 // written by the bench itself (dim 512, 8 layers, 8 heads / 4 KV heads, ffn 1376, vocab 32000) in F32, in Q8_0
@@ -8,7 +14,9 @@
 //   bench_llama [--benchmark_filter=...]        threads: PICOSPEC_BENCH_THREADS (default: all cores)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +27,7 @@
 
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
+#include "plain_llama.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
@@ -64,6 +73,7 @@ LlamaModel& model_for(const ModelSpec& spec) {
   if (!m) {
     const std::string path = spec.path.empty() ? random_model_path(spec.type) : spec.path;
     m = LlamaModel::load(path, {.threads = bench_threads(), .weights = spec.format});
+    std::printf("%s: %zu threads, %s kernels\n", spec.label.c_str(), m->threads(), m->kernel_isa());
   }
   return *m;
 }
@@ -76,18 +86,90 @@ std::vector<Token> tokens_of(std::size_t n, std::uint32_t vocab) {
 
 constexpr std::size_t kPrompt = 64;
 
+struct PlainFigures {
+  double prefill_s = 0, decode_s = 0, verify_s = 0;  // per call
+};
+std::map<std::string, PlainFigures>& plain_figures() {
+  static std::map<std::string, PlainFigures> m;
+  return m;
+}
+std::string path_of(const ModelSpec& spec) { return spec.path.empty() ? random_model_path(spec.type) : spec.path; }
+
+plain::PlainLlama& plain_for(const ModelSpec& spec) {
+  static std::map<std::string, std::unique_ptr<plain::PlainLlama>> cache;
+  auto& m = cache[path_of(spec)];
+  if (!m) m = std::make_unique<plain::PlainLlama>(path_of(spec));
+  return *m;
+}
+
+void bm_plain_prefill(benchmark::State& state, const ModelSpec& spec) {
+  plain::PlainLlama& m = plain_for(spec);
+  const auto toks = tokens_of(kPrompt, model_for(spec).info().vocab_size);
+  using clock = std::chrono::steady_clock;
+  double total_s = 0;
+  for (auto _ : state) {
+    const auto t0 = clock::now();
+    benchmark::DoNotOptimize(m.forward(toks, 0, false));
+    total_s += std::chrono::duration<double>(clock::now() - t0).count();
+  }
+  const double per = total_s / static_cast<double>(state.iterations());
+  state.counters["tok/s"] = static_cast<double>(kPrompt) / per;
+  plain_figures()[path_of(spec)].prefill_s = per;
+}
+
+void bm_plain_decode_vs_verify5(benchmark::State& state, const ModelSpec& spec) {
+  plain::PlainLlama& m = plain_for(spec);
+  LlamaModel& pm = model_for(spec);
+  const auto toks = tokens_of(kPrompt + 5, pm.info().vocab_size);
+  const std::vector<Token> prompt(toks.begin(), toks.begin() + kPrompt), one(toks.begin() + kPrompt, toks.begin() + kPrompt + 1),
+      five(toks.begin() + kPrompt, toks.end());
+  m.forward(prompt, 0, false);
+  // Same function check: picospec's verify rows against the plain loop's.
+  LogitRows rows;
+  pm.reset();
+  pm.forward(prompt, rows, LogitsFor::last);
+  pm.forward(five, rows);
+  const auto ref = m.forward(five, kPrompt, true);
+  double diff = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) diff = std::max(diff, static_cast<double>(std::abs(ref[i] - rows.data()[i])));
+  pm.reset();
+  using clock = std::chrono::steady_clock;
+  double decode_s = 0, verify_s = 0;
+  for (auto _ : state) {
+    auto t0 = clock::now();
+    benchmark::DoNotOptimize(m.forward(one, kPrompt, false));
+    auto t1 = clock::now();
+    benchmark::DoNotOptimize(m.forward(five, kPrompt, true));
+    auto t2 = clock::now();
+    decode_s += std::chrono::duration<double>(t1 - t0).count();
+    verify_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["decode_ms"] = decode_s / n * 1e3;
+  state.counters["verify5_ms"] = verify_s / n * 1e3;
+  state.counters["max_abs_diff"] = diff;
+  plain_figures()[path_of(spec)].decode_s = decode_s / n;
+  plain_figures()[path_of(spec)].verify_s = verify_s / n;
+}
+
 // Prompt processing: 64 tokens in one forward() from an empty context.
 void bm_prefill(benchmark::State& state, const ModelSpec& spec) {
   LlamaModel& m = model_for(spec);
   const auto toks = tokens_of(kPrompt, m.info().vocab_size);
   LogitRows rows;
+  using clock = std::chrono::steady_clock;
+  double total_s = 0;
   for (auto _ : state) {
+    const auto t0 = clock::now();
     m.reset();
-    m.forward(toks, rows);
+    m.forward(toks, rows, LogitsFor::last);  // a prefill needs the last row only (as LmDrafter/LmVerifier ask)
     benchmark::DoNotOptimize(rows.data());
+    total_s += std::chrono::duration<double>(clock::now() - t0).count();
   }
-  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(state.iterations() * kPrompt),
-                                               benchmark::Counter::kIsRate);
+  const double per = total_s / static_cast<double>(state.iterations());
+  state.counters["tok/s"] = static_cast<double>(kPrompt) / per;
+  if (auto it = plain_figures().find(path_of(spec)); it != plain_figures().end() && it->second.prefill_s > 0)
+    state.counters["x_plain"] = it->second.prefill_s / per;
 }
 
 // Decode vs verify, interleaved in the same loop at the same context length (64): one single-token forward
@@ -117,6 +199,10 @@ void bm_decode_vs_verify5(benchmark::State& state, const ModelSpec& spec) {
   state.counters["verify5_ms"] = verify_s / n * 1e3;
   state.counters["decode_tok/s"] = n / decode_s;
   state.counters["ratio"] = verify_s / decode_s;  // bar: <= 2 on the random 512x8 model
+  if (auto it = plain_figures().find(path_of(spec)); it != plain_figures().end() && it->second.decode_s > 0) {
+    state.counters["decode_x_plain"] = it->second.decode_s / (decode_s / n);
+    state.counters["verify5_x_plain"] = it->second.verify_s / (verify_s / n);
+  }
 }
 
 }  // namespace
@@ -135,9 +221,17 @@ int main(int argc, char** argv) {
   specs.push_back({"random512x8_q8_0", "", GgmlType::q8_0, WeightFormat::native});
   specs.push_back({"random512x8_q8_0_dequant_at_load", "", GgmlType::q8_0, WeightFormat::f32});
   for (const auto& s : specs) {
-    benchmark::RegisterBenchmark(("prefill64/" + s.label).c_str(), bm_prefill, s)->Unit(benchmark::kMillisecond);
+    const bool plain = s.format == WeightFormat::native;  // one plain baseline per file
+    if (plain)
+      benchmark::RegisterBenchmark(("prefill64/" + s.label + "/plain").c_str(), bm_plain_prefill, s)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("prefill64/" + s.label).c_str(), bm_prefill, s)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    if (plain)
+      benchmark::RegisterBenchmark(("decode_vs_verify5/" + s.label + "/plain").c_str(), bm_plain_decode_vs_verify5, s)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("decode_vs_verify5/" + s.label).c_str(), bm_decode_vs_verify5, s)
-        ->Unit(benchmark::kMillisecond);
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

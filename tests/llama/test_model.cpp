@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -181,4 +182,76 @@ TEST_CASE("position matters: RoPE makes the same tokens give different logits at
   m.forward(t, a);
   CHECK(std::memcmp(a.row(0).data(), a.row(1).data(), a.vocab() * sizeof(float)) != 0);
   (void)b;
+}
+
+TEST_CASE("every kernel variant: bit-identical across chunkings and 1/2/4 threads, past KV cache growth",
+          "[model][invariance]") {
+  // 150 tokens: the KV cache starts at 64 positions and grows twice while these run, in every chunking.
+  RandomLlamaSpec s;
+  s.dim = 64;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.ffn_dim = 96;
+  s.n_layers = 2;
+  s.vocab_size = 280;
+  s.context_length = 256;
+  const auto tokens = random_tokens(150, s.vocab_size, 11);
+  for (const char* isa : {"generic", "avx2", "avx512"}) {
+    ::setenv("PICOSPEC_LLAMA_ISA", isa, 1);
+    std::string why;
+    try {
+      LlamaModel probe(weights_for(s), {.threads = 1});
+      REQUIRE(std::string(probe.kernel_isa()) == isa);
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    if (!why.empty()) {
+      REQUIRE_THAT(why, Catch::Contains("cannot run"));  // only an ISA this CPU lacks may be skipped
+      WARN("SKIPPED " << isa << ": " << why);
+      continue;
+    }
+    for (GgmlType type : {GgmlType::f32, GgmlType::f16, GgmlType::bf16, GgmlType::q8_0}) {
+      s.type = type;
+      const auto w = weights_for(s);
+      const auto ref = run_chunked(w, tokens, 1, 1);
+      for (std::size_t chunk : {5u, 64u, 150u})
+        for (std::size_t threads : {1u, 2u, 4u}) {
+          INFO("isa " << isa << " type " << static_cast<int>(type) << " chunk " << chunk << " threads " << threads);
+          CHECK(bit_equal(run_chunked(w, tokens, chunk, threads), ref));
+        }
+    }
+  }
+  ::unsetenv("PICOSPEC_LLAMA_ISA");
+}
+
+TEST_CASE("forward(LogitsFor::last) gives the last row only, bit-identical, and the same KV cache", "[model]") {
+  RandomLlamaSpec s;
+  s.dim = 96;
+  s.n_heads = 6;
+  s.n_kv_heads = 2;
+  s.ffn_dim = 160;
+  s.n_layers = 3;
+  s.vocab_size = 300;
+  const auto w = weights_for(s);
+  const auto tokens = random_tokens(40, s.vocab_size, 5);
+  const std::span<const Token> t(tokens);
+  for (std::size_t threads : {1u, 2u}) {
+    LlamaModel all(w, {.threads = threads}), last(w, {.threads = threads});
+    LogitRows ra, rl;
+    all.forward(t.first(33), ra);
+    last.forward(t.first(33), rl, LogitsFor::last);
+    REQUIRE(rl.rows() == 1);
+    REQUIRE(rl.vocab() == s.vocab_size);
+    CHECK(std::memcmp(rl.data(), ra.row(32).data(), s.vocab_size * sizeof(float)) == 0);
+    CHECK(last.length() == 33);
+    // The rows skipped on the last layer still left their K/V: the next tokens see the same context.
+    all.forward(t.subspan(33), ra);
+    last.forward(t.subspan(33), rl);
+    REQUIRE(rl.rows() == 7);
+    CHECK(std::memcmp(rl.data(), ra.data(), 7 * s.vocab_size * sizeof(float)) == 0);
+    // A single token asked for its last row is the decode row.
+    last.truncate(39);
+    last.forward(t.subspan(39, 1), rl, LogitsFor::last);
+    CHECK(std::memcmp(rl.data(), ra.row(6).data(), s.vocab_size * sizeof(float)) == 0);
+  }
 }

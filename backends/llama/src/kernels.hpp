@@ -1,65 +1,68 @@
 #pragma once
-// Fixed-order dot-product kernels (internal to picospec::llama).
+// Fixed-order dot-product kernels (internal to picospec::llama), one variant per instruction set, chosen at load.
 //
-// Batch invariance rests on these: dot(w, x) is computed with kLanes independent partial sums, lane k taking the
-// elements i with i % kLanes == k in increasing i, then a fixed pairwise reduction of the lanes, then the scalar
-// tail (n % kLanes elements, in order). The order depends on n alone, never on how many tokens are processed
-// together, which threads run them, or the buffers' alignment. dot_multi() computes several such dots against
-// one weight row at once (the row is read from memory once per chunk), each with exactly the same operations as
-// dot(). The library is compiled with -ffp-contract=off so no path fuses multiply-adds differently.
+// Batch invariance rests on these. Every output element y = dot(w, x) over n elements is computed as:
+//   16 lanes: lane k accumulates the elements i with i % 16 == k, i < n - n % 16, in increasing i;
+//   a fixed pairwise reduction of the lanes: s8[k] = a[k] + a[k+8], s4[k] = s8[k] + s8[k+4],
+//                                             s = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+//   then the scalar tail (the last n % 16 elements, in order) is accumulated separately and added last.
+// The order depends on n alone: never on how many tokens are processed together, how the rows of a matrix are
+// tiled or split over threads, or the buffers' alignment. A weight row is read once per tile of tokens and each
+// (row, token) pair of the tile has its own accumulator.
+//
+// The variants differ only in the multiply-add of one lane step:
+//   generic: acc = acc + w * x (two roundings; the library is compiled with -ffp-contract=off so no path fuses);
+//   avx2, avx512: acc = fma(w, x, acc) (one rounding). AVX2 keeps the 16 lanes in two 8-float registers and
+//   reduces them in the order above, so the avx2 and avx512 variants give bit-identical results.
+// Weights stored as F16, BF16 or Q8_0 are widened to float first (Q8_0: float(q) * d, exactly dequantize_row's
+// value), so a natively computed quantized model equals the same model dequantized to F32 at load, bit for bit.
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "picospec/llama/ggml_types.hpp"
 
 namespace picospec::llama::kernels {
 
-inline constexpr std::size_t kLanes = 16;
-inline constexpr std::size_t kMaxTokens = 5;
+enum class Isa { generic, avx2, avx512 };
 
-namespace detail {
-inline float reduce_lanes(const float* a) noexcept {
-  float s8[8], s4[4];
-  for (std::size_t k = 0; k < 8; ++k) s8[k] = a[k] + a[k + 8];
-  for (std::size_t k = 0; k < 4; ++k) s4[k] = s8[k] + s8[k + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
+[[nodiscard]] const char* isa_name(Isa isa) noexcept;
 
-template <std::size_t NT>
-inline void dot_block(const float* __restrict w, const float* __restrict x, std::size_t xstride, std::size_t n,
-                      float* __restrict out) noexcept {
-  float acc[NT][kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (std::size_t j = 0; j < NT; ++j) {
-      const float* xj = x + j * xstride + i;
-      for (std::size_t k = 0; k < kLanes; ++k) acc[j][k] += w[i + k] * xj[k];
-    }
-  }
-  for (std::size_t j = 0; j < NT; ++j) {
-    float tail = 0.0f;
-    const float* xj = x + j * xstride;
-    for (std::size_t t = i; t < n; ++t) tail += w[t] * xj[t];
-    out[j] = reduce_lanes(acc[j]) + tail;
-  }
-}
-}  // namespace detail
+/// A row-major weight matrix as stored: `rows` rows of `cols` elements of `type`, `row_bytes` bytes each.
+struct Weights {
+  GgmlType type = GgmlType::f32;
+  const std::uint8_t* data = nullptr;
+  std::size_t rows = 0, cols = 0, row_bytes = 0;
+};
 
-/// out[j] = dot(w, x + j * xstride) for j < nt (1 <= nt <= kMaxTokens), each over n elements.
-inline void dot_multi(const float* w, const float* x, std::size_t xstride, std::size_t nt, std::size_t n,
-                      float* out) noexcept {
-  switch (nt) {
-    case 1: detail::dot_block<1>(w, x, xstride, n, out); break;
-    case 2: detail::dot_block<2>(w, x, xstride, n, out); break;
-    case 3: detail::dot_block<3>(w, x, xstride, n, out); break;
-    case 4: detail::dot_block<4>(w, x, xstride, n, out); break;
-    default: detail::dot_block<5>(w, x, xstride, n, out); break;
-  }
-}
+/// The kernels of one instruction set.
+struct Table {
+  Isa isa = Isa::generic;
+  /// Rows a matmul range should be a multiple of (threads split rows in multiples of this; any range is correct).
+  std::size_t row_tile = 1;
+  /// Y[j * ystride + r] = dot(W.row(r), X + j * xstride) for r in [r0, r1), j < nt; W.cols elements each.
+  void (*matmul)(const Weights& W, std::size_t r0, std::size_t r1, const float* X, std::size_t xstride,
+                 std::size_t nt, float* Y, std::size_t ystride) = nullptr;
+  /// dot(a, b) over n elements (same order as matmul).
+  float (*dot)(const float* a, const float* b, std::size_t n) = nullptr;
+  /// y[e] = y[e] + a * x[e] for e < n (fused on the FMA variants): one step of attention's value sum.
+  void (*axpy)(float a, const float* x, float* y, std::size_t n) = nullptr;
+};
 
-/// dot(a, b) over n elements, same operation order as dot_multi.
-inline float dot(const float* a, const float* b, std::size_t n) noexcept {
-  float r;
-  detail::dot_block<1>(a, b, 0, n, &r);
-  return r;
-}
+/// The variant for `isa`, or nullptr when this CPU (or this build) cannot run it.
+[[nodiscard]] const Table* table(Isa isa) noexcept;
+
+/// The best variant this CPU runs, unless the environment variable PICOSPEC_LLAMA_ISA names another one
+/// ("generic", "avx2", "avx512"); throws picospec::Error when it names an unknown or unsupported one.
+[[nodiscard]] const Table& select();
+
+/// This thread's scratch row of at least n floats (grows, never shrinks; for types widened row by row).
+float* scratch_row(std::size_t n);
+
+// Per-ISA tables (defined in kernels_<isa>.cpp; nullptr-returning stubs where the compiler lacks the ISA).
+const Table* generic_table() noexcept;
+const Table* avx2_table() noexcept;
+const Table* avx512_table() noexcept;
 
 }  // namespace picospec::llama::kernels

@@ -9,7 +9,6 @@
 
 #include <Eigen/Core>
 #include <Eigen/StdVector>
-#include <xtensor/xtensor.hpp>
 
 #include "kernels.hpp"
 #include "picospec/llama/gguf.hpp"
@@ -198,7 +197,8 @@ ModelInfo LlamaWeights::info() const {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Model state: KV cache (xtensor [layer, kv_head, position, head_dim]), activations, thread pool.
+// Model state: KV cache (per layer [position][kv_head * head_dim], grown with the context), activations, kernels,
+// thread pool.
 // ---------------------------------------------------------------------------------------------------------------
 
 namespace {
@@ -222,73 +222,97 @@ struct Activations {
   float* row(std::size_t j) noexcept { return data.data() + j * stride; }
 };
 
+/// Below this many multiply-adds a matmul or attention runs on the calling thread alone.
+constexpr std::size_t kParallelWork = 1u << 15;
+
 }  // namespace
 
 struct LlamaModel::State {
   const LlamaWeights::Impl* w;
   std::size_t ctx;
+  const kernels::Table* K;
   detail::ThreadPool pool;
-  xt::xtensor<float, 4> k_cache, v_cache;  // [layer, kv_head, position, head_dim]
+  std::size_t kv_cap = 0;                       // positions the cache holds now (grows up to ctx)
+  std::vector<std::vector<float>> k_cache, v_cache;  // per layer: [position][kv_head * head_dim]
+  std::vector<float> scores;                    // attention scratch: pool.size() rows of kv_cap floats
   Activations x, xn, q, k, v, att, gate, up;
   std::vector<double> inv_freq;
+  std::vector<float> rope_cs;                   // per token of the current call: rope_dim/2 (cos, sin) pairs
 
   State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads)
-      : w(weights), ctx(context), pool(threads) {
+      : w(weights), ctx(context), K(&kernels::select()), pool(threads) {
     const auto& hp = w->hp;
-    const std::array<std::size_t, 4> shape = {hp.n_layers, hp.n_kv_heads, ctx, hp.head_dim};
-    try {
-      k_cache = xt::xtensor<float, 4>::from_shape(shape);
-      v_cache = xt::xtensor<float, 4>::from_shape(shape);
-    } catch (const std::bad_alloc&) {
-      throw Error("LlamaModel: cannot allocate a KV cache for " + std::to_string(ctx) +
-                  " positions; set LlamaParams::context_length lower");
-    }
+    k_cache.resize(hp.n_layers);
+    v_cache.resize(hp.n_layers);
     inv_freq.resize(hp.rope_dim / 2);
     for (std::size_t i = 0; i < inv_freq.size(); ++i)
       inv_freq[i] = std::pow(static_cast<double>(hp.rope_base), -2.0 * static_cast<double>(i) / hp.rope_dim);
   }
 
-  float* k_at(std::size_t l, std::size_t g, std::size_t pos) noexcept { return &k_cache.unchecked(l, g, pos, 0); }
-  float* v_at(std::size_t l, std::size_t g, std::size_t pos) noexcept { return &v_cache.unchecked(l, g, pos, 0); }
+  /// Makes room for positions [0, need): capacity doubles (at least 64 positions), never beyond ctx.
+  void grow_cache(std::size_t need) {
+    if (need <= kv_cap) return;
+    const std::size_t cap = std::min(ctx, std::max({need, 2 * kv_cap, std::size_t{64}}));
+    const std::size_t row = static_cast<std::size_t>(w->hp.n_kv_heads) * w->hp.head_dim;
+    try {
+      for (std::size_t l = 0; l < k_cache.size(); ++l) {
+        k_cache[l].resize(cap * row);
+        v_cache[l].resize(cap * row);
+      }
+      scores.resize(pool.size() * cap);
+    } catch (const std::bad_alloc&) {
+      throw Error("LlamaModel: cannot grow the KV cache to " + std::to_string(cap) +
+                  " positions; set LlamaParams::context_length lower");
+    }
+    kv_cap = cap;
+  }
 
-  /// Y[j][r] = dot(W.row(r), X[j]) for j < nt, r < W.rows; rows are split across threads.
+  float* k_at(std::size_t l, std::size_t g, std::size_t pos) noexcept {
+    return k_cache[l].data() + (pos * w->hp.n_kv_heads + g) * w->hp.head_dim;
+  }
+  float* v_at(std::size_t l, std::size_t g, std::size_t pos) noexcept {
+    return v_cache[l].data() + (pos * w->hp.n_kv_heads + g) * w->hp.head_dim;
+  }
+
+  /// Y[j][r] = dot(W.row(r), X[j]) for j < nt, r < W.rows; rows are split across threads in whole row tiles.
   void matmul(const WeightMatrix& W, const float* X, std::size_t xstride, std::size_t nt, float* Y,
               std::size_t ystride) {
+    const kernels::Weights kw{W.type, W.data, W.rows, W.cols, W.row_bytes};
+    const std::size_t rt = K->row_tile;
+    const std::size_t units = (W.rows + rt - 1) / rt;
     const std::size_t work = W.rows * W.cols * nt;
-    const std::size_t parts = work < (1u << 16) ? 1 : 0;
-    pool.parallel_for(W.rows, [&](std::size_t r0, std::size_t r1) {
-      std::vector<float> buf(W.type == GgmlType::f32 ? 0 : W.cols);
-      float out[kernels::kMaxTokens];
-      for (std::size_t r = r0; r < r1; ++r) {
-        const float* wr;
-        if (W.type == GgmlType::f32) {
-          wr = reinterpret_cast<const float*>(W.row(r));
-        } else {
-          dequantize_row(W.type, W.row(r), buf.data(), W.cols);
-          wr = buf.data();
-        }
-        for (std::size_t j0 = 0; j0 < nt; j0 += kernels::kMaxTokens) {
-          const std::size_t nb = std::min(kernels::kMaxTokens, nt - j0);
-          kernels::dot_multi(wr, X + j0 * xstride, xstride, nb, W.cols, out);
-          for (std::size_t j = 0; j < nb; ++j) Y[(j0 + j) * ystride + r] = out[j];
-        }
-      }
-    }, parts);
+    const kernels::Table* kt = K;
+    pool.parallel_for(units, [&](std::size_t u0, std::size_t u1) {
+      kt->matmul(kw, u0 * rt, std::min(u1 * rt, kw.rows), X, xstride, nt, Y, ystride);
+    }, work < 2 * kParallelWork ? 1 : 0);
   }
 
   void rmsnorm(const float* in, const std::vector<float>& weight, float* out) const {
     const std::size_t n = weight.size();
-    const float ss = kernels::dot(in, in, n);
+    const float ss = K->dot(in, in, n);
     const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + w->hp.rms_eps);
     Vec(out, static_cast<Eigen::Index>(n)) =
         (CVec(in, static_cast<Eigen::Index>(n)) * scale).cwiseProduct(CVec(weight.data(), static_cast<Eigen::Index>(n)));
   }
 
-  void rope(float* vec, std::size_t n_heads, std::size_t pos) const {
+  /// (cos, sin) of every RoPE angle of the positions pos0 .. pos0 + nt - 1, once per call for all layers.
+  void rope_table(std::size_t pos0, std::size_t nt) {
+    const std::size_t half = inv_freq.size();
+    if (rope_cs.size() < nt * half * 2) rope_cs.resize(nt * half * 2);
+    for (std::size_t j = 0; j < nt; ++j)
+      for (std::size_t i = 0; i < half; ++i) {
+        const double a = static_cast<double>(pos0 + j) * inv_freq[i];
+        rope_cs[(j * half + i) * 2] = static_cast<float>(std::cos(a));
+        rope_cs[(j * half + i) * 2 + 1] = static_cast<float>(std::sin(a));
+      }
+  }
+
+  void rope(float* vec, std::size_t n_heads, std::size_t j) const {
     const auto& hp = w->hp;
-    for (std::size_t i = 0; i < inv_freq.size(); ++i) {
-      const double a = static_cast<double>(pos) * inv_freq[i];
-      const auto c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
+    const std::size_t half = inv_freq.size();
+    const float* cs = rope_cs.data() + j * half * 2;
+    for (std::size_t i = 0; i < half; ++i) {
+      const float c = cs[2 * i], s = cs[2 * i + 1];
       for (std::size_t h = 0; h < n_heads; ++h) {
         float* p = vec + h * hp.head_dim + 2 * i;
         const float x0 = p[0], x1 = p[1];
@@ -298,10 +322,13 @@ struct LlamaModel::State {
     }
   }
 
-  void forward(std::span<const Token> tokens, std::size_t pos0, LogitRows& out) {
+  /// Evaluates `tokens` at positions pos0.. and writes the logits of tokens [first_out, nt) to out (one row each,
+  /// `vocab` floats apart). Rows before first_out are only run as far as the KV cache needs them.
+  void forward(std::span<const Token> tokens, std::size_t pos0, std::size_t first_out, float* out) {
     const auto& hp = w->hp;
     const std::size_t nt = tokens.size();
     const std::size_t hd = hp.head_dim, nq = hp.n_heads * hd, nkv = hp.n_kv_heads * hd;
+    grow_cache(pos0 + nt);
     x.reserve(nt, hp.dim);
     xn.reserve(nt, hp.dim);
     q.reserve(nt, nq);
@@ -310,70 +337,71 @@ struct LlamaModel::State {
     att.reserve(nt, nq);
     gate.reserve(nt, hp.ffn_dim);
     up.reserve(nt, hp.ffn_dim);
+    rope_table(pos0, nt);
 
     for (std::size_t j = 0; j < nt; ++j)
       dequantize_row(w->token_embd.type, w->token_embd.row(static_cast<std::size_t>(tokens[j])), x.row(j), hp.dim);
 
     const float att_scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const std::size_t group = hp.n_heads / hp.n_kv_heads;
+    const kernels::Table* kt = K;
     for (std::size_t l = 0; l < hp.n_layers; ++l) {
       const LayerWeights& L = w->layers[l];
+      // The last layer's output is only needed for the rows asked for (its K/V are still stored for every row).
+      const std::size_t jb = l + 1 == hp.n_layers ? first_out : 0, nr = nt - jb;
       for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), L.attn_norm, xn.row(j));
-      matmul(L.wq, xn.row(0), xn.stride, nt, q.row(0), q.stride);
       matmul(L.wk, xn.row(0), xn.stride, nt, k.row(0), k.stride);
       matmul(L.wv, xn.row(0), xn.stride, nt, v.row(0), v.stride);
+      matmul(L.wq, xn.row(jb), xn.stride, nr, q.row(jb), q.stride);
       for (std::size_t j = 0; j < nt; ++j) {
-        rope(q.row(j), hp.n_heads, pos0 + j);
-        rope(k.row(j), hp.n_kv_heads, pos0 + j);
-        for (std::size_t g = 0; g < hp.n_kv_heads; ++g) {
-          std::copy_n(k.row(j) + g * hd, hd, k_at(l, g, pos0 + j));
-          std::copy_n(v.row(j) + g * hd, hd, v_at(l, g, pos0 + j));
-        }
+        if (j >= jb) rope(q.row(j), hp.n_heads, j);
+        rope(k.row(j), hp.n_kv_heads, j);
+        std::copy_n(k.row(j), nkv, k_at(l, 0, pos0 + j));
+        std::copy_n(v.row(j), nkv, v_at(l, 0, pos0 + j));
       }
       // Attention: one task per (token, head); each query row is computed the same way whatever the chunk.
-      const std::size_t tasks = nt * hp.n_heads;
+      const std::size_t tasks = nr * hp.n_heads;
       const std::size_t att_work = tasks * (pos0 + nt) * hd;
-      pool.parallel_for(tasks, [&](std::size_t t0, std::size_t t1) {
-        std::vector<float> scores(pos0 + nt);
+      pool.parallel_for(tasks, [&](std::size_t t0, std::size_t t1, std::size_t part) {
+        float* sc = scores.data() + part * kv_cap;
         for (std::size_t t = t0; t < t1; ++t) {
-          const std::size_t j = t / hp.n_heads, h = t % hp.n_heads, g = h / group;
+          const std::size_t j = jb + t / hp.n_heads, h = t % hp.n_heads, g = h / group;
           const std::size_t n_pos = pos0 + j + 1;
           const float* qh = q.row(j) + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (std::size_t p = 0; p < n_pos; ++p) {
-            scores[p] = kernels::dot(qh, k_at(l, g, p), hd) * att_scale;
-            mx = std::max(mx, scores[p]);
+            sc[p] = kt->dot(qh, k_at(l, g, p), hd) * att_scale;
+            mx = std::max(mx, sc[p]);
           }
           float sum = 0.0f;
           for (std::size_t p = 0; p < n_pos; ++p) {
-            scores[p] = std::exp(scores[p] - mx);
-            sum += scores[p];
+            sc[p] = std::exp(sc[p] - mx);
+            sum += sc[p];
           }
           float* o = att.row(j) + h * hd;
-          Vec ov(o, static_cast<Eigen::Index>(hd));
-          ov.setZero();
-          for (std::size_t p = 0; p < n_pos; ++p) ov += scores[p] * CVec(v_at(l, g, p), static_cast<Eigen::Index>(hd));
-          ov *= 1.0f / sum;
+          std::fill_n(o, hd, 0.0f);
+          for (std::size_t p = 0; p < n_pos; ++p) kt->axpy(sc[p], v_at(l, g, p), o, hd);
+          Vec(o, static_cast<Eigen::Index>(hd)) *= 1.0f / sum;
         }
-      }, att_work < (1u << 15) ? 1 : 0);
-      matmul(L.wo, att.row(0), att.stride, nt, xn.row(0), xn.stride);
-      for (std::size_t j = 0; j < nt; ++j)
+      }, att_work < kParallelWork ? 1 : 0);
+      matmul(L.wo, att.row(jb), att.stride, nr, xn.row(jb), xn.stride);
+      for (std::size_t j = jb; j < nt; ++j)
         Vec(x.row(j), hp.dim) += CVec(xn.row(j), hp.dim);
 
-      for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), L.ffn_norm, xn.row(j));
-      matmul(L.w_gate, xn.row(0), xn.stride, nt, gate.row(0), gate.stride);
-      matmul(L.w_up, xn.row(0), xn.stride, nt, up.row(0), up.stride);
-      for (std::size_t j = 0; j < nt; ++j) {
+      for (std::size_t j = jb; j < nt; ++j) rmsnorm(x.row(j), L.ffn_norm, xn.row(j));
+      matmul(L.w_gate, xn.row(jb), xn.stride, nr, gate.row(jb), gate.stride);
+      matmul(L.w_up, xn.row(jb), xn.stride, nr, up.row(jb), up.stride);
+      for (std::size_t j = jb; j < nt; ++j) {
         Vec gv(gate.row(j), hp.ffn_dim);
         // SwiGLU: silu(g) * u, elementwise
         gv = (gv.array() / (1.0f + (-gv.array()).exp())) * CVec(up.row(j), hp.ffn_dim).array();
       }
-      matmul(L.w_down, gate.row(0), gate.stride, nt, xn.row(0), xn.stride);
-      for (std::size_t j = 0; j < nt; ++j)
+      matmul(L.w_down, gate.row(jb), gate.stride, nr, xn.row(jb), xn.stride);
+      for (std::size_t j = jb; j < nt; ++j)
         Vec(x.row(j), hp.dim) += CVec(xn.row(j), hp.dim);
     }
-    for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), w->output_norm, xn.row(j));
-    matmul(w->output, xn.row(0), xn.stride, nt, out.data(), out.vocab());
+    for (std::size_t j = first_out; j < nt; ++j) rmsnorm(x.row(j), w->output_norm, xn.row(j));
+    matmul(w->output, xn.row(first_out), xn.stride, nt - first_out, out, hp.vocab_size);
   }
 };
 
@@ -421,10 +449,19 @@ LlamaModel::~LlamaModel() = default;
 
 std::size_t LlamaModel::threads() const noexcept { return st_->pool.size(); }
 
-void LlamaModel::do_forward(std::span<const Token> tokens, LogitRows& out) { st_->forward(tokens, length(), out); }
+void LlamaModel::do_forward(std::span<const Token> tokens, LogitRows& out) {
+  st_->forward(tokens, length(), 0, out.data());
+}
+
+void LlamaModel::do_forward_last(std::span<const Token> tokens, LogitRows& out) {
+  st_->forward(tokens, length(), tokens.size() - 1, out.data());
+}
+
+const char* LlamaModel::kernel_isa() const noexcept { return kernels::isa_name(st_->K->isa); }
 
 void LlamaModel::do_truncate(std::size_t) {
   // Positions >= n are simply overwritten by later forward() calls; attention never reads past the context length.
+  // The cache keeps its capacity (it grows with the context, and is freed with the model).
 }
 
 }  // namespace picospec::llama

@@ -98,9 +98,12 @@ class LlamaModel final : public CausalLM {
   [[nodiscard]] std::shared_ptr<const LlamaWeights> shared_weights() const noexcept { return weights_; }
   [[nodiscard]] std::shared_ptr<const Tokenizer> tokenizer() const noexcept { return weights_->tokenizer(); }
   [[nodiscard]] std::size_t threads() const noexcept;
+  /// The kernel variant chosen at load for this CPU: "avx512", "avx2" or "generic" (docs/llama.md).
+  [[nodiscard]] const char* kernel_isa() const noexcept;
 
  protected:
   void do_forward(std::span<const Token> tokens, LogitRows& out) override;
+  void do_forward_last(std::span<const Token> tokens, LogitRows& out) override;
   void do_truncate(std::size_t n) override;
 
  private:

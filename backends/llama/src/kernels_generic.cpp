@@ -1,0 +1,89 @@
+// Generic (baseline ISA) kernels: portable C++, separate multiply and add (see kernels.hpp for the order).
+#include <algorithm>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace picospec::llama::kernels {
+namespace {
+
+constexpr std::size_t kLanes = 16;
+constexpr std::size_t kMaxTokens = 5;
+
+inline float reduce_lanes(const float* a) noexcept {
+  float s8[8], s4[4];
+  for (std::size_t k = 0; k < 8; ++k) s8[k] = a[k] + a[k + 8];
+  for (std::size_t k = 0; k < 4; ++k) s4[k] = s8[k] + s8[k + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+template <std::size_t NT>
+void dot_block(const float* __restrict w, const float* __restrict x, std::size_t xstride, std::size_t n,
+               float* __restrict out) noexcept {
+  float acc[NT][kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (std::size_t j = 0; j < NT; ++j) {
+      const float* xj = x + j * xstride + i;
+      for (std::size_t k = 0; k < kLanes; ++k) acc[j][k] += w[i + k] * xj[k];
+    }
+  }
+  for (std::size_t j = 0; j < NT; ++j) {
+    float tail = 0.0f;
+    const float* xj = x + j * xstride;
+    for (std::size_t t = i; t < n; ++t) tail += w[t] * xj[t];
+    out[j] = reduce_lanes(acc[j]) + tail;
+  }
+}
+
+void dot_multi(const float* w, const float* x, std::size_t xstride, std::size_t nt, std::size_t n,
+               float* out) noexcept {
+  switch (nt) {
+    case 1: dot_block<1>(w, x, xstride, n, out); break;
+    case 2: dot_block<2>(w, x, xstride, n, out); break;
+    case 3: dot_block<3>(w, x, xstride, n, out); break;
+    case 4: dot_block<4>(w, x, xstride, n, out); break;
+    default: dot_block<5>(w, x, xstride, n, out); break;
+  }
+}
+
+void matmul(const Weights& W, std::size_t r0, std::size_t r1, const float* X, std::size_t xstride, std::size_t nt,
+            float* Y, std::size_t ystride) {
+  thread_local std::vector<float> buf;  // grows once per thread to the widest row
+  if (W.type != GgmlType::f32 && buf.size() < W.cols) buf.resize(W.cols);
+  float out[kMaxTokens];
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::uint8_t* row = W.data + r * W.row_bytes;
+    const float* wr;
+    if (W.type == GgmlType::f32) {
+      wr = reinterpret_cast<const float*>(row);
+    } else {
+      dequantize_row(W.type, row, buf.data(), W.cols);
+      wr = buf.data();
+    }
+    for (std::size_t j0 = 0; j0 < nt; j0 += kMaxTokens) {
+      const std::size_t nb = std::min(kMaxTokens, nt - j0);
+      dot_multi(wr, X + j0 * xstride, xstride, nb, W.cols, out);
+      for (std::size_t j = 0; j < nb; ++j) Y[(j0 + j) * ystride + r] = out[j];
+    }
+  }
+}
+
+float dot(const float* a, const float* b, std::size_t n) {
+  float r;
+  dot_block<1>(a, b, 0, n, &r);
+  return r;
+}
+
+void axpy(float a, const float* x, float* y, std::size_t n) {
+  for (std::size_t e = 0; e < n; ++e) y[e] += a * x[e];
+}
+
+}  // namespace
+
+const Table* generic_table() noexcept {
+  static const Table t{Isa::generic, 1, &matmul, &dot, &axpy};
+  return &t;
+}
+
+}  // namespace picospec::llama::kernels
