@@ -87,6 +87,10 @@ class CountingLM final : public CausalLM {
     calls_.fetch_add(1, std::memory_order_relaxed);
     inner_->forward(tokens, out);
   }
+  void do_forward_last(std::span<const Token> tokens, LogitRows& out) override {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    inner_->forward(tokens, out, LogitsFor::last);
+  }
   void do_truncate(std::size_t n) override { inner_->truncate(n); }
 
  private:
