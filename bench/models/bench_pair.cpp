@@ -1,6 +1,7 @@
 // picospec-bench-pair: decode time per token of our trained target and draft (models/), measured in the same run,
 // interleaved round by round so that both see the same machine load; prints each model's median and best ms/token
-// and the target/draft ratio per round (the model card's "decode ms/token" and the ">= 15x" figure).
+// and the target/draft ratio per round (the model card's "decode ms/token" and the ">= 15x" figure), and
+// what a 5-token verify costs the target relative to one decode step (what speculation saves on the cloud).
 //
 //   picospec-bench-pair [--models DIR] [--threads N] [--rounds R] [--tokens T] [--json]
 #include <algorithm>
@@ -39,6 +40,22 @@ double decode_ms_per_token(LlamaModel& m, std::size_t tokens) {
          static_cast<double>(tokens);
 }
 
+// ms per call of verifying `n` tokens (forward of n tokens, all rows, then truncate back), `calls` times.
+double verify_ms_per_call(LlamaModel& m, std::size_t n, std::size_t calls) {
+  m.reset();
+  std::vector<Token> prompt = m.tokenizer()->encode("Once upon a time, there was a little girl", true);
+  LogitRows rows;
+  m.forward(prompt, rows, LogitsFor::last);
+  std::vector<Token> chunk(n, prompt.back());
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < calls; ++i) {
+    m.forward(chunk, rows);
+    m.truncate(prompt.size());
+  }
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+         static_cast<double>(calls);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
@@ -50,11 +67,14 @@ int main(int argc, char** argv) {
   std::string dir = PICOSPEC_SOURCE_MODELS_DIR;
   std::size_t threads = 1, rounds = 7, tokens = 64;
   bool json = false;
+  std::string weights = "native";
   CLI::App app{"picospec-bench-pair: decode ms/token of models/target.gguf and models/draft.gguf, same run"};
   app.add_option("--models", dir, "folder holding target.gguf and draft.gguf");
   app.add_option("-t,--threads", threads, "threads per model")->check(CLI::Range(1, 64));
   app.add_option("--rounds", rounds, "interleaved rounds")->check(CLI::Range(1, 1000));
   app.add_option("--tokens", tokens, "decode steps per round")->check(CLI::Range(1, 400));
+  app.add_option("--weights", weights, "native (as stored: Q8_0 decoded in the kernels) or f32 (dequantized at load)")
+      ->check(CLI::IsMember({"native", "f32"}));
   app.add_flag("--json", json, "one JSON object");
   try {
     app.parse(argc, argv);
@@ -64,28 +84,33 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto target = LlamaModel::load((std::filesystem::path(dir) / "target.gguf").string(), {.threads = threads});
-    auto draft = LlamaModel::load((std::filesystem::path(dir) / "draft.gguf").string(), {.threads = threads});
+    const LlamaParams lp{.threads = threads, .weights = weights == "f32" ? WeightFormat::f32 : WeightFormat::native};
+    auto target = LlamaModel::load((std::filesystem::path(dir) / "target.gguf").string(), lp);
+    auto draft = LlamaModel::load((std::filesystem::path(dir) / "draft.gguf").string(), lp);
     decode_ms_per_token(*target, 8);  // warm-up: page in the weights
     decode_ms_per_token(*draft, 8);
-    std::vector<double> t_ms, d_ms, ratio;
+    std::vector<double> t_ms, d_ms, ratio, v_ratio;
     for (std::size_t r = 0; r < rounds; ++r) {
       t_ms.push_back(decode_ms_per_token(*target, tokens));
       d_ms.push_back(decode_ms_per_token(*draft, tokens));
       ratio.push_back(t_ms.back() / d_ms.back());
+      v_ratio.push_back(verify_ms_per_call(*target, 5, tokens / 4 + 1) / t_ms.back());
     }
     const double tb = *std::min_element(t_ms.begin(), t_ms.end()), db = *std::min_element(d_ms.begin(), d_ms.end());
     if (json) {
       std::printf("{\"threads\":%zu,\"rounds\":%zu,\"tokens\":%zu,\"target_ms_median\":%.4f,\"target_ms_best\":%.4f,"
-                  "\"draft_ms_median\":%.4f,\"draft_ms_best\":%.4f,\"ratio_median\":%.2f,\"ratio_best\":%.2f}\n",
-                  threads, rounds, tokens, median(t_ms), tb, median(d_ms), db, median(ratio), tb / db);
+                  "\"draft_ms_median\":%.4f,\"draft_ms_best\":%.4f,\"ratio_median\":%.2f,\"ratio_best\":%.2f,"
+                  "\"target_verify5_over_decode_median\":%.3f}\n",
+                  threads, rounds, tokens, median(t_ms), tb, median(d_ms), db, median(ratio), tb / db, median(v_ratio));
     } else {
-      std::printf("decode, %zu thread(s), %zu rounds x %zu tokens, interleaved\n", threads, rounds, tokens);
+      std::printf("decode, %zu thread(s), %s weights, %zu rounds x %zu tokens, interleaved\n", threads, weights.c_str(),
+                  rounds, tokens);
       std::printf("  target %-24s median %7.3f ms/token   best %7.3f\n", target->weights().name().c_str(),
                   median(t_ms), tb);
       std::printf("  draft  %-24s median %7.3f ms/token   best %7.3f\n", draft->weights().name().c_str(),
                   median(d_ms), db);
       std::printf("  target / draft: median of per-round ratios %.1fx, best/best %.1fx\n", median(ratio), tb / db);
+      std::printf("  target: verifying 5 tokens costs %.2fx one decode step (median of rounds)\n", median(v_ratio));
     }
     return 0;
   } catch (const std::exception& e) {
