@@ -67,7 +67,7 @@ struct LlamaWeights::Impl {
     }
     if (!ggml_type_computable(t.type))
       fail("tensor '" + tname + "' has type " + ggml_type_name(static_cast<std::uint32_t>(t.type)) +
-           ", which this backend cannot compute (supported: f32, f16, bf16, q8_0)");
+           ", which this backend cannot compute (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)");
     return t;
   }
 
