@@ -203,3 +203,18 @@ TEST_CASE("BPE vocabularies are validated", "[tokenizer][bpe]") {
   bad.merges.push_back("q zz");
   CHECK_THROWS_WITH(Tokenizer::from_gguf(gguf(bad)), Catch::Contains("bpe.gguf") && Catch::Contains("merge"));
 }
+
+TEST_CASE("BPE handles long runs (regex backtracking and merge queues stay bounded)", "[tokenizer][bpe]") {
+  for (const char* pre : {"llama-bpe", "qwen2"}) {
+    const auto t = Tokenizer::bpe(small_vocab(pre));
+    for (const std::string& unit : {std::string(" "), std::string("l"), std::string("1"), std::string("\n"),
+                                    std::string("\xF0\x9F\x98\x80"), std::string(" \n")}) {
+      std::string s;
+      for (int i = 0; i < 50000; ++i) s += unit;
+      s += "x";
+      const auto ids = t->encode(s);
+      CHECK(!ids.empty());
+      CHECK(t->decode(ids) == s);
+    }
+  }
+}
