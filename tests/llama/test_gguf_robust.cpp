@@ -82,6 +82,7 @@ TEST_CASE("10^4 truncated and mutated GGUF files load or fail cleanly", "[gguf][
 namespace {
 
 // A qwen3-style file with what issue 11 added: byte-level BPE metadata (merges, pre-tokenizer name), key_length,
+// RoPE scaling keys,
 // per-head Q/K norms, Q/K/V biases, rope_freqs, and Q4_0 / Q4_K / Q5_K / Q6_K tensors.
 std::vector<std::uint8_t> qwen_like_file() {
   GgufWriter w;
@@ -96,6 +97,8 @@ std::vector<std::uint8_t> qwen_like_file() {
   w.add_u32("qwen3.attention.value_length", 64);
   w.add_f32("qwen3.rope.freq_base", 1000000.0f);
   w.add_f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
+  w.add_string("qwen3.rope.scaling.type", "linear");
+  w.add_f32("qwen3.rope.scaling.factor", 2.0f);
   std::vector<std::string> tokens;
   std::vector<std::int32_t> types;
   int next = 256;
@@ -162,6 +165,7 @@ TEST_CASE("mutated qwen3 / BPE / K-quant GGUF files load or fail cleanly", "[ggu
     CHECK(w->hparams().qk_norm);
     CHECK(w->hparams().qkv_bias);
     CHECK(w->hparams().rope_freq_factors);
+    CHECK(w->hparams().rope_freq_scale == 0.5f);
   }
   const auto header_end = static_cast<std::size_t>(GgufFile::from_bytes(good).data_offset());
   std::mt19937_64 rng(20261202);

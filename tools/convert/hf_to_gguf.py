@@ -379,8 +379,11 @@ def add_model(w, cfg, tensors, outtype):
         kind = str(scaling.get("rope_type", scaling.get("type", ""))).lower()
         if arch == "llama" and kind == "llama3":
             w.tensor("rope_freqs.weight", llama3_rope_factors(cfg, head_dim), GGML_F32)
+        elif arch == "llama" and kind == "linear":
+            w.string("llama.rope.scaling.type", "linear")
+            w.f32("llama.rope.scaling.factor", scaling["factor"])
         else:
-            raise ConvertError(f"RoPE scaling '{kind}' for {arch} is not supported (known: llama3 for llama)")
+            raise ConvertError(f"RoPE scaling '{kind}' for {arch} is not supported (known: llama3 and linear for llama)")
     put("token_embd.weight", get("model.embed_tokens.weight"))
     w.tensor("output_norm.weight", get("model.norm.weight"), GGML_F32)
     if "lm_head.weight" in tensors and not cfg.get("tie_word_embeddings", False):

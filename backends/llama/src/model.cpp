@@ -145,6 +145,19 @@ struct LlamaWeights::Impl {
     hp.rope_base = static_cast<float>(base);
     const double eps = f.get_float(k_eps);
     if (!(eps > 0.0) || !(eps < 1.0)) fail("key '" + k_eps + "' must be in (0, 1)");
+    // RoPE scaling keys (llama.cpp): linear position interpolation is applied; Llama 3.1/3.2 scaling arrives as the
+    // rope_freqs tensor instead; YaRN and others change the attention too and are refused rather than run wrongly.
+    const std::string k_stype = arch + ".rope.scaling.type", k_sfactor = arch + ".rope.scaling.factor";
+    if (f.has(k_stype)) {
+      const std::string& st = f.get_string(k_stype);
+      if (st == "linear") {
+        const double fac = f.opt_float(k_sfactor).value_or(1.0);
+        if (!(fac >= 1.0) || !std::isfinite(fac)) fail("key '" + k_sfactor + "' must be a number >= 1");
+        hp.rope_freq_scale = static_cast<float>(1.0 / fac);
+      } else if (st != "none") {
+        fail("key '" + k_stype + "' is '" + st + "'; supported RoPE scaling: none, linear (and rope_freqs.weight)");
+      }
+    }
     hp.rms_eps = static_cast<float>(eps);
     name = f.has("general.name") ? f.get_string("general.name") : f.name();
 
@@ -269,6 +282,7 @@ struct LlamaModel::State {
       inv_freq[i] = std::pow(static_cast<double>(hp.rope_base), -2.0 * static_cast<double>(i) / hp.rope_dim);
     if (!w->rope_factors.empty())  // Llama 3.1/3.2 frequency scaling, as llama.cpp: theta / factor
       for (std::size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= static_cast<double>(w->rope_factors[i]);
+    for (auto& f : inv_freq) f *= static_cast<double>(hp.rope_freq_scale);  // linear scaling (1 = none)
   }
 
   float* k_at(std::size_t l, std::size_t g, std::size_t pos) noexcept { return &k_cache.unchecked(l, g, pos, 0); }

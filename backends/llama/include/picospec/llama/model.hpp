@@ -51,6 +51,7 @@ struct LlamaHParams {
   bool tied_output = false;          ///< no output.weight: the head reuses token_embd
   bool rope_neox = false;            ///< rotate pairs (i, i + rope_dim/2) (qwen2, qwen3) instead of (2i, 2i+1)
   bool rope_freq_factors = false;    ///< rope_freqs.weight divides each frequency (Llama 3.1/3.2 scaling)
+  float rope_freq_scale = 1.0f;      ///< 1 / ARCH.rope.scaling.factor for ARCH.rope.scaling.type "linear", else 1
   bool qkv_bias = false;             ///< blk.N.attn_{q,k,v}.bias present (qwen2)
   bool qk_norm = false;              ///< blk.N.attn_{q,k}_norm.weight: RMSNorm of every Q/K head before RoPE (qwen3)
 };
