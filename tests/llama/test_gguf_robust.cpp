@@ -82,8 +82,7 @@ TEST_CASE("10^4 truncated and mutated GGUF files load or fail cleanly", "[gguf][
 namespace {
 
 // A qwen3-style file with what issue 11 added: byte-level BPE metadata (merges, pre-tokenizer name), key_length,
-// RoPE scaling keys,
-// per-head Q/K norms, Q/K/V biases, rope_freqs, and Q4_0 / Q4_K / Q5_K / Q6_K tensors.
+// RoPE scaling keys, per-head Q/K norms, Q/K/V biases, rope_freqs, and Q4_0 / Q4_K / Q5_K / Q6_K tensors.
 std::vector<std::uint8_t> qwen_like_file() {
   GgufWriter w;
   w.add_string("general.architecture", "qwen3");
