@@ -1,10 +1,12 @@
 // Byte-level BPE tokenizer on hand-made vocabularies: merge order by rank (not by length or position), the two
 // pre-tokenizers' splits (digits, contractions, spaces), ignore_merges, special tokens only with parse_special,
 // user-defined tokens always, BOS, end-of-generation set, NFC for qwen2, decode(encode(s)) == s on arbitrary bytes,
-// and GGUF validation with clear errors.
+// GGUF validation with clear errors, long runs, and concurrent use of one tokenizer.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/gguf_writer.hpp"
@@ -217,4 +219,19 @@ TEST_CASE("BPE handles long runs (regex backtracking and merge queues stay bound
       CHECK(t->decode(ids) == s);
     }
   }
+}
+
+TEST_CASE("one BPE tokenizer encodes from several threads at once", "[tokenizer][bpe][concurrency]") {
+  const auto t = Tokenizer::bpe(small_vocab("qwen2"));
+  const std::string text = "hello world, he's 1234 cafe\xCC\x81 <tool> hello\n\n  world";
+  const auto want = t->encode(text, true, true);
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (t->encode(text, true, true) != want || t->decode(want).empty()) ++bad;
+    });
+  for (auto& th : threads) th.join();
+  CHECK(bad.load() == 0);
 }
