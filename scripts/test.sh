@@ -6,7 +6,8 @@
 #
 # Stages:
 #   release  Release build with -Werror; every test (models tests skip visibly without ../shared);
-#            also installs the build and compiles a consumer with find_package(picospec).
+#            also installs the build and builds and runs a host application against the installed package
+#            (find_package(picospec); tests/install_consumer).
 #   asan     ASan+UBSan build; every test except those labelled `slow`.
 #   tsan     TSan build; the threaded suites (label `concurrency`): transports, pipeline, llama thread pool,
 #            integration.

@@ -664,6 +664,7 @@ EdgeSession::~EdgeSession() = default;
 
 GenerateResult EdgeSession::generate(std::span<const Token> prompt, const GenerateParams& params,
                                      const TokenCallback& on_token) {
+  validate(params.sampling);  // local check of what the cloud would refuse, before anything is sent
   if (busy_.exchange(true)) throw Error("EdgeSession::generate: already running");
   struct Busy {
     EdgeSession* s;

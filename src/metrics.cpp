@@ -18,7 +18,7 @@ std::string Metrics::to_json() const {
   nlohmann::ordered_json j;
   j["mode"] = mode;
   j["rejection"] = rejection;
-  j["backend"] = backend;
+  j["backend"] = backend.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(backend);  // null: unlabelled
   j["profile"] = profile;
   j["link"] = link;
   j["gamma"] = gamma;
@@ -43,8 +43,9 @@ std::string Metrics::to_json() const {
   j["wasted_drafts"] = wasted_drafts;
   j["draft_ms"] = draft_ms;
   j["edge_idle_pct"] = edge_idle_pct;
-  j["cloud_verify_ms"] = cloud_verify_ms;
-  j["cloud_idle_pct"] = cloud_idle_pct;
+  // Cloud figures the edge cannot see are null, not -1 (see metrics.hpp).
+  j["cloud_verify_ms"] = cloud_verify_ms < 0.0 ? nlohmann::ordered_json() : nlohmann::ordered_json(cloud_verify_ms);
+  j["cloud_idle_pct"] = cloud_idle_pct < 0.0 ? nlohmann::ordered_json() : nlohmann::ordered_json(cloud_idle_pct);
   j["bytes_up"] = bytes_up;
   j["bytes_down"] = bytes_down;
   j["frames_up"] = frames_up;

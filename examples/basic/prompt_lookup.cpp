@@ -2,14 +2,14 @@
 // GGUF target over the loopback transport. Shows that a custom Drafter is four small hooks, and that greedy
 // output stays exactly the target's own.
 //
-//   picospec-prompt-lookup -m target.gguf [-p PROMPT] [-n N] [--gamma G]
+//   picospec-prompt-lookup -m target.gguf [-p PROMPT] [-n N] [--gamma G]   (--help lists them)
 
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "basic/prompt_lookup_drafter.hpp"
-#include "common/args.hpp"
+#include "common/cli.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
 #include "picospec/llama/model.hpp"
@@ -24,25 +24,16 @@ int main(int argc, char** argv) {
   GenerateParams gp;
   gp.max_tokens = 64;
   gp.sampling.temperature = 0.0f;
-  try {
-    examples::Args args(argc, argv);
-    std::string f;
-    while (args.next(f)) {
-      if (f == "-m") model = args.value();
-      else if (f == "-p") prompt_text = args.value();
-      else if (f == "-n") gp.max_tokens = static_cast<std::uint32_t>(args.integer(1, 4096));
-      else if (f == "--gamma") gp.gamma = static_cast<std::uint32_t>(args.integer(1, 64));
-      else if (f == "-h" || f == "--help") {
-        std::printf("usage: picospec-prompt-lookup -m target.gguf [-p PROMPT] [-n N] [--gamma G]\n");
-        return 0;
-      } else args.unknown();
-    }
-    if (model.empty()) throw examples::UsageError("-m target.gguf is required");
-  } catch (const examples::UsageError& e) {
-    std::fprintf(stderr, "picospec-prompt-lookup: %s\n", e.what());
-    return 2;
-  }
-  try {
+  CLI::App app{"picospec-prompt-lookup: a model-free drafter (prompt-lookup decoding) verified by a GGUF target over "
+               "loopback; greedy, and checks that the output equals the target's own (exit 3 if not).",
+               "picospec-prompt-lookup"};
+  examples::Cli cli(app);
+  app.add_option("-m,--model", model, "target model (GGUF, llama architecture)")->required();
+  app.add_option("-p,--prompt", prompt_text, "prompt (repetitive text gives the drafter something to look up)");
+  app.add_option("-n", gp.max_tokens, "tokens to generate")->check(examples::range(1u, 4096u));
+  app.add_option("--gamma", gp.gamma, "draft tokens per chunk")->check(examples::range(1u, 64u));
+  return cli.run(argc, argv, [&]() -> int {
+    examples::Progress progress("loading " + model);
     const auto weights = llama::LlamaWeights::load(model);
     const auto tok = weights->tokenizer();
     if (!tok) throw Error(model + ": no tokenizer in the file");
@@ -54,6 +45,7 @@ int main(int argc, char** argv) {
     const ModelInfo target_info = llama::LlamaModel(weights).info();
     EdgeSession edge(std::make_unique<examples::PromptLookupDrafter>(target_info), std::move(edge_end));
     const auto prompt = tok->encode(prompt_text, true);
+    progress.update("generating (cloud-ar baseline, then prompt lookup)");
 
     auto run = [&](PipelineMode mode) {
       gp.mode = mode;
@@ -61,6 +53,7 @@ int main(int argc, char** argv) {
     };
     const GenerateResult ar = run(PipelineMode::cloud_ar);
     const GenerateResult spec = run(PipelineMode::picospec);
+    progress.done();
     std::string text = prompt_text;
     Token prev = prompt.back();
     for (Token t : spec.tokens) {
@@ -75,8 +68,5 @@ int main(int argc, char** argv) {
     std::printf("greedy output identical to the target alone: %s\n", same ? "yes" : "NO");
     cloud.stop();
     return same ? 0 : 3;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-prompt-lookup: %s\n", e.what());
-    return 1;
-  }
+  });
 }

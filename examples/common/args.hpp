@@ -1,5 +1,6 @@
 #pragma once
-// Tiny command-line helper shared by the example programs: flags with values, strict number parsing, and a
+// Legacy hand-written flag parser (the programs now use CLI11 through common/cli.hpp; kept until every
+// program is ported). Tiny command-line helper: flags with values, strict number parsing, and a
 // one-line error for anything malformed (CLI arguments are untrusted input).
 
 #include <cstdint>
@@ -10,13 +11,9 @@
 #include <string>
 #include <string_view>
 
-namespace picospec::examples {
+#include "common/usage_error.hpp"
 
-/// Thrown for a bad command line; main() prints it as one line and exits with status 2.
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace picospec::examples {
 
 class Args {
  public:

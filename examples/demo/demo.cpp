@@ -1,28 +1,37 @@
-// picospec-demo: edge-cloud speculative decoding with two real GGUF models, end to end.
+// picospec-demo: the main job. Our own trained pair (models/target.gguf, 21M parameters, in the cloud;
+// models/draft.gguf, 1M parameters, on the edge), end to end over ZeroMQ tcp and an emulated network link.
 //
-// The cloud (target model) serves on a ZeroMQ ROUTER socket at tcp://127.0.0.1 (ephemeral port). The edge (draft
-// model) connects with a DEALER socket wrapped in the link emulator, so every frame pays the latency and bandwidth of
-// the chosen link profile. For each prompt the demo runs, through the same server and link:
-//   1. cloud-ar   : the cloud generates alone and streams tokens down (the baseline);
-//   2. picospec   : pipelined speculative decoding, greedy — checked token for token against cloud-ar;
-//   3. picospec   : sampled (temperature > 0, exact candidate-stream rejection sampling), seeded;
-//   4. vanilla    : stop-and-wait speculative decoding that uplinks full draft distributions (sampled, same seed).
-// and prints the text, throughput, acceptance and bytes on the wire per token.
+// The cloud serves the target on a ZeroMQ ROUTER socket at tcp://127.0.0.1 (ephemeral port). The edge drafts
+// with the draft model and talks to the cloud through a DEALER socket wrapped in the link emulator, so every
+// frame pays the link's latency and bandwidth. Each mode (cloud-ar, edge-only, vanilla, paper, picospec) runs the
+// same prompts through the same server and link; the text streams as tokens commit, then one table compares
+// the modes. The cloud's target model is wrapped in a counter, so the table also shows the cloud forward passes
+// per generated token: the cloud-cost saving of speculation, which holds whatever the link.
 //
-// The two shared models are tiny (260K/280K parameters, same size), so their compute is negligible and the
-// timings here are dominated by the link: they show the protocol's behaviour, not a speed-up from a large target.
-// For what-if speed-ups with paper-measured latencies see picospec-bench-pipeline (scripts/demo.sh runs both).
+// Each side computes with `--threads` threads (default 1 each: on a 2-core machine the edge and the cloud each
+// get one core, as if they were two machines).
 //
-// Usage: picospec-demo [--models DIR] [--link PROFILE] [-n N] [--temp T] [--seed S] [--gamma G]
+//   picospec-demo                       # models/, the default link, every mode
+//   picospec-demo --temp 0 --mode all   # greedy: picospec's text equals cloud-ar's, token for token
+//   picospec-demo --json                # one JSON document (each mode's figures and text)
+//   picospec-demo -m TARGET.gguf -md DRAFT.gguf --link wan
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <exception>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/cli.hpp"
 
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
@@ -36,160 +45,320 @@ namespace {
 
 using namespace picospec;
 
+// The link the demo runs on unless --link says otherwise, and why (printed in one line).
+constexpr const char* kDefaultLink = "metro";
+constexpr const char* kDefaultLinkSpec = "5:100:100";
+constexpr const char* kDefaultLinkWhy =
+    "a metro-area edge-cloud link (RTT 5 ms, 100 Mbit/s each way): near the target's own time per token, where "
+    "pipelined drafting hides the round trips (docs/benchmarks.md sweeps RTT 0.5-100 ms)";
+
 struct Options {
-  std::string models = "../shared/models";
-  std::string target = "stories260K.gguf";
-  std::string draft = "tinystories-xs-280K.gguf";
-  std::string link = "wan";
-  std::uint32_t n = 48;
+  std::string models;
+  std::string target, draft;
+  std::string link = kDefaultLink;
+  std::string mode = "all";
+  std::vector<std::string> prompts;
+  std::uint32_t n = 96;
   float temp = 0.8f;
   std::uint64_t seed = 7;
   std::uint32_t gamma = 4;
+  std::size_t threads = 1;
+  bool json = false;
+  bool quiet = false;
 };
 
-[[noreturn]] void usage_error(const std::string& msg) {
-  std::fprintf(stderr, "picospec-demo: %s\n", msg.c_str());
-  std::exit(2);
+std::vector<std::string> default_model_dirs() {
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("PICOSPEC_MODELS")) dirs.emplace_back(env);
+  dirs.emplace_back(PICOSPEC_SOURCE_MODELS_DIR);    // the source tree's models/ (a build from a clone)
+  dirs.emplace_back(PICOSPEC_INSTALLED_MODELS_DIR);  // <prefix>/share/picospec/models (cmake --install)
+  dirs.emplace_back("models");
+  return dirs;
 }
 
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage_error(a + " needs a value");
-      return argv[++i];
-    };
-    auto number = [&](double lo, double hi) {
-      const std::string v = value();
-      char* end = nullptr;
-      const double d = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(d >= lo && d <= hi))
-        usage_error(a + " expects a number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v + "'");
-      return d;
-    };
-    if (a == "--models") o.models = value();
-    else if (a == "--target") o.target = value();
-    else if (a == "--draft") o.draft = value();
-    else if (a == "--link") o.link = value();
-    else if (a == "-n") o.n = static_cast<std::uint32_t>(number(1, 400));
-    else if (a == "--temp") o.temp = static_cast<float>(number(0.01, 5));
-    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(number(0, 1e15));
-    else if (a == "--gamma") o.gamma = static_cast<std::uint32_t>(number(1, 16));
-    else if (a == "-h" || a == "--help") {
-      std::printf("usage: picospec-demo [--models DIR] [--target F] [--draft F] [--link PROFILE] [-n N] [--temp T] "
-                  "[--seed S] [--gamma G]\n  link profiles: none lan wan paper-wan cellular or rtt_ms:up_mbit:down_mbit\n");
-      std::exit(0);
-    } else usage_error("unknown argument '" + a + "' (try --help)");
+/// A CausalLM decorator that counts forward passes (calls) and the tokens they evaluate.
+class CountingLM final : public CausalLM {
+ public:
+  CountingLM(std::unique_ptr<CausalLM> inner, std::atomic<std::uint64_t>& calls)
+      : CausalLM(inner->info()), inner_(std::move(inner)), calls_(calls) {}
+
+ protected:
+  void do_forward(std::span<const Token> tokens, LogitRows& out) override {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    inner_->forward(tokens, out);
   }
-  return o;
-}
+  void do_truncate(std::size_t n) override { inner_->truncate(n); }
 
-struct Run {
-  std::string label;
-  GenerateResult result;
-  std::string text;
+ private:
+  std::unique_ptr<CausalLM> inner_;
+  std::atomic<std::uint64_t>& calls_;
 };
 
-void print_run(const Run& r) {
-  const Metrics& m = r.result.metrics;
-  const double tok = static_cast<double>(std::max<std::uint64_t>(m.tokens, 1));
-  std::printf("  %-22s %6.1f tok/s  TTFT %6.1f ms  accepted/round %4.2f  up %6.1f B/tok  down %6.1f B/tok  frames %llu/%llu\n",
-              r.label.c_str(), m.tokens_per_s, m.ttft_ms, m.rounds ? m.mean_accepted_length : 0.0,
-              static_cast<double>(m.bytes_up) / tok, static_cast<double>(m.bytes_down) / tok,
-              static_cast<unsigned long long>(m.frames_up), static_cast<unsigned long long>(m.frames_down));
-}
+struct ModeRun {
+  PipelineMode mode;
+  std::vector<GenerateResult> results;  // one per prompt
+  std::vector<std::string> texts;
+  std::uint64_t cloud_forwards = 0;
+  double cloud_verify_ms = 0;  // time inside the cloud's Verifier calls (CloudStats::verify_ms delta)
+  double draft_ms = 0;         // edge time inside the drafter + sampling
+  std::uint64_t drafted = 0;
+  // Aggregates over prompts.
+  std::uint64_t tokens = 0, bytes_up = 0, bytes_down = 0, accepted = 0, tested = 0, rounds = 0;
+  double wall_ms = 0, ttft_ms = 0;
+  [[nodiscard]] double tok_s() const { return wall_ms > 0 ? 1000.0 * static_cast<double>(tokens) / wall_ms : 0; }
+  [[nodiscard]] double per_token(std::uint64_t x) const {
+    return tokens ? static_cast<double>(x) / static_cast<double>(tokens) : 0;
+  }
+  [[nodiscard]] bool speculative() const {
+    return mode == PipelineMode::vanilla || mode == PipelineMode::paper || mode == PipelineMode::picospec;
+  }
+};
+
+bool stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  try {
-    const auto target_path = std::filesystem::path(o.models) / o.target;
-    const auto draft_path = std::filesystem::path(o.models) / o.draft;
-    if (!std::filesystem::exists(target_path) || !std::filesystem::exists(draft_path)) {
-      std::fprintf(stderr,
-                   "picospec-demo: models not found (%s, %s). Point --models at a folder holding %s and %s.\n",
-                   target_path.c_str(), draft_path.c_str(), o.target.c_str(), o.draft.c_str());
-      return 1;
+  Options o;
+  CLI::App app{"picospec-demo: edge-cloud speculative decoding with our trained draft/target pair, every mode on "
+               "the same prompts and link, over ZeroMQ tcp and an emulated network.", "picospec-demo"};
+  examples::Cli cli(app, {{"-md", "--draft"}});
+  app.add_option("--models", o.models, "folder holding target.gguf and draft.gguf (default: the project's models/)");
+  app.add_option("-m,--target", o.target, "target model (GGUF), overrides --models");
+  app.add_option("--draft", o.draft, "draft model (GGUF), overrides --models");
+  app.add_option("--link", o.link,
+                 std::string("link profile: metro (") + kDefaultLinkSpec +
+                     "), none, lan, wan, paper-wan, cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]")
+      ->check(examples::parsed_by([](const std::string& v) {
+        if (v != kDefaultLink) (void)LinkProfile::parse(v);
+      }));
+  app.add_option("--mode", o.mode, "cloud-ar, edge-only, vanilla, paper, picospec, a comma-separated list, or all")
+      ->check(examples::parsed_by([](const std::string& v) {
+        for (std::size_t b = 0; v != "all" && b <= v.size();) {
+          const std::size_t e = std::min(v.find(',', b), v.size());
+          (void)parse_pipeline_mode(v.substr(b, e - b));
+          b = e + 1;
+        }
+      }));
+  app.add_option("-p,--prompt", o.prompts, "prompt (repeatable; default: three story openings)");
+  app.add_option("-n,--n-predict", o.n, "tokens to generate per prompt")->check(examples::range(1u, 400u));
+  app.add_option("--temp", o.temp, "temperature, 0 = greedy")->check(examples::range(0.0f, 5.0f));
+  examples::add_seed(app, o.seed);
+  app.add_option("--gamma", o.gamma, "draft tokens per chunk")->check(examples::range(1u, 16u));
+  app.add_option("-t,--threads", o.threads, "threads of each model (edge and cloud)")
+      ->check(examples::range(std::size_t{1}, std::size_t{64}));
+  app.add_flag("--json", o.json, "print one JSON document instead of the text and table");
+  app.add_flag("-q,--quiet", o.quiet, "do not stream the generated text");
+  return cli.run(argc, argv, [&]() -> int {
+  {
+    // Modes.
+    std::vector<PipelineMode> modes;
+    if (o.mode == "all") {
+      modes = {PipelineMode::cloud_ar, PipelineMode::edge_only, PipelineMode::vanilla, PipelineMode::paper,
+               PipelineMode::picospec};
+    } else {
+      std::string rest = o.mode;
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        modes.push_back(parse_pipeline_mode(rest.substr(0, comma)));
+        rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+      }
     }
-    const auto link = LinkProfile::parse(o.link);
-    const auto target = llama::LlamaWeights::load(target_path.string());
-    const auto draft = llama::LlamaWeights::load(draft_path.string());
-    const auto tok = target->tokenizer();
-    if (!tok) throw Error(target_path.string() + ": no tokenizer in the file");
+    // cloud-ar first: the baseline of the speed-up column and of the greedy identity check.
+    std::stable_sort(modes.begin(), modes.end(),
+                     [](PipelineMode a, PipelineMode b) { return a == PipelineMode::cloud_ar && b != a; });
 
-    // Cloud: ROUTER on an ephemeral tcp port; one LmVerifier (own KV cache) per session, weights shared.
+    // Models.
+    std::string dir = o.models;
+    if (dir.empty() && (o.target.empty() || o.draft.empty())) {
+      for (const auto& d : default_model_dirs())
+        if (std::filesystem::exists(std::filesystem::path(d) / "target.gguf")) {
+          dir = d;
+          break;
+        }
+      if (dir.empty()) throw Error("no models/target.gguf found; pass --models DIR or -m/-md");
+    }
+    const std::string target_path = o.target.empty() ? (std::filesystem::path(dir) / "target.gguf").string() : o.target;
+    const std::string draft_path = o.draft.empty() ? (std::filesystem::path(dir) / "draft.gguf").string() : o.draft;
+    const LinkProfile link = o.link == kDefaultLink ? [] {
+      auto l = LinkProfile::parse(kDefaultLinkSpec);
+      l.name = kDefaultLink;
+      return l;
+    }() : LinkProfile::parse(o.link);
+
+    const bool progress = stderr_is_tty();
+    if (progress) std::fprintf(stderr, "loading %s and %s ...\n", target_path.c_str(), draft_path.c_str());
+    const auto target = llama::LlamaWeights::load(target_path);
+    const auto draft = llama::LlamaWeights::load(draft_path);
+    const auto tok = target->tokenizer();
+    if (!tok) throw Error(target_path + ": no tokenizer in the file");
+    if (!draft->tokenizer() || draft->tokenizer()->fingerprint() != tok->fingerprint())
+      throw Error("the draft and the target do not share one tokenizer");
+    if (o.prompts.empty())
+      o.prompts = {"Once upon a time, there was a little girl named Lily.",
+                   "Tom and his dog went to the park. They saw a big", "The old man looked at the sea and said,"};
+
+    // Cloud: ROUTER on an ephemeral tcp port; one LmVerifier (own KV cache) per session, weights shared; the
+    // target model is wrapped in a forward-pass counter.
+    std::atomic<std::uint64_t> cloud_forwards{0};
     auto server_transport = std::make_unique<zmq::ZmqServerTransport>("tcp://127.0.0.1:*");
     const std::string endpoint = server_transport->endpoint();
     CloudOptions co;
     co.workers = 1;
-    CloudServer cloud([target] { return std::make_unique<LmVerifier>(std::make_unique<llama::LlamaModel>(target, llama::LlamaParams{.threads = 1})); },
-                      std::move(server_transport), co);
+    const llama::LlamaParams mp{.threads = o.threads};
+    CloudServer cloud(
+        [&] {
+          return std::make_unique<LmVerifier>(
+              std::make_unique<CountingLM>(std::make_unique<llama::LlamaModel>(target, mp), cloud_forwards));
+        },
+        std::move(server_transport), co);
     cloud.start();
 
-    // Edge: DEALER wrapped in the link emulator.
-    auto edge_transport = std::make_unique<LinkTransport>(std::make_unique<zmq::ZmqClientTransport>(endpoint), link);
     EdgeOptions eo;
     eo.label_backend = "llama";
-    eo.label_profile = o.draft + " -> " + o.target;
-    EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<llama::LlamaModel>(draft, llama::LlamaParams{.threads = 1})),
-                     std::move(edge_transport), eo);
+    eo.label_profile = target->name() + " <- " + draft->name();
+    EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<llama::LlamaModel>(draft, mp)),
+                     std::make_unique<LinkTransport>(std::make_unique<zmq::ZmqClientTransport>(endpoint), link), eo);
 
-    std::printf("picospec demo\n  cloud: %s serving %s\n  edge : %s drafting, link %s\n\n", endpoint.c_str(),
-                o.target.c_str(), o.draft.c_str(), link.describe().c_str());
+    const bool stream = !o.json && !o.quiet;
+    if (!o.json) {
+      std::printf("picospec demo: target %s (cloud, %s) <- draft %s (edge)\n", target->name().c_str(),
+                  endpoint.c_str(), draft->name().c_str());
+      std::printf("link: %s\n", link.describe().c_str());
+      if (o.link == kDefaultLink) std::printf("      why this link: %s\n", kDefaultLinkWhy);
+      std::printf("temperature %.2f, seed %llu, gamma %u, %u tokens per prompt, %zu thread(s) per side\n\n", o.temp,
+                  static_cast<unsigned long long>(o.seed), o.gamma, o.n, o.threads);
+    }
 
-    const std::vector<std::string> prompts = {"Once upon a time, there was a little girl named Lily.",
-                                              "Tom and his dog went to the park. They saw a big"};
-    bool all_identical = true;
-    for (const auto& prompt_text : prompts) {
-      const std::vector<Token> prompt = tok->encode(prompt_text, true);
-      auto run = [&](const std::string& label, PipelineMode mode, float temp) {
+    std::vector<ModeRun> runs;
+    for (PipelineMode mode : modes) {
+      ModeRun r{mode, {}, {}};
+      if (stream) std::printf("── %s ──\n", std::string(to_string(mode)).c_str());
+      const std::uint64_t fwd0 = cloud_forwards.load();
+      const double verify0 = cloud.stats().verify_ms;
+      for (std::size_t pi = 0; pi < o.prompts.size(); ++pi) {
+        const std::vector<Token> prompt = tok->encode(o.prompts[pi], true);
         GenerateParams gp;
         gp.mode = mode;
-        gp.sampling.temperature = temp;
-        gp.seed = o.seed;
+        gp.sampling.temperature = o.temp;
+        gp.seed = o.seed + pi;
         gp.max_tokens = o.n;
         gp.gamma = o.gamma;
-        Run r;
-        r.label = label;
-        r.result = edge.generate(prompt, gp);
+        std::string text;
         Token prev = prompt.back();
-        for (Token t : r.result.tokens) {
-          r.text += tok->token_to_text(t, prev);
+        if (stream) std::printf("%s", o.prompts[pi].c_str());
+        if (progress && !stream)
+          std::fprintf(stderr, "\r%s: prompt %zu/%zu ...", std::string(to_string(mode)).c_str(), pi + 1,
+                       o.prompts.size());
+        auto res = edge.generate(prompt, gp, [&](Token t) {
+          const std::string piece = tok->token_to_text(t, prev);
           prev = t;
-        }
-        return r;
-      };
-      std::printf("prompt: \"%s\"\n", prompt_text.c_str());
-      const Run ar = run("cloud-ar  greedy", PipelineMode::cloud_ar, 0.0f);
-      const Run spec = run("picospec  greedy", PipelineMode::picospec, 0.0f);
-      const Run sampled = run("picospec  T=" + std::to_string(o.temp).substr(0, 4), PipelineMode::picospec, o.temp);
-      const Run vanilla = run("vanilla   T=" + std::to_string(o.temp).substr(0, 4), PipelineMode::vanilla, o.temp);
-      const bool same = ar.result.tokens == spec.result.tokens;
-      all_identical = all_identical && same;
-      std::printf("  cloud-ar text : %s\n", ar.text.c_str());
-      std::printf("  picospec text : %s\n", spec.text.c_str());
-      std::printf("  greedy picospec == cloud-ar token for token: %s (%zu tokens)\n", same ? "yes" : "NO",
-                  spec.result.tokens.size());
-      std::printf("  sampled text  : %s\n", sampled.text.c_str());
-      for (const Run* r : {&ar, &spec, &sampled, &vanilla}) print_run(*r);
-      std::printf("\n");
+          text += piece;
+          if (stream) {
+            std::fputs(piece.c_str(), stdout);
+            std::fflush(stdout);
+          }
+        });
+        if (stream) std::printf("\n\n");
+        const Metrics& m = res.metrics;
+        r.tokens += m.tokens;
+        r.wall_ms += m.wall_ms;
+        r.ttft_ms += m.ttft_ms;
+        r.bytes_up += m.bytes_up;
+        r.bytes_down += m.bytes_down;
+        r.accepted += m.accepted;
+        for (auto x : m.position_tested) r.tested += x;
+        r.rounds += m.rounds;
+        r.draft_ms += m.draft_ms;
+        r.drafted += m.drafted;
+        r.texts.push_back(std::move(text));
+        r.results.push_back(std::move(res));
+      }
+      if (progress && !stream) std::fprintf(stderr, "\r%*s\r", 40, "");
+      r.ttft_ms /= static_cast<double>(o.prompts.size());
+      r.cloud_forwards = cloud_forwards.load() - fwd0;
+      r.cloud_verify_ms = cloud.stats().verify_ms - verify0;
+      runs.push_back(std::move(r));
     }
-    const CloudStats cs = cloud.stats();
-    std::printf("cloud: %llu sessions, %llu chunks verified, %llu/%llu drafts accepted, %llu rejections\n",
-                static_cast<unsigned long long>(cs.sessions_opened), static_cast<unsigned long long>(cs.chunks_verified),
-                static_cast<unsigned long long>(cs.drafts_accepted), static_cast<unsigned long long>(cs.drafts_tested),
-                static_cast<unsigned long long>(cs.rejections));
-    std::printf(
-        "note: these models are tiny (about 0.2 ms per token), so cloud-ar, which streams tokens without waiting for\n"
-        "      the edge, is bound only by the link, while speculative decoding pays a round trip per chunk. Speculation\n"
-        "      pays off when the target's time per token is large beside RTT / gamma: part 2 of scripts/demo.sh shows\n"
-        "      the modes with the latencies the PicoSpec paper measured for real edge and cloud models.\n");
     cloud.stop();
-    return all_identical ? 0 : 3;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "picospec-demo: %s\n", e.what());
-    return 1;
+
+    const ModeRun* ar = nullptr;
+    for (const auto& r : runs)
+      if (r.mode == PipelineMode::cloud_ar) ar = &r;
+    // Greedy identity: every greedy speculative mode must reproduce cloud-ar token for token.
+    std::map<std::string, bool> identical;
+    if (o.temp == 0.0f && ar != nullptr)
+      for (const auto& r : runs)
+        if (r.speculative()) {
+          bool same = true;
+          for (std::size_t i = 0; i < r.results.size(); ++i)
+            same = same && r.results[i].tokens == ar->results[i].tokens;
+          identical[std::string(to_string(r.mode))] = same;
+        }
+
+    auto acceptance = [](const ModeRun& r) {
+      return r.tested ? static_cast<double>(r.accepted) / static_cast<double>(r.tested) : 0.0;
+    };
+    auto mean_len = [](const ModeRun& r) {
+      return r.rounds ? 1.0 + static_cast<double>(r.accepted) / static_cast<double>(r.rounds) : 0.0;
+    };
+    if (o.json) {
+      nlohmann::json doc;
+      doc["target"] = target->name();
+      doc["draft"] = draft->name();
+      doc["link"] = link.describe();
+      doc["temperature"] = o.temp;
+      doc["seed"] = o.seed;
+      doc["gamma"] = o.gamma;
+      doc["threads_per_side"] = o.threads;
+      doc["prompts"] = o.prompts;
+      for (const auto& r : runs) {
+        nlohmann::json j;
+        j["mode"] = to_string(r.mode);
+        j["tokens"] = r.tokens;
+        j["tokens_per_s"] = r.tok_s();
+        j["speedup_vs_cloud_ar"] = ar && ar->tok_s() > 0 ? r.tok_s() / ar->tok_s() : 0.0;
+        j["acceptance_rate"] = acceptance(r);
+        j["mean_accepted_length"] = mean_len(r);
+        j["bytes_up_per_token"] = r.per_token(r.bytes_up);
+        j["bytes_down_per_token"] = r.per_token(r.bytes_down);
+        j["ttft_ms"] = r.ttft_ms;
+        j["cloud_forwards_per_token"] = r.per_token(r.cloud_forwards);
+        j["cloud_forwards"] = r.cloud_forwards;
+        j["cloud_ms_per_forward"] = r.cloud_forwards ? r.cloud_verify_ms / static_cast<double>(r.cloud_forwards) : 0.0;
+        j["draft_ms_per_token"] = r.drafted ? r.draft_ms / static_cast<double>(r.drafted) : 0.0;
+        j["wall_ms"] = r.wall_ms;
+        j["text"] = r.texts;
+        j["metrics"] = nlohmann::json::array();
+        for (const auto& res : r.results) j["metrics"].push_back(nlohmann::json::parse(res.metrics.to_json()));
+        doc["modes"].push_back(j);
+      }
+      for (const auto& [m, same] : identical) doc["greedy_identical_to_cloud_ar"][m] = same;
+      std::printf("%s\n", doc.dump(1).c_str());
+    } else {
+      std::printf("%-10s %8s %9s %10s %9s %10s %11s %9s %12s\n", "mode", "tok/s", "vs c-ar", "accept", "mean len",
+                  "up B/tok", "down B/tok", "TTFT ms", "cloud fwd/tok");
+      for (const auto& r : runs) {
+        const bool spec = r.speculative();
+        std::printf("%-10s %8.1f %8.2fx %10s %9s %10.1f %11.1f %9.1f %12.2f\n", std::string(to_string(r.mode)).c_str(),
+                    r.tok_s(), ar && ar->tok_s() > 0 ? r.tok_s() / ar->tok_s() : 0.0,
+                    spec ? std::to_string(acceptance(r)).substr(0, 5).c_str() : "-",
+                    spec ? std::to_string(mean_len(r)).substr(0, 4).c_str() : "-", r.per_token(r.bytes_up),
+                    r.per_token(r.bytes_down), r.ttft_ms, r.per_token(r.cloud_forwards));
+      }
+      std::printf("\n(%zu prompts x %u tokens per mode; tok/s = tokens / wall time; cloud fwd/tok = target forward "
+                  "passes per generated token, prefill included)\n",
+                  o.prompts.size(), o.n);
+      for (const auto& [m, same] : identical)
+        std::printf("greedy %s text == cloud-ar text, token for token: %s\n", m.c_str(), same ? "yes" : "NO");
+      if (o.temp > 0.0f)
+        std::printf("sampled (T = %.2f): each speculative mode draws exactly from the target's distribution except "
+                    "paper (Top-K, approximate); texts differ between modes. Run with --temp 0 to see them equal.\n",
+                    o.temp);
+    }
+    for (const auto& [m, same] : identical)
+      if (!same) return 3;
+    return 0;
   }
+  });
 }

@@ -1,7 +1,8 @@
 // picospec-generate: in-process text generation with a GGUF LLaMA model, alone or speculatively with a draft.
 //
 //   picospec-generate -m target.gguf [-md draft.gguf] [-p "Once upon a time"] [-n 128] [--temp 0.8]
-//                     [--top-k 40] [--top-p 0.95] [--seed 1] [--draft-max 4] [--threads N] [--json]
+//                     [--top-k 40] [--top-p 0.95] [--min-p 0] [-s|--seed 1] [--draft-max 4] [-t|--threads N] [--json]
+//   (picospec-generate --help lists them with their defaults and ranges)
 //
 // Target alone: the model's logits go through picospec::sampling (temperature 0 = greedy); each draw uses
 // uniform(seed, Purpose::target_sample, position, 0), so the output equals the cloud-ar baseline with the same seed.
@@ -23,7 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/args.hpp"
+#include "common/cli.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
 #include "picospec/llama/model.hpp"
@@ -46,91 +47,6 @@ struct Options {
   std::size_t threads = 0;
   bool json = false;
 };
-
-using picospec::examples::UsageError;
-
-const char* kUsage =
-    "usage: picospec-generate -m FILE [-md FILE] [-p TEXT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                         [--draft-max G] [--threads N] [--json]\n"
-    "  -m,  --target FILE   target model (GGUF, llama architecture)\n"
-    "  -md, --draft FILE    draft model: speculative decoding (optional)\n"
-    "  -p,  --prompt TEXT   prompt (empty: start from BOS)\n"
-    "  -n   N               tokens to generate (default 128)\n"
-    "  --temp T             temperature, 0 = greedy (default 0.8)\n"
-    "  --top-k K            top-k, 0 = off (default 40)\n"
-    "  --top-p P            top-p, 1 = off (default 0.95)\n"
-    "  --seed S             seed of every random draw (default 0)\n"
-    "  --draft-max G        draft tokens per chunk (default 4)\n"
-    "  --threads N          threads per model (default: all cores)\n"
-    "  --json               print one JSON object (text, tokens, tokens_per_s, acceptance) at the end\n";
-
-template <class T>
-T parse_number(const std::string& flag, const std::string& v) {
-  try {
-    std::size_t used = 0;
-    if constexpr (std::is_floating_point_v<T>) {
-      const double d = std::stod(v, &used);
-      if (used == v.size()) return static_cast<T>(d);
-    } else if constexpr (std::is_signed_v<T>) {
-      const long long x = std::stoll(v, &used);
-      if (used == v.size() && x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max())
-        return static_cast<T>(x);
-    } else {
-      if (!v.empty() && v[0] != '-') {
-        const unsigned long long x = std::stoull(v, &used);
-        if (used == v.size() && x <= std::numeric_limits<T>::max()) return static_cast<T>(x);
-      }
-    }
-  } catch (const std::exception&) {
-  }
-  throw UsageError("invalid value '" + v + "' for " + flag);
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError("missing value for " + a);
-      return argv[++i];
-    };
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    } else if (a == "-m" || a == "--target" || a == "--model") {
-      o.target = value();
-    } else if (a == "-md" || a == "--draft" || a == "--model-draft") {
-      o.draft = value();
-    } else if (a == "-p" || a == "--prompt") {
-      o.prompt = value();
-    } else if (a == "-n" || a == "--n-predict") {
-      o.n = parse_number<std::uint32_t>(a, value());
-    } else if (a == "--temp") {
-      o.sampling.temperature = parse_number<float>(a, value());
-    } else if (a == "--top-k") {
-      o.sampling.top_k = parse_number<std::int32_t>(a, value());
-    } else if (a == "--top-p") {
-      o.sampling.top_p = parse_number<float>(a, value());
-    } else if (a == "--seed" || a == "-s") {
-      o.seed = parse_number<std::uint64_t>(a, value());
-    } else if (a == "--draft-max") {
-      o.draft_max = parse_number<std::uint32_t>(a, value());
-    } else if (a == "--threads" || a == "-t") {
-      o.threads = parse_number<std::size_t>(a, value());
-    } else if (a == "--json") {
-      o.json = true;
-    } else {
-      throw UsageError("unknown flag '" + a + "' (see --help)");
-    }
-  }
-  if (o.target.empty()) throw UsageError("no target model: pass -m FILE");
-  if (o.n == 0) throw UsageError("-n must be >= 1");
-  if (!(o.sampling.temperature >= 0.0f)) throw UsageError("--temp must be >= 0");
-  if (!(o.sampling.top_p > 0.0f && o.sampling.top_p <= 1.0f)) throw UsageError("--top-p must be in (0, 1]");
-  if (o.draft_max == 0 || o.draft_max > 64) throw UsageError("--draft-max must be in [1, 64]");
-  if (o.threads > 1024) throw UsageError("--threads must be <= 1024");
-  return o;
-}
 
 struct Output {
   std::string text;
@@ -228,11 +144,27 @@ Output run_speculative(const Options& o, const std::shared_ptr<const LlamaWeight
 }  // namespace
 
 int main(int argc, char** argv) {
-  return examples::run_main("picospec-generate", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
+  Options o;
+  CLI::App app{"picospec-generate: text generation with a GGUF model, alone or speculative with a draft model (in one "
+               "process); text streams to stdout, figures to stderr (or one JSON object with --json).",
+               "picospec-generate"};
+  examples::Cli cli(app, {{"-md", "--draft"}});
+  app.add_option("-m,--target,--model", o.target, "target model (GGUF, llama architecture)")->required();
+  app.add_option("--draft,--model-draft", o.draft, "draft model: speculative decoding (optional)");
+  app.add_option("-p,--prompt", o.prompt, "prompt (empty: start from BOS)");
+  app.add_option("-n,--n-predict", o.n, "tokens to generate")->check(examples::range(1u, 1u << 30));
+  examples::add_sampling(app, o.sampling);
+  examples::add_seed(app, o.seed);
+  app.add_option("--draft-max", o.draft_max, "draft tokens per chunk")->check(examples::range(1u, 64u));
+  examples::add_threads(app, o.threads, "per model (0 = all cores)");
+  app.add_flag("--json", o.json, "print one JSON object (text, tokens, tokens_per_s, acceptance) at the end");
+  return cli.run(argc, argv, [&]() -> int {
+    examples::Progress progress("loading " + o.target);
     const auto target = LlamaWeights::load(o.target);
     if (!target->tokenizer()) throw Error(o.target + ": the file has no tokenizer (tokenizer.ggml.tokens)");
     std::shared_ptr<const LlamaWeights> draft;
     if (!o.draft.empty()) {
+      progress.update("loading " + o.draft);
       draft = LlamaWeights::load(o.draft);
       if (!draft->tokenizer() || draft->tokenizer()->fingerprint() != target->tokenizer()->fingerprint())
         throw Error("draft " + o.draft + " and target " + o.target + " have different vocabularies");
@@ -240,6 +172,7 @@ int main(int argc, char** argv) {
     const auto tok = target->tokenizer();
     std::vector<Token> prompt = tok->encode(o.prompt, true);
     if (prompt.empty()) throw Error(o.target + ": the model has no BOS token; give a non-empty prompt");
+    progress.done();
     if (!o.json) {
       const std::string shown = tok->decode(prompt);
       std::fwrite(shown.data(), 1, shown.size(), stdout);

@@ -14,64 +14,43 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "common/args.hpp"
+#include "common/cli.hpp"
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/tokenizer.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
 
-namespace {
-
-struct Options {
-  std::string model, text;
-  bool ids = false, no_bos = false, special = false;
-};
-
-Options parse(int argc, char** argv) {
-  CLI::App app{"picospec-tokenize: token ids of TEXT under a GGUF file's tokenizer, as one JSON array"};
-  Options o;
-  app.add_option("-m,--model", o.model, "GGUF file with tokenizer metadata")->required();
-  app.add_flag("--ids", o.ids, "print the ids only");
-  app.add_flag("--no-bos", o.no_bos, "do not prepend BOS");
-  app.add_flag("--special", o.special, "match control tokens written in the text");
-  app.add_option("text", o.text, "the text to tokenize")->required();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    std::exit(0);
-  } catch (const CLI::ParseError& e) {
-    throw examples::UsageError(e.what());
-  }
-  return o;
-}
-
-int run(const Options& o) {
-  const auto tok = Tokenizer::from_gguf(GgufFile::open(o.model));
-  const std::vector<Token> ids = tok->encode(o.text, !o.no_bos && tok->add_bos(), o.special);
-  nlohmann::json out = nlohmann::json::array();
-  Token prev = kNoToken;
-  for (Token t : ids) {
-    if (o.ids) {
-      out.push_back(t);
-    } else {
-      // The raw piece for control tokens (decode gives them no text), the decoded bytes otherwise.
-      const TokenType ty = tok->type(t);
-      out.push_back({{"id", t}, {"text", ty == TokenType::control ? tok->piece(t) : tok->token_to_text(t, prev)}});
-    }
-    prev = t;
-  }
-  // A BPE token may end inside a UTF-8 character: show such bytes as U+FFFD rather than failing.
-  std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
-  return 0;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  return examples::run_main("picospec-tokenize", [&] { return parse(argc, argv); }, [](const Options& o) { return run(o); });
+  std::string model, text;
+  bool ids_only = false, no_bos = false, special = false;
+  CLI::App app{"picospec-tokenize: token ids of TEXT under a GGUF file's tokenizer, as one JSON array on one line",
+               "picospec-tokenize"};
+  examples::Cli cli(app);
+  app.add_option("-m,--model", model, "GGUF file with tokenizer metadata (vocabulary-only files too)")->required();
+  app.add_flag("--ids", ids_only, "print the ids only");
+  app.add_flag("--no-bos", no_bos, "do not prepend BOS (default: as the file's add_bos_token says)");
+  app.add_flag("--special", special, "match control tokens written in the text (<|im_start|>, ...)");
+  app.add_option("text", text, "the text to tokenize")->required();
+  return cli.run(argc, argv, [&]() -> int {
+    const auto tok = Tokenizer::from_gguf(GgufFile::open(model));
+    const std::vector<Token> ids = tok->encode(text, !no_bos && tok->add_bos(), special);
+    nlohmann::json out = nlohmann::json::array();
+    Token prev = kNoToken;
+    for (Token t : ids) {
+      if (ids_only) {
+        out.push_back(t);
+      } else {
+        // The raw piece for control tokens (decode gives them no text), the decoded bytes otherwise.
+        const bool control = tok->type(t) == TokenType::control;
+        out.push_back({{"id", t}, {"text", control ? tok->piece(t) : tok->token_to_text(t, prev)}});
+      }
+      prev = t;
+    }
+    // A BPE token may end inside a UTF-8 character: show such bytes as U+FFFD rather than failing.
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return 0;
+  });
 }

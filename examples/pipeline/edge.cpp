@@ -1,18 +1,20 @@
 // picospec-edge: the edge half. Loads a draft GGUF model, connects to a picospec-server and generates.
 //
 //   picospec-edge -md draft.gguf [--connect tcp://HOST:5555] [-p PROMPT] [-n N] [--mode picospec|paper|vanilla|
-//                 cloud-ar|edge-only] [--temp T] [--top-k K] [--top-p P] [--seed S] [--gamma G] [--depth D]
-//                 [--link PROFILE] [--curve-server-key KEY] [--timeout-ms MS] [--json]
+//                 cloud-ar|edge-only] [--temp T] [--top-k K] [--top-p P] [--min-p P] [-s|--seed S] [--gamma G]
+//                 [--depth D] [-t N] [--link PROFILE] [--curve-server-key KEY] [--timeout-ms MS] [--json]
+//   (picospec-edge --help lists them with their defaults and ranges)
 //
 // Text streams to stdout as the cloud commits it; metrics (tokens/s, acceptance, bytes per token) go to stderr,
 // or everything as one JSON object with --json. --link wraps the connection in the link emulator (e.g. `wan`,
 // `cellular`, `20:100:100`) to try a slower network from a fast one.
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 
-#include "common/args.hpp"
+#include "common/cli.hpp"
 #include "picospec/edge_session.hpp"
 #include "picospec/link.hpp"
 #include "picospec/llama/model.hpp"
@@ -23,12 +25,12 @@
 namespace {
 
 using namespace picospec;
-using examples::UsageError;
 
 struct Options {
   std::string draft;
   std::string connect = "tcp://127.0.0.1:5555";
   std::string prompt;
+  std::string mode = "picospec";
   std::string link = "none";
   std::string curve_server_key;
   GenerateParams gen;
@@ -37,57 +39,37 @@ struct Options {
   bool json = false;
 };
 
-Options parse(int argc, char** argv) {
-  Options o;
-  o.gen.max_tokens = 64;
-  examples::Args args(argc, argv);
-  std::string f;
-  while (args.next(f)) {
-    if (f == "-md" || f == "--draft") o.draft = args.value();
-    else if (f == "--connect") o.connect = args.value();
-    else if (f == "-p" || f == "--prompt") o.prompt = args.value();
-    else if (f == "-n") o.gen.max_tokens = static_cast<std::uint32_t>(args.integer(1, 100000));
-    else if (f == "--mode") {
-      try {
-        o.gen.mode = parse_pipeline_mode(args.value());
-      } catch (const Error& e) {
-        throw UsageError(e.what());
-      }
-    } else if (f == "--temp") o.gen.sampling.temperature = static_cast<float>(args.number(0, 100));
-    else if (f == "--top-k") o.gen.sampling.top_k = static_cast<std::int32_t>(args.integer(0, 1u << 30));
-    else if (f == "--top-p") o.gen.sampling.top_p = static_cast<float>(args.number(1e-6, 1));
-    else if (f == "--min-p") o.gen.sampling.min_p = static_cast<float>(args.number(0, 1));
-    else if (f == "--seed") o.gen.seed = args.integer(0, UINT64_MAX);
-    else if (f == "--gamma") o.gen.gamma = static_cast<std::uint32_t>(args.integer(1, 64));
-    else if (f == "--depth") o.gen.depth = static_cast<std::uint32_t>(args.integer(1, 16));
-    else if (f == "--threads") o.threads = args.integer(1, 1024);
-    else if (f == "--link") o.link = args.value();
-    else if (f == "--curve-server-key") o.curve_server_key = args.value();
-    else if (f == "--timeout-ms") o.timeout_ms = args.integer(1, 3600000);
-    else if (f == "--json") o.json = true;
-    else if (f == "-h" || f == "--help") {
-      std::printf("usage: picospec-edge -md draft.gguf [--connect ENDPOINT] [-p PROMPT] [-n N] [--mode MODE]\n"
-                  "                     [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--gamma G]\n"
-                  "                     [--depth D] [--threads N] [--link PROFILE] [--curve-server-key KEY]\n"
-                  "                     [--timeout-ms MS] [--json]\n"
-                  "  modes: picospec (default) paper vanilla cloud-ar edge-only\n"
-                  "  link profiles: none lan wan paper-wan cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]\n");
-      std::exit(0);
-    } else args.unknown();
-  }
-  if (o.draft.empty()) throw UsageError("-md draft.gguf is required");
-  try {
-    (void)LinkProfile::parse(o.link);
-  } catch (const Error& e) {
-    throw UsageError(std::string("--link: ") + e.what());
-  }
-  return o;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  return examples::run_main("picospec-edge", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
+  Options o;
+  o.gen.max_tokens = 64;
+  CLI::App app{"picospec-edge: the edge half. Loads a draft GGUF model, connects to a picospec-server and generates; "
+               "text streams to stdout, metrics to stderr (or one JSON object with --json).",
+               "picospec-edge"};
+  examples::Cli cli(app, {{"-md", "--draft"}});
+  app.add_option("--draft", o.draft, "draft model (GGUF, llama architecture; same vocabulary as the server's)")
+      ->required();
+  app.add_option("--connect", o.connect, "picospec-server endpoint");
+  app.add_option("-p,--prompt", o.prompt, "prompt (empty: start from BOS)");
+  app.add_option("-n", o.gen.max_tokens, "tokens to generate")->check(examples::range(1u, 100000u));
+  app.add_option("--mode", o.mode, "pipeline mode: picospec paper vanilla cloud-ar edge-only")
+      ->check(examples::parsed_by([](const std::string& v) { (void)parse_pipeline_mode(v); }));
+  examples::add_sampling(app, o.gen.sampling);
+  examples::add_seed(app, o.gen.seed);
+  app.add_option("--gamma", o.gen.gamma, "draft tokens per chunk")->check(examples::range(1u, 64u));
+  app.add_option("--depth", o.gen.depth, "chunks in flight")->check(examples::range(1u, 16u));
+  examples::add_threads(app, o.threads, "of the draft model's pool (0 = all cores)");
+  app.add_option("--link", o.link,
+                 "emulate a slower network: none lan wan paper-wan cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]")
+      ->check(examples::parsed_by([](const std::string& v) { (void)LinkProfile::parse(v); }));
+  app.add_option("--curve-server-key", o.curve_server_key, "the server's CURVE public key (Z85): encrypt the link");
+  app.add_option("--timeout-ms", o.timeout_ms, "give up when the server is silent this long")
+      ->check(examples::range(std::uint64_t{1}, std::uint64_t{3600000}));
+  app.add_flag("--json", o.json, "print one JSON object (text, finish, metrics) at the end instead of streaming");
+  return cli.run(argc, argv, [&]() -> int {
+    o.gen.mode = parse_pipeline_mode(o.mode);
+    examples::Progress progress("loading " + o.draft);
     const auto weights = llama::LlamaWeights::load(o.draft);
     const auto tok = weights->tokenizer();
     if (!tok) throw Error(o.draft + ": no tokenizer in the file");
@@ -108,6 +90,7 @@ int main(int argc, char** argv) {
     eo.response_timeout = std::chrono::milliseconds(o.timeout_ms);
     EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<llama::LlamaModel>(weights, llama::LlamaParams{.threads = o.threads})),
                      std::move(transport), eo);
+    progress.done();
     const std::vector<Token> prompt = tok->encode(o.prompt, true);
     if (prompt.empty()) throw Error(o.draft + ": the model has no BOS token; give a non-empty prompt");
     std::string text;

@@ -1,18 +1,21 @@
 // picospec-server: the cloud half. Loads a target GGUF model and serves edge sessions on a ZeroMQ ROUTER socket
 // until SIGINT/SIGTERM.
 //
-//   picospec-server -m target.gguf [--bind tcp://0.0.0.0:5555] [--workers N] [--threads N] [--max-sessions N]
-//                   [--curve-secret KEY] [--curve-keygen]
+//   picospec-server -m target.gguf [--bind tcp://0.0.0.0:5555] [--workers N] [-t N] [--max-sessions N]
+//                   [--curve-secret KEY] [--curve-keygen]        (picospec-server --help lists them)
 //
 // Each session gets its own KV cache (LmVerifier over LlamaModel); weights are shared. With --curve-secret the
 // socket requires CURVE: edges must know the matching public key (--curve-keygen prints a fresh pair).
+// Threads: each session's model runs its own pool of --threads threads; at most --workers sessions compute at
+// once, so the default --threads is max(1, cores / workers) and the busy threads stay near the core count.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
 
-#include "common/args.hpp"
+#include "common/cli.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/lm_adapters.hpp"
@@ -27,38 +30,41 @@ struct Options {
   std::string model;
   std::string bind = "tcp://127.0.0.1:5555";
   std::size_t workers = 1;
-  std::size_t threads = 1;
+  std::size_t threads = 0;  // 0: max(1, cores / workers)
   std::size_t max_sessions = 64;
   std::string curve_secret;
   bool keygen = false;
 };
 
-Options parse(int argc, char** argv) {
-  Options o;
-  examples::Args args(argc, argv);
-  std::string f;
-  while (args.next(f)) {
-    if (f == "-m" || f == "--model") o.model = args.value();
-    else if (f == "--bind") o.bind = args.value();
-    else if (f == "--workers") o.workers = args.integer(1, 256);
-    else if (f == "--threads") o.threads = args.integer(1, 1024);
-    else if (f == "--max-sessions") o.max_sessions = args.integer(1, 100000);
-    else if (f == "--curve-secret") o.curve_secret = args.value();
-    else if (f == "--curve-keygen") o.keygen = true;
-    else if (f == "-h" || f == "--help") {
-      std::printf("usage: picospec-server -m target.gguf [--bind ENDPOINT] [--workers N] [--threads N]\n"
-                  "                       [--max-sessions N] [--curve-secret KEY] [--curve-keygen]\n");
-      std::exit(0);
-    } else args.unknown();
-  }
-  if (!o.keygen && o.model.empty()) throw UsageError("-m target.gguf is required");
-  return o;
+/// Default threads per session model: the cores split between the workers that can verify at once.
+std::size_t default_threads(std::size_t workers) {
+  return std::max<std::size_t>(1, examples::hardware_threads() / std::max<std::size_t>(1, workers));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  return examples::run_main("picospec-server", [&] { return parse(argc, argv); }, [](const Options& o) -> int {
+  Options o;
+  CLI::App app{"picospec-server: the cloud half. Loads a target GGUF model and serves picospec-edge sessions over "
+               "ZeroMQ until SIGINT/SIGTERM.",
+               "picospec-server"};
+  examples::Cli cli(app);
+  app.add_option("-m,--model", o.model, "target model (GGUF, llama architecture); required unless --curve-keygen");
+  app.add_option("--bind", o.bind, "ZeroMQ endpoint to bind (tcp://HOST:PORT; port * = ephemeral, printed)");
+  app.add_option("--workers", o.workers, "verify worker threads (sessions computing at once)")
+      ->check(examples::range(std::size_t{1}, std::size_t{256}));
+  examples::add_threads(app, o.threads,
+                        "per session's model. Each session's model has its own pool and at most --workers sessions "
+                        "compute at once, so the default 0 means max(1, cores / workers) = " +
+                            std::to_string(default_threads(o.workers)) + " with 1 worker on this machine (" +
+                            std::to_string(examples::hardware_threads()) + " cores)");
+  app.add_option("--max-sessions", o.max_sessions, "sessions open at once; more are refused (busy)")
+      ->check(examples::range(std::size_t{1}, std::size_t{100000}));
+  app.add_option("--curve-secret", o.curve_secret, "CURVE secret key (Z85): require encrypted, authenticated edges");
+  app.add_flag("--curve-keygen", o.keygen, "print a fresh CURVE key pair (public, secret) and exit");
+  return cli.run(argc, argv, [&]() -> int {
+    if (!o.keygen && o.model.empty()) throw UsageError("-m target.gguf is required");
+    if (o.threads == 0) o.threads = default_threads(o.workers);
     if (o.keygen) {
       if (!zmq::curve_available()) throw Error("this libzmq has no CURVE support");
       const auto kp = zmq::generate_curve_keypair();
@@ -72,7 +78,9 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+    examples::Progress progress("loading " + o.model);
     const auto weights = llama::LlamaWeights::load(o.model);
+    progress.done();
     zmq::ZmqOptions zo;
     zo.max_message_bytes = std::size_t{64} << 20;  // vanilla mode uploads dense draft distributions
     if (!o.curve_secret.empty()) {
@@ -91,8 +99,8 @@ int main(int argc, char** argv) {
         },
         std::move(transport), co);
     server.start();
-    std::printf("picospec-server: serving %s on %s%s (Ctrl-C to stop)\n", o.model.c_str(), endpoint.c_str(),
-                o.curve_secret.empty() ? "" : " with CURVE");
+    std::printf("picospec-server: serving %s on %s%s (%zu workers x %zu threads; Ctrl-C to stop)\n", o.model.c_str(),
+                endpoint.c_str(), o.curve_secret.empty() ? "" : " with CURVE", o.workers, o.threads);
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -67,6 +67,16 @@ class CloudServer {
 
   [[nodiscard]] CloudStats stats() const;
   [[nodiscard]] ServerTransport& transport() noexcept { return *transport_; }
+  /// The transport as its concrete type, for what only that type offers after it moved into the server:
+  /// `cloud.transport_as<loopback::LoopbackHub>().connect()` (another in-process edge),
+  /// `cloud.transport_as<zmq::ZmqServerTransport>().endpoint()` (the bound address, e.g. an ephemeral tcp port).
+  /// Throws Error naming the transport when it is not a T.
+  template <class T>
+  [[nodiscard]] T& transport_as() {
+    if (auto* t = dynamic_cast<T*>(transport_.get())) return *t;
+    throw Error("CloudServer::transport_as: the server's transport is " + transport_->describe() +
+                ", not the requested type");
+  }
 
  private:
   struct Impl;

@@ -2,8 +2,9 @@
 // Metrics of one generation (EdgeSession::generate) and their JSON form. Definitions: docs/pipeline.md.
 //
 // Times are wall-clock milliseconds measured on the edge unless the field says "cloud". Cloud-side figures
-// (cloud_verify_ms, cloud_idle_pct) are -1 when unknown: the edge cannot see them; a program that runs the
-// CloudServer in the same process fills them from CloudServer::stats() (the benchmark does).
+// (cloud_verify_ms, cloud_idle_pct) are -1 when unknown (null in to_json()): the edge cannot see them; a program
+// that runs the CloudServer in the same process fills them from CloudServer::stats() (the benchmark does).
+// `backend` is EdgeOptions::label_backend (null in to_json() when no label was given).
 //
 // Thread-safety: a plain value type.
 

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -66,6 +67,18 @@ class DecodeError : public Error {
  public:
   using Error::Error;
 };
+
+/// Checks sampling parameters as the cloud does (temperature finite and >= 0, top_p in (0, 1], min_p in [0, 1))
+/// and throws Error naming the field, so a bad value fails before anything is sent. EdgeSession::generate calls it.
+inline void validate(const SamplingParams& s) {
+  // Written as negated comparisons so NaN fails every range check.
+  if (!(s.temperature >= 0.0f && s.temperature <= std::numeric_limits<float>::max()))
+    throw Error("sampling: temperature must be finite and >= 0 (got " + std::to_string(s.temperature) + ")");
+  if (!(s.top_p > 0.0f && s.top_p <= 1.0f))
+    throw Error("sampling: top_p must be in (0, 1] (got " + std::to_string(s.top_p) + ")");
+  if (!(s.min_p >= 0.0f && s.min_p < 1.0f))
+    throw Error("sampling: min_p must be in [0, 1) (got " + std::to_string(s.min_p) + ")");
+}
 
 namespace detail {
 /// Throws Error("<where>: token id N outside vocabulary of V") for the first id outside [0, vocab_size).

@@ -11,7 +11,7 @@
 #include "picospec/llama/random_model.hpp"
 #include "picospec/lm_adapters.hpp"
 #include "picospec/loopback/loopback.hpp"
-#include "pipeline/drafter_conformance.hpp"
+#include "picospec/testing/drafter_conformance.hpp"
 
 using namespace picospec;
 
@@ -26,7 +26,7 @@ std::shared_ptr<const llama::LlamaWeights> small_target() {
 TEST_CASE("PromptLookupDrafter passes the Drafter conformance suite", "[integration][drafter]") {
   const auto w = small_target();
   const ModelInfo info = llama::LlamaModel(w).info();
-  test::check_drafter_conformance([&] { return std::make_unique<examples::PromptLookupDrafter>(info); },
+  testing::check_drafter_conformance([&] { return std::make_unique<examples::PromptLookupDrafter>(info); },
                                   {1, 10, 11, 12, 10, 11});
 }
 

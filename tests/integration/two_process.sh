@@ -3,12 +3,20 @@
 # ZeroMQ tcp on 127.0.0.1, with real GGUF models. Checks: greedy speculative text == cloud-ar text; a seeded sampled
 # run is reproducible across processes; a bad model file fails with one line; SIGINT stops the server cleanly;
 # CURVE: the right server key talks, a wrong one is refused (edge times out), a plain edge too.
-# Usage: two_process.sh SERVER EDGE MODELS_DIR WORK_DIR. Exits 77 (skipped) without the models.
+# Usage: two_process.sh SERVER EDGE PROJECT_MODELS_DIR SHARED_MODELS_DIR WORK_DIR. Models: the project's own pair
+# (PROJECT_MODELS_DIR/target.gguf + draft.gguf) when both exist, else ../shared's stories260K.gguf (target) +
+# tinystories-xs-280K.gguf (draft); exits 77 (skipped, with the reason) when neither pair is there.
 set -u
-server=$1 edge=$2 models=$3 work=$4
-target=$models/stories260K.gguf
-draft=$models/tinystories-xs-280K.gguf
-if [ ! -f "$target" ] || [ ! -f "$draft" ]; then echo "SKIPPED: $models has no stories260K.gguf / tinystories-xs-280K.gguf"; exit 77; fi
+server=$1 edge=$2 own=$3 shared=$4 work=$5
+if [ -f "$own/target.gguf" ] && [ -f "$own/draft.gguf" ]; then
+  target=$own/target.gguf draft=$own/draft.gguf
+elif [ -f "$shared/stories260K.gguf" ] && [ -f "$shared/tinystories-xs-280K.gguf" ]; then
+  target=$shared/stories260K.gguf draft=$shared/tinystories-xs-280K.gguf
+else
+  echo "SKIPPED: neither $own/target.gguf + draft.gguf nor $shared/stories260K.gguf + tinystories-xs-280K.gguf"
+  exit 77
+fi
+echo "models: target $target, draft $draft"
 rm -rf "$work" && mkdir -p "$work" || exit 1
 fail() { echo "FAIL: $*"; [ -n "${spid:-}" ] && kill "$spid" 2>/dev/null; exit 1; }
 

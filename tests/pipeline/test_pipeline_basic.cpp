@@ -70,3 +70,46 @@ TEST_CASE("every mode runs and reports metrics", "[pipeline]") {
     }
   }
 }
+
+TEST_CASE("metrics JSON reports unknown figures as null, known ones as numbers", "[pipeline][metrics]") {
+  Metrics m;  // what an edge alone knows: no backend label, no cloud figures
+  std::string json = m.to_json();
+  CHECK(json.find("\"backend\":null") != std::string::npos);
+  CHECK(json.find("\"cloud_verify_ms\":null") != std::string::npos);
+  CHECK(json.find("\"cloud_idle_pct\":null") != std::string::npos);
+  m.backend = "llama";
+  m.cloud_verify_ms = 12.5;
+  m.cloud_idle_pct = 0.0;
+  json = m.to_json();
+  CHECK(json.find("\"backend\":\"llama\"") != std::string::npos);
+  CHECK(json.find("\"cloud_verify_ms\":12.5") != std::string::npos);
+  CHECK(json.find("\"cloud_idle_pct\":0.0") != std::string::npos);
+}
+
+namespace {
+class SilentServer final : public ServerTransport {  // a ServerTransport that is not a LoopbackHub
+ public:
+  std::string describe() const override { return "silent"; }
+
+ protected:
+  bool do_send(PeerId, Frame) override { return false; }
+  PeerReceived do_recv(Millis) override { return {RecvStatus::closed, 0, {}}; }
+  void do_close() override {}
+};
+}  // namespace
+
+TEST_CASE("CloudServer::transport_as gives the concrete transport after it moved into the server", "[pipeline]") {
+  const auto pair = test::small_pair(0.7);
+  CloudServer server([pair] { return synthetic::make_verifier(pair); }, std::make_unique<loopback::LoopbackHub>());
+  server.start();
+  auto& hub = server.transport_as<loopback::LoopbackHub>();
+  CHECK(&hub == &server.transport());
+  EdgeSession edge(synthetic::make_drafter(pair), hub.connect());  // an extra in-process edge, no cast needed
+  GenerateParams gp;
+  gp.max_tokens = 5;
+  CHECK(edge.generate(test::test_prompt(), gp).tokens.size() == 5);
+  server.stop();
+
+  CloudServer other([pair] { return synthetic::make_verifier(pair); }, std::make_unique<SilentServer>());
+  REQUIRE_THROWS_WITH(other.transport_as<loopback::LoopbackHub>(), Catch::Contains("silent"));
+}

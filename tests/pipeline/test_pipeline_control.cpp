@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <thread>
 
 #include "pipeline_fixture.hpp"
@@ -490,4 +491,37 @@ TEST_CASE("cancel before the cloud answers the Hello returns cancelled", "[pipel
   CHECK(res.finish == FinishReason::cancelled);
   CHECK(res.tokens.empty());
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
+
+TEST_CASE("bad sampling parameters are refused locally, before anything is sent", "[pipeline][control]") {
+  const auto pair = test::small_pair(0.7, 128);
+  loopback::LoopbackHub lonely;  // nobody answers: a parameter that reached the wire would end in a timeout
+  EdgeOptions eo;
+  eo.response_timeout = std::chrono::milliseconds(5000);
+  EdgeSession edge(synthetic::make_drafter(pair), lonely.connect(), eo);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  struct Bad {
+    float temperature, top_p, min_p;
+    const char* field;
+  };
+  for (const Bad& b : {Bad{nan, 1.0f, 0.0f, "temperature"}, Bad{inf, 1.0f, 0.0f, "temperature"},
+                       Bad{-0.5f, 1.0f, 0.0f, "temperature"}, Bad{0.8f, nan, 0.0f, "top_p"},
+                       Bad{0.8f, 0.0f, 0.0f, "top_p"}, Bad{0.8f, 1.5f, 0.0f, "top_p"}, Bad{0.8f, 1.0f, nan, "min_p"},
+                       Bad{0.8f, 1.0f, 1.0f, "min_p"}, Bad{0.8f, 1.0f, -0.1f, "min_p"}}) {
+    for (auto mode : {PipelineMode::picospec, PipelineMode::edge_only}) {
+      auto gp = sampled(mode, 1, 5);
+      gp.sampling.temperature = b.temperature;
+      gp.sampling.top_p = b.top_p;
+      gp.sampling.min_p = b.min_p;
+      INFO(b.field << " " << to_string(mode));
+      const auto t0 = std::chrono::steady_clock::now();
+      REQUIRE_THROWS_WITH(edge.generate(test::test_prompt(), gp), Catch::Contains(b.field));
+      CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(1000));
+    }
+  }
+  CHECK(edge.transport()->stats().frames_sent == 0);
+  // The boundaries themselves are accepted (greedy, top_p 1, min_p 0): the edge-only run completes.
+  auto ok = sampled(PipelineMode::edge_only, 1, 3);
+  ok.sampling.temperature = 0.0f;
+  REQUIRE(edge.generate(test::test_prompt(), ok).tokens.size() == 3);
 }

@@ -3,11 +3,12 @@
 
 #include <chrono>
 
-#include "drafter_conformance.hpp"
 #include "picospec/lm_adapters.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/synthetic/synthetic.hpp"
-#include "verifier_conformance.hpp"
+#include "picospec/testing/causal_lm_conformance.hpp"
+#include "picospec/testing/drafter_conformance.hpp"
+#include "picospec/testing/verifier_conformance.hpp"
 
 using namespace picospec;
 namespace syn = picospec::synthetic;
@@ -27,16 +28,24 @@ syn::PairParams tiny_pair(double alpha = 0.8, std::uint32_t vocab = 64) {
 TEST_CASE("synthetic drafter passes the Drafter conformance suite", "[pipeline][synthetic]") {
   for (std::uint32_t vocab : {64u, 5000u}) {
     const auto p = tiny_pair(0.7, vocab);
-    test::check_drafter_conformance([&] { return syn::make_drafter(p); }, {1, 2, 3});
-    test::check_drafter_conformance([&] { return syn::make_drafter(p); }, {9});
+    testing::check_drafter_conformance([&] { return syn::make_drafter(p); }, {1, 2, 3});
+    testing::check_drafter_conformance([&] { return syn::make_drafter(p); }, {9});
   }
 }
 
 TEST_CASE("synthetic verifier passes the Verifier conformance suite", "[pipeline][synthetic]") {
   for (std::uint32_t vocab : {64u, 5000u}) {
     const auto p = tiny_pair(0.7, vocab);
-    test::check_verifier_conformance([&] { return syn::make_verifier(p); }, {1, 2, 3});
-    test::check_verifier_conformance([&] { return syn::make_verifier(p); }, {7});
+    testing::check_verifier_conformance([&] { return syn::make_verifier(p); }, {1, 2, 3});
+    testing::check_verifier_conformance([&] { return syn::make_verifier(p); }, {7});
+  }
+}
+
+TEST_CASE("synthetic target and draft models pass the CausalLM conformance suite", "[pipeline][synthetic]") {
+  for (std::uint32_t vocab : {64u, 5000u}) {
+    const auto p = tiny_pair(0.7, vocab);
+    testing::check_causal_lm_conformance([&] { return syn::make_target_lm(p); }, {1, 2, 3});
+    testing::check_causal_lm_conformance([&] { return syn::make_draft_lm(p); }, {9, 4});
   }
 }
 

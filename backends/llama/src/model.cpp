@@ -230,6 +230,19 @@ const std::string& LlamaWeights::name() const noexcept { return impl_->name; }
 WeightFormat LlamaWeights::format() const noexcept { return impl_->format; }
 std::shared_ptr<const Tokenizer> LlamaWeights::tokenizer() const noexcept { return impl_->tokenizer; }
 std::size_t LlamaWeights::weight_bytes() const noexcept { return impl_->weight_bytes; }
+ModelInfo LlamaWeights::info() const {
+  ModelInfo info;  // what LlamaModel reports (make_info below), at the file's full context length
+  info.name = name();
+  info.vocab_size = hparams().vocab_size;
+  info.context_length = hparams().context_length;
+  if (const auto& t = tokenizer()) {
+    info.tokenizer_fingerprint = t->fingerprint();
+    info.bos = t->bos();
+    info.eos = t->eos();
+  }
+  info.batch_invariant = true;
+  return info;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Model state: KV cache (xtensor [layer, kv_head, position, head_dim]), activations, thread pool.

@@ -1,7 +1,8 @@
 #pragma once
 // Verifier conformance suite: reusable checks that every Verifier implementation must pass.
 //
-// Usage (inside a Catch2 TEST_CASE):  picospec::test::check_verifier_conformance(factory, prompt);
+// Installed with the library; needs Catch2 v2 (<catch2/catch.hpp>) in the including program, nothing else.
+// Usage (inside a Catch2 TEST_CASE):  picospec::testing::check_verifier_conformance(factory, prompt);
 // `factory` returns fresh, independent verifiers of the same model. Rows must match exactly when the model
 // declares batch_invariant, else within `tol`.
 // What it would catch: an off-by-one between score() rows and positions (the pending-row convention), a
@@ -13,10 +14,10 @@
 #include <memory>
 #include <vector>
 
-#include "drafter_conformance.hpp"  // require_rows_match, copy_row
+#include "picospec/testing/drafter_conformance.hpp"  // require_rows_match, copy_row
 #include "picospec/verifier.hpp"
 
-namespace picospec::test {
+namespace picospec::testing {
 
 using VerifierFactory = std::function<std::unique_ptr<Verifier>()>;
 
@@ -108,4 +109,4 @@ inline void check_verifier_conformance(const VerifierFactory& factory, std::vect
   require_rows_match(ver->pending_logits(), pend0, exact, tol);
 }
 
-}  // namespace picospec::test
+}  // namespace picospec::testing

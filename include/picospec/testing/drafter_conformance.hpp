@@ -1,7 +1,8 @@
 #pragma once
 // Drafter conformance suite: reusable checks that every Drafter implementation must pass.
 //
-// Usage (inside a Catch2 TEST_CASE):  picospec::test::check_drafter_conformance(factory, prompt);
+// Installed with the library; needs Catch2 v2 (<catch2/catch.hpp>) in the including program, nothing else.
+// Usage (inside a Catch2 TEST_CASE):  picospec::testing::check_drafter_conformance(factory, prompt);
 // `factory` returns fresh, independent drafters of the same model. Rows must match exactly when the model
 // declares batch_invariant, else within `tol` (absolute, on logits).
 // What it would catch: a drafter that caches stale logits after append/rollback, evaluates a token twice,
@@ -11,12 +12,14 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "picospec/drafter.hpp"
 
-namespace picospec::test {
+namespace picospec::testing {
 
 using DrafterFactory = std::function<std::unique_ptr<Drafter>()>;
 
@@ -120,4 +123,4 @@ inline void check_drafter_conformance(const DrafterFactory& factory, std::vector
   require_rows_match(rows[0], d->next_logits(), exact, tol);
 }
 
-}  // namespace picospec::test
+}  // namespace picospec::testing
