@@ -3,7 +3,7 @@
 # present are skipped; `apt-get update` runs only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev xtensor-dev cppzmq-dev libzmq3-dev nlohmann-json3-dev
-      catch2 libbenchmark-dev python3-numpy gnuplot-nox libcli11-dev libpcre2-dev)
+      catch2 libbenchmark-dev python3-numpy gnuplot-nox libcli11-dev libpcre2-dev libicu-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

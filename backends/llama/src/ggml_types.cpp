@@ -41,7 +41,17 @@ std::string ggml_type_name(std::uint32_t id) {
 }
 
 bool ggml_type_computable(GgmlType t) noexcept {
-  return t == GgmlType::f32 || t == GgmlType::f16 || t == GgmlType::bf16 || t == GgmlType::q8_0;
+  switch (t) {
+    case GgmlType::f32:
+    case GgmlType::f16:
+    case GgmlType::bf16:
+    case GgmlType::q8_0:
+    case GgmlType::q4_0:
+    case GgmlType::q4_k:
+    case GgmlType::q5_k:
+    case GgmlType::q6_k: return true;
+    default: return false;
+  }
 }
 
 std::size_t row_bytes(GgmlType t, std::size_t n) {
@@ -103,6 +113,231 @@ inline std::uint16_t load_u16(const unsigned char* p) noexcept {
   std::memcpy(&v, p, 2);
   return v;
 }
+inline void store_u16(unsigned char* p, std::uint16_t v) noexcept { std::memcpy(p, &v, 2); }
+
+// ---- ggml block layouts (ggml-common.h), dequantized with the same float operations in the same order as
+// ggml's dequantize_row_* so the values are bit-identical to ggml's.
+
+// Q4_0: 32 elements in 18 bytes: f16 d, 16 bytes of nibbles (low nibbles = elements 0..15, high = 16..31).
+void dequant_q4_0(const unsigned char* blk, float* y) noexcept {
+  const float d = half_to_float(load_u16(blk));
+  const unsigned char* qs = blk + 2;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+    y[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
+  }
+}
+
+// The 6-bit scale and min of sub-block j (0..7) packed in the 12 bytes of a Q4_K / Q5_K block.
+inline void scale_min_k4(int j, const unsigned char* q, unsigned char& sc, unsigned char& m) noexcept {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<unsigned char>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<unsigned char>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Q4_K: 256 elements in 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles; eight
+// sub-blocks of 32: x = d * scale * q - dmin * min.
+void dequant_q4_k(const unsigned char* blk, float* y) noexcept {
+  const float d = half_to_float(load_u16(blk));
+  const float dmin = half_to_float(load_u16(blk + 2));
+  const unsigned char* scales = blk + 4;
+  const unsigned char* q = blk + 16;
+  int is = 0;
+  for (int j = 0; j < 256; j += 64) {
+    unsigned char sc, m;
+    scale_min_k4(is + 0, scales, sc, m);
+    const float d1 = d * sc, m1 = dmin * m;
+    scale_min_k4(is + 1, scales, sc, m);
+    const float d2 = d * sc, m2 = dmin * m;
+    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+    q += 32;
+    is += 2;
+  }
+}
+
+// Q5_K: 256 elements in 176 bytes: f16 d, f16 dmin, 12 bytes of scales/mins, 32 bytes of fifth bits, 128 bytes of
+// nibbles.
+void dequant_q5_k(const unsigned char* blk, float* y) noexcept {
+  const float d = half_to_float(load_u16(blk));
+  const float dmin = half_to_float(load_u16(blk + 2));
+  const unsigned char* scales = blk + 4;
+  const unsigned char* qh = blk + 16;
+  const unsigned char* ql = blk + 48;
+  int is = 0;
+  unsigned u1 = 1, u2 = 2;
+  for (int j = 0; j < 256; j += 64) {
+    unsigned char sc, m;
+    scale_min_k4(is + 0, scales, sc, m);
+    const float d1 = d * sc, m1 = dmin * m;
+    scale_min_k4(is + 1, scales, sc, m);
+    const float d2 = d * sc, m2 = dmin * m;
+    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+    ql += 32;
+    is += 2;
+    u1 <<= 2;
+    u2 <<= 2;
+  }
+}
+
+// Q6_K: 256 elements in 210 bytes: 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 int8 scales (one per
+// 16 elements), f16 d: x = d * scale * (q - 32).
+void dequant_q6_k(const unsigned char* blk, float* y) noexcept {
+  const unsigned char* ql = blk;
+  const unsigned char* qh = blk + 128;
+  const auto* sc = reinterpret_cast<const std::int8_t*>(blk + 192);
+  const float d = half_to_float(load_u16(blk + 208));
+  for (int n = 0; n < 256; n += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int q1 = static_cast<int>((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q2 = static_cast<int>((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = static_cast<int>((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = static_cast<int>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l + 0] = d * sc[is + 0] * static_cast<float>(q1);
+      y[l + 32] = d * sc[is + 2] * static_cast<float>(q2);
+      y[l + 64] = d * sc[is + 4] * static_cast<float>(q3);
+      y[l + 96] = d * sc[is + 6] * static_cast<float>(q4);
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+// ---- quantization (for tests and random models): simple round-to-nearest, not llama-quantize's error search;
+// the layouts are ggml's, so ggml reads the result back exactly as dequant_* above does.
+
+void quant_q4_0(const float* x, unsigned char* blk) noexcept {
+  float amax = 0.0f, max = 0.0f;  // ggml's reference: the signed value of largest magnitude maps to -8
+  for (int j = 0; j < 32; ++j)
+    if (std::fabs(x[j]) > amax) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  const float d = max / -8.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  store_u16(blk, float_to_half(d));
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = std::min(15, static_cast<int>(x[j] * id + 8.5f));
+    const int q1 = std::min(15, static_cast<int>(x[j + 16] * id + 8.5f));
+    blk[2 + j] = static_cast<unsigned char>(std::max(0, q0) | (std::max(0, q1) << 4));
+  }
+}
+
+// Shared by Q4_K (levels 15) and Q5_K (levels 31): per sub-block of 32 an affine map x = s * q - m with m >= 0,
+// s and m quantized to 6 bits against the block's d and dmin. q[] receives the levels (0..levels).
+void quant_k_affine(const float* x, int levels, unsigned char* blk, unsigned char* q) noexcept {
+  float sub_scale[8], sub_min[8];
+  for (int j = 0; j < 8; ++j) {
+    float mn = 0.0f, mx = 0.0f;
+    for (int l = 0; l < 32; ++l) {
+      mn = std::min(mn, x[32 * j + l]);
+      mx = std::max(mx, x[32 * j + l]);
+    }
+    sub_scale[j] = (mx - mn) / static_cast<float>(levels);
+    sub_min[j] = -mn;
+  }
+  const float max_scale = *std::max_element(sub_scale, sub_scale + 8);
+  const float max_min = *std::max_element(sub_min, sub_min + 8);
+  const std::uint16_t dh = float_to_half(max_scale / 63.0f), mh = float_to_half(max_min / 63.0f);
+  const float d = half_to_float(dh), dmin = half_to_float(mh);
+  unsigned char ls[8], lm[8];
+  for (int j = 0; j < 8; ++j) {
+    ls[j] = static_cast<unsigned char>(d > 0.0f ? std::clamp(static_cast<int>(std::lround(sub_scale[j] / d)), 0, 63) : 0);
+    lm[j] = static_cast<unsigned char>(dmin > 0.0f ? std::clamp(static_cast<int>(std::lround(sub_min[j] / dmin)), 0, 63) : 0);
+  }
+  store_u16(blk, dh);
+  store_u16(blk + 2, mh);
+  unsigned char* scales = blk + 4;
+  for (int j = 0; j < 4; ++j) {
+    scales[j] = static_cast<unsigned char>(ls[j] | ((ls[j + 4] >> 4) << 6));
+    scales[j + 4] = static_cast<unsigned char>(lm[j] | ((lm[j + 4] >> 4) << 6));
+    scales[j + 8] = static_cast<unsigned char>((ls[j + 4] & 0xF) | ((lm[j + 4] & 0xF) << 4));
+  }
+  for (int j = 0; j < 8; ++j) {
+    const float s = d * ls[j], m = dmin * lm[j];
+    for (int l = 0; l < 32; ++l) {
+      const int v = s > 0.0f ? static_cast<int>(std::lround((x[32 * j + l] + m) / s)) : 0;
+      q[32 * j + l] = static_cast<unsigned char>(std::clamp(v, 0, levels));
+    }
+  }
+}
+
+void quant_q4_k(const float* x, unsigned char* blk) noexcept {
+  unsigned char q[256];
+  quant_k_affine(x, 15, blk, q);
+  unsigned char* qs = blk + 16;
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<unsigned char>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+
+void quant_q5_k(const float* x, unsigned char* blk) noexcept {
+  unsigned char q[256];
+  quant_k_affine(x, 31, blk, q);
+  unsigned char* qh = blk + 16;
+  unsigned char* ql = blk + 48;
+  std::memset(qh, 0, 32);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const unsigned char lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      ql[32 * c + l] = static_cast<unsigned char>((lo & 0xF) | ((hi & 0xF) << 4));
+      qh[l] = static_cast<unsigned char>(qh[l] | ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+}
+
+void quant_q6_k(const float* x, unsigned char* blk) noexcept {
+  float sub[16];
+  float amax_all = 0.0f;
+  for (int j = 0; j < 16; ++j) {
+    float amax = 0.0f, max = 0.0f;
+    for (int l = 0; l < 16; ++l)
+      if (std::fabs(x[16 * j + l]) > amax) {
+        amax = std::fabs(x[16 * j + l]);
+        max = x[16 * j + l];
+      }
+    sub[j] = max / -32.0f;
+    amax_all = std::max(amax_all, std::fabs(sub[j]));
+  }
+  const std::uint16_t dh = float_to_half(amax_all / 127.0f);
+  const float d = half_to_float(dh);
+  auto* sc = reinterpret_cast<std::int8_t*>(blk + 192);
+  unsigned char q[256];
+  for (int j = 0; j < 16; ++j) {
+    sc[j] = static_cast<std::int8_t>(d > 0.0f ? std::clamp(static_cast<int>(std::lround(sub[j] / d)), -127, 127) : 0);
+    const float s = d * sc[j];
+    for (int l = 0; l < 16; ++l) {
+      const int v = s != 0.0f ? static_cast<int>(std::lround(x[16 * j + l] / s)) : 0;
+      q[16 * j + l] = static_cast<unsigned char>(std::clamp(v, -32, 31) + 32);
+    }
+  }
+  unsigned char* ql = blk;
+  unsigned char* qh = blk + 128;
+  for (int n = 0; n < 2; ++n)
+    for (int l = 0; l < 32; ++l) {
+      const unsigned char* qq = q + 128 * n;
+      ql[64 * n + l] = static_cast<unsigned char>((qq[l] & 0xF) | ((qq[l + 64] & 0xF) << 4));
+      ql[64 * n + l + 32] = static_cast<unsigned char>((qq[l + 32] & 0xF) | ((qq[l + 96] & 0xF) << 4));
+      qh[32 * n + l] = static_cast<unsigned char>((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) | ((qq[l + 64] >> 4) << 4) |
+                                                  ((qq[l + 96] >> 4) << 6));
+    }
+  store_u16(blk + 208, dh);
+}
+
+template <std::size_t Elems, std::size_t Bytes, class F>
+void for_blocks(const unsigned char* s, float* dst, std::size_t n, F f) {
+  for (std::size_t b = 0; b < n / Elems; ++b) f(s + b * Bytes, dst + b * Elems);
+}
+template <std::size_t Elems, std::size_t Bytes, class F>
+void for_blocks_q(const float* src, unsigned char* d, std::size_t n, F f) {
+  for (std::size_t b = 0; b < n / Elems; ++b) f(src + b * Elems, d + b * Bytes);
+}
 }  // namespace
 
 void dequantize_row(GgmlType t, const void* src, float* dst, std::size_t n) {
@@ -123,8 +358,13 @@ void dequantize_row(GgmlType t, const void* src, float* dst, std::size_t n) {
         for (int i = 0; i < 32; ++i) dst[b * 32 + i] = d * static_cast<float>(q[i]);
       }
       return;
+    case GgmlType::q4_0: for_blocks<32, 18>(s, dst, n, dequant_q4_0); return;
+    case GgmlType::q4_k: for_blocks<256, 144>(s, dst, n, dequant_q4_k); return;
+    case GgmlType::q5_k: for_blocks<256, 176>(s, dst, n, dequant_q5_k); return;
+    case GgmlType::q6_k: for_blocks<256, 210>(s, dst, n, dequant_q6_k); return;
     default: throw Error("dequantize_row: tensor type " + ggml_type_name(static_cast<std::uint32_t>(t)) +
-                         " is not supported for computation (supported: f32, f16, bf16, q8_0)");
+                         " is not supported for computation (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, "
+                         "q6_k)");
   }
 }
 
@@ -159,6 +399,10 @@ void quantize_row(GgmlType t, const float* src, void* dst, std::size_t n) {
         }
       }
       return;
+    case GgmlType::q4_0: for_blocks_q<32, 18>(src, d, n, quant_q4_0); return;
+    case GgmlType::q4_k: for_blocks_q<256, 144>(src, d, n, quant_q4_k); return;
+    case GgmlType::q5_k: for_blocks_q<256, 176>(src, d, n, quant_q5_k); return;
+    case GgmlType::q6_k: for_blocks_q<256, 210>(src, d, n, quant_q6_k); return;
     default: throw Error("quantize_row: unsupported tensor type " + ggml_type_name(static_cast<std::uint32_t>(t)));
   }
 }

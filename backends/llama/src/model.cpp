@@ -31,6 +31,8 @@ struct WeightMatrix {
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
   WeightMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  std::vector<float> bq, bk, bv;      // qwen2: Q/K/V biases (empty otherwise)
+  std::vector<float> q_norm, k_norm;  // qwen3: per-head RMSNorm weights, head_dim each (empty otherwise)
 };
 
 struct LlamaWeights::Impl {
@@ -41,6 +43,7 @@ struct LlamaWeights::Impl {
   std::shared_ptr<const Tokenizer> tokenizer;
   WeightMatrix token_embd, output;
   std::vector<float> output_norm;
+  std::vector<float> rope_factors;  // rope_freqs.weight (Llama 3.1/3.2), empty when absent
   std::vector<LayerWeights> layers;
   std::vector<std::vector<float>> owned;  // dequantized copies (WeightFormat::f32)
   std::size_t weight_bytes = 0;
@@ -58,12 +61,12 @@ struct LlamaWeights::Impl {
         for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
         return s + "]";
       };
-      fail("tensor '" + tname + "' has shape " + str(t.dims) + ", expected " + str(want) +
-           " from the llama.* hyperparameters");
+      fail("tensor '" + tname + "' has shape " + str(t.dims) + ", expected " + str(want) + " from the " + hp.arch +
+           ".* hyperparameters");
     }
     if (!ggml_type_computable(t.type))
       fail("tensor '" + tname + "' has type " + ggml_type_name(static_cast<std::uint32_t>(t.type)) +
-           ", which this backend cannot compute (supported: f32, f16, bf16, q8_0)");
+           ", which this backend cannot compute (supported: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k)");
     return t;
   }
 
@@ -99,34 +102,61 @@ struct LlamaWeights::Impl {
   void load() {
     const GgufFile& f = file;
     const std::string& arch = f.get_string("general.architecture");
-    if (arch != "llama") fail("key 'general.architecture' is '" + arch + "'; only 'llama' is supported");
-    auto u32key = [&](const char* key, std::uint64_t max) -> std::uint32_t {
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
+      fail("key 'general.architecture' is '" + arch + "'; only 'llama', 'qwen2' and 'qwen3' are supported");
+    hp.arch = arch;
+    hp.rope_neox = arch != "llama";  // llama.cpp: LLM_ARCH_QWEN2/QWEN3 use LLAMA_ROPE_TYPE_NEOX
+    const std::string k_dim = arch + ".embedding_length", k_layers = arch + ".block_count",
+                      k_ffn = arch + ".feed_forward_length", k_heads = arch + ".attention.head_count",
+                      k_kv = arch + ".attention.head_count_kv", k_ctx = arch + ".context_length",
+                      k_klen = arch + ".attention.key_length", k_vlen = arch + ".attention.value_length",
+                      k_rope = arch + ".rope.dimension_count", k_base = arch + ".rope.freq_base",
+                      k_eps = arch + ".attention.layer_norm_rms_epsilon";
+    auto u32key = [&](const std::string& key, std::uint64_t max) -> std::uint32_t {
       const std::uint64_t v = f.get_uint(key);
-      if (v == 0 || v > max) fail(std::string("key '") + key + "' = " + std::to_string(v) + " is out of range [1, " +
+      if (v == 0 || v > max) fail("key '" + key + "' = " + std::to_string(v) + " is out of range [1, " +
                                   std::to_string(max) + "]");
       return static_cast<std::uint32_t>(v);
     };
-    hp.dim = u32key("llama.embedding_length", 1u << 16);
-    hp.n_layers = u32key("llama.block_count", 1024);
-    hp.ffn_dim = u32key("llama.feed_forward_length", 1u << 18);
-    hp.n_heads = u32key("llama.attention.head_count", 1024);
-    hp.n_kv_heads = f.has("llama.attention.head_count_kv") ? u32key("llama.attention.head_count_kv", 1024) : hp.n_heads;
-    hp.context_length = u32key("llama.context_length", 1u << 24);
-    if (hp.dim % hp.n_heads != 0)
-      fail("key 'llama.embedding_length' (" + std::to_string(hp.dim) + ") is not a multiple of "
-           "'llama.attention.head_count' (" + std::to_string(hp.n_heads) + ")");
-    if (hp.n_heads % hp.n_kv_heads != 0)
-      fail("key 'llama.attention.head_count' is not a multiple of 'llama.attention.head_count_kv'");
-    hp.head_dim = hp.dim / hp.n_heads;
-    hp.rope_dim = f.has("llama.rope.dimension_count") ? u32key("llama.rope.dimension_count", 1u << 16) : hp.head_dim;
+    hp.dim = u32key(k_dim, 1u << 16);
+    hp.n_layers = u32key(k_layers, 1024);
+    hp.ffn_dim = u32key(k_ffn, 1u << 18);
+    hp.n_heads = u32key(k_heads, 1024);
+    hp.n_kv_heads = f.has(k_kv) ? u32key(k_kv, 1024) : hp.n_heads;
+    hp.context_length = u32key(k_ctx, 1u << 24);
+    if (f.has(k_klen)) {  // head size set explicitly (Qwen3: 128 with dim 1024 and 16 heads)
+      hp.head_dim = u32key(k_klen, 1u << 12);
+      if (f.has(k_vlen) && u32key(k_vlen, 1u << 12) != hp.head_dim)
+        fail("key '" + k_vlen + "' differs from '" + k_klen + "' (not supported)");
+    } else {
+      if (hp.dim % hp.n_heads != 0)
+        fail("key '" + k_dim + "' (" + std::to_string(hp.dim) + ") is not a multiple of '" + k_heads + "' (" +
+             std::to_string(hp.n_heads) + ")");
+      hp.head_dim = hp.dim / hp.n_heads;
+    }
+    if (hp.n_heads % hp.n_kv_heads != 0) fail("key '" + k_heads + "' is not a multiple of '" + k_kv + "'");
+    hp.rope_dim = f.has(k_rope) ? u32key(k_rope, 1u << 16) : hp.head_dim;
     if (hp.rope_dim % 2 != 0 || hp.rope_dim > hp.head_dim)
-      fail("key 'llama.rope.dimension_count' (" + std::to_string(hp.rope_dim) + ") must be even and <= the head size " +
+      fail("key '" + k_rope + "' (" + std::to_string(hp.rope_dim) + ") must be even and <= the head size " +
            std::to_string(hp.head_dim));
-    const double base = f.opt_float("llama.rope.freq_base").value_or(10000.0);
-    if (!(base > 0.0) || !std::isfinite(base)) fail("key 'llama.rope.freq_base' must be a positive number");
+    const double base = f.opt_float(k_base).value_or(10000.0);
+    if (!(base > 0.0) || !std::isfinite(base)) fail("key '" + k_base + "' must be a positive number");
     hp.rope_base = static_cast<float>(base);
-    const double eps = f.get_float("llama.attention.layer_norm_rms_epsilon");
-    if (!(eps > 0.0) || !(eps < 1.0)) fail("key 'llama.attention.layer_norm_rms_epsilon' must be in (0, 1)");
+    const double eps = f.get_float(k_eps);
+    if (!(eps > 0.0) || !(eps < 1.0)) fail("key '" + k_eps + "' must be in (0, 1)");
+    // RoPE scaling keys (llama.cpp): linear position interpolation is applied; Llama 3.1/3.2 scaling arrives as the
+    // rope_freqs tensor instead; YaRN and others change the attention too and are refused rather than run wrongly.
+    const std::string k_stype = arch + ".rope.scaling.type", k_sfactor = arch + ".rope.scaling.factor";
+    if (f.has(k_stype)) {
+      const std::string& st = f.get_string(k_stype);
+      if (st == "linear") {
+        const double fac = f.opt_float(k_sfactor).value_or(1.0);
+        if (!(fac >= 1.0) || !std::isfinite(fac)) fail("key '" + k_sfactor + "' must be a number >= 1");
+        hp.rope_freq_scale = static_cast<float>(1.0 / fac);
+      } else if (st != "none") {
+        fail("key '" + k_stype + "' is '" + st + "'; supported RoPE scaling: none, linear (and rope_freqs.weight)");
+      }
+    }
     hp.rms_eps = static_cast<float>(eps);
     name = f.has("general.name") ? f.get_string("general.name") : f.name();
 
@@ -146,6 +176,14 @@ struct LlamaWeights::Impl {
     output_norm = vector("output_norm.weight", hp.dim);
     hp.tied_output = f.find_tensor("output.weight") == nullptr;
     output = hp.tied_output ? token_embd : matrix("output.weight", hp.dim, hp.vocab_size);
+    if (f.find_tensor("rope_freqs.weight") != nullptr) {  // Llama 3.1/3.2: one divisor per frequency
+      rope_factors = vector("rope_freqs.weight", hp.rope_dim / 2);
+      for (float r : rope_factors)
+        if (!(r > 0.0f) || !std::isfinite(r)) fail("tensor 'rope_freqs.weight' holds a factor that is not positive");
+      hp.rope_freq_factors = true;
+    }
+    hp.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    hp.qk_norm = f.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
     layers.resize(hp.n_layers);
     for (std::uint32_t l = 0; l < hp.n_layers; ++l) {
       const std::string p = "blk." + std::to_string(l) + ".";
@@ -159,6 +197,15 @@ struct LlamaWeights::Impl {
       L.w_gate = matrix(p + "ffn_gate.weight", hp.dim, hp.ffn_dim);
       L.w_up = matrix(p + "ffn_up.weight", hp.dim, hp.ffn_dim);
       L.w_down = matrix(p + "ffn_down.weight", hp.ffn_dim, hp.dim);
+      if (hp.qkv_bias) {
+        L.bq = vector(p + "attn_q.bias", q);
+        L.bk = vector(p + "attn_k.bias", kv);
+        L.bv = vector(p + "attn_v.bias", kv);
+      }
+      if (hp.qk_norm) {
+        L.q_norm = vector(p + "attn_q_norm.weight", hp.head_dim);
+        L.k_norm = vector(p + "attn_k_norm.weight", hp.head_dim);
+      }
     }
   }
 };
@@ -247,6 +294,9 @@ struct LlamaModel::State {
     inv_freq.resize(hp.rope_dim / 2);
     for (std::size_t i = 0; i < inv_freq.size(); ++i)
       inv_freq[i] = std::pow(static_cast<double>(hp.rope_base), -2.0 * static_cast<double>(i) / hp.rope_dim);
+    if (!w->rope_factors.empty())  // Llama 3.1/3.2 frequency scaling, as llama.cpp: theta / factor
+      for (std::size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= static_cast<double>(w->rope_factors[i]);
+    for (auto& f : inv_freq) f *= static_cast<double>(hp.rope_freq_scale);  // linear scaling (1 = none)
   }
 
   /// Makes room for positions [0, need): capacity doubles (at least 64 positions), never beyond ctx.
@@ -313,12 +363,35 @@ struct LlamaModel::State {
     const float* cs = rope_cs.data() + j * half * 2;
     for (std::size_t i = 0; i < half; ++i) {
       const float c = cs[2 * i], s = cs[2 * i + 1];
+      const std::size_t off = hp.rope_neox ? i : 2 * i, other = hp.rope_neox ? hp.rope_dim / 2 : 1;
       for (std::size_t h = 0; h < n_heads; ++h) {
-        float* p = vec + h * hp.head_dim + 2 * i;
-        const float x0 = p[0], x1 = p[1];
+        float* p = vec + h * hp.head_dim + off;  // pairs (2i, 2i+1), or (i, i + rope_dim/2) for NEOX
+        const float x0 = p[0], x1 = p[other];
         p[0] = x0 * c - x1 * s;
-        p[1] = x0 * s + x1 * c;
+        p[other] = x0 * s + x1 * c;
       }
+    }
+  }
+
+  /// qwen2: q (rows jb..nt-1, the ones computed), k, v (rows 0..nt-1) += their biases (per token: batch-invariant).
+  void add_qkv_bias(const LayerWeights& L, std::size_t jb, std::size_t nt) {
+    for (std::size_t j = 0; j < nt; ++j) {
+      if (j >= jb)
+        for (std::size_t i = 0; i < L.bq.size(); ++i) q.row(j)[i] += L.bq[i];
+      for (std::size_t i = 0; i < L.bk.size(); ++i) k.row(j)[i] += L.bk[i];
+      for (std::size_t i = 0; i < L.bv.size(); ++i) v.row(j)[i] += L.bv[i];
+    }
+  }
+
+  /// qwen3: RMSNorm of every query and key head (head_dim values each), before RoPE.
+  void norm_qk_heads(const LayerWeights& L, std::size_t jb, std::size_t nt) {
+    const auto& hp = w->hp;
+    for (std::size_t j = 0; j < nt; ++j) {
+      if (j >= jb)
+        for (std::size_t h = 0; h < hp.n_heads; ++h)
+          rmsnorm(q.row(j) + h * hp.head_dim, L.q_norm, q.row(j) + h * hp.head_dim);
+      for (std::size_t h = 0; h < hp.n_kv_heads; ++h)
+        rmsnorm(k.row(j) + h * hp.head_dim, L.k_norm, k.row(j) + h * hp.head_dim);
     }
   }
 
@@ -353,6 +426,8 @@ struct LlamaModel::State {
       matmul(L.wk, xn.row(0), xn.stride, nt, k.row(0), k.stride);
       matmul(L.wv, xn.row(0), xn.stride, nt, v.row(0), v.stride);
       matmul(L.wq, xn.row(jb), xn.stride, nr, q.row(jb), q.stride);
+      if (hp.qkv_bias) add_qkv_bias(L, jb, nt);
+      if (hp.qk_norm) norm_qk_heads(L, jb, nt);
       for (std::size_t j = 0; j < nt; ++j) {
         if (j >= jb) rope(q.row(j), hp.n_heads, j);
         rope(k.row(j), hp.n_kv_heads, j);

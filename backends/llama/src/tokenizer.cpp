@@ -1,8 +1,10 @@
 #include "picospec/llama/tokenizer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <queue>
 
+#include "bpe.hpp"
 #include "picospec/llama/gguf.hpp"
 
 namespace picospec::llama {
@@ -50,6 +52,53 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
 
 }  // namespace
 
+namespace {
+
+std::shared_ptr<const Tokenizer> bpe_from_gguf(const GgufFile& f) {
+  auto fail = [&](const std::string& what) -> void { throw DecodeError("GGUF " + f.name() + ": " + what); };
+  BpeVocab v;
+  const GgufValue& toks = f.get_array("tokenizer.ggml.tokens", GgufType::string);
+  v.tokens.reserve(toks.items.size());
+  for (const auto& t : toks.items) v.tokens.push_back(t.str);
+  if (f.has("tokenizer.ggml.token_type")) {
+    const GgufValue& t = f.get_array("tokenizer.ggml.token_type", GgufType::i32);
+    if (t.items.size() != v.tokens.size()) fail("key 'tokenizer.ggml.token_type' has a different length than the tokens");
+    v.types.reserve(t.items.size());
+    for (const auto& x : t.items) {
+      if (x.i < 0 || x.i > 6) fail("key 'tokenizer.ggml.token_type' holds unknown type " + std::to_string(x.i));
+      v.types.push_back(static_cast<std::int32_t>(x.i));
+    }
+  }
+  if (!f.has("tokenizer.ggml.merges")) fail("key 'tokenizer.ggml.merges' is missing (needed when 'tokenizer.ggml.model' is 'gpt2')");
+  const GgufValue& merges = f.get_array("tokenizer.ggml.merges", GgufType::string);
+  v.merges.reserve(merges.items.size());
+  for (const auto& m : merges.items) v.merges.push_back(m.str);
+  v.pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : std::string("default");
+  if (detail::find_pre_tokenizer(v.pre) == nullptr)
+    fail("key 'tokenizer.ggml.pre' is '" + v.pre + "'; supported BPE pre-tokenizers: llama-bpe, qwen2");
+  auto opt_id = [&](const char* key) -> Token {
+    auto x = f.opt_uint(key);
+    if (!x || *x == 0xFFFFFFFFull) return kNoToken;
+    if (*x >= v.tokens.size()) fail(std::string("key '") + key + "' = " + std::to_string(*x) + " is outside the vocabulary");
+    return static_cast<Token>(*x);
+  };
+  v.bos = opt_id("tokenizer.ggml.bos_token_id");
+  v.eos = opt_id("tokenizer.ggml.eos_token_id");
+  v.eot = opt_id("tokenizer.ggml.eot_token_id");
+  v.eom = opt_id("tokenizer.ggml.eom_token_id");
+  // llama.cpp's defaults when the key is absent: Llama 3 adds BOS, the others do not.
+  v.add_bos = f.opt_bool("tokenizer.ggml.add_bos_token").value_or(detail::find_pre_tokenizer(v.pre)->name == "llama-bpe");
+  try {
+    return Tokenizer::bpe(std::move(v));
+  } catch (const DecodeError&) {
+    throw;
+  } catch (const Error& e) {
+    throw DecodeError("GGUF " + f.name() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
 Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<float> scores, std::vector<std::int32_t> types,
                      Token bos, Token eos, Token unk, bool add_bos, bool add_space_prefix)
     : tokens_(std::move(tokens)), scores_(std::move(scores)), bos_(bos), eos_(eos), unk_(unk), add_bos_(add_bos),
@@ -80,6 +129,89 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens, std::vector<float> scores,
   check_id(eos_, "EOS");
   check_id(unk_, "unknown-token");
   build();
+  finish_special();
+}
+
+Tokenizer::Tokenizer(BpeVocab v, int)
+    : tokens_(std::move(v.tokens)), bos_(v.bos), eos_(v.eos), unk_(kNoToken), add_bos_(v.add_bos),
+      add_space_prefix_(false), pre_(v.pre), eot_(v.eot), eom_(v.eom) {
+  const std::size_t n = tokens_.size();
+  if (n == 0) throw Error("Tokenizer: empty vocabulary");
+  if (n > static_cast<std::size_t>(INT32_MAX)) throw Error("Tokenizer: vocabulary too large");
+  if (!v.types.empty() && v.types.size() != n) throw Error("Tokenizer: token types and tokens differ in length");
+  scores_.assign(n, 0.0f);
+  types_.assign(n, TokenType::normal);
+  std::vector<bool> normal(n, true);
+  for (std::size_t i = 0; i < v.types.size(); ++i) {
+    if (v.types[i] < 0 || v.types[i] > 6)
+      throw Error("Tokenizer: token " + std::to_string(i) + " has unknown type " + std::to_string(v.types[i]));
+    types_[i] = static_cast<TokenType>(v.types[i]);
+    normal[i] = types_[i] == TokenType::normal;
+  }
+  for (Token t : {bos_, eos_, eot_, eom_})
+    if (t != kNoToken && (t < 0 || static_cast<std::size_t>(t) >= n))
+      throw Error("Tokenizer: special token id " + std::to_string(t) + " outside the vocabulary");
+  const detail::BpePreTokenizer* pre = detail::find_pre_tokenizer(pre_);
+  if (pre == nullptr)
+    throw Error("Tokenizer: unknown BPE pre-tokenizer '" + pre_ + "' (known: llama-bpe, qwen2)");
+  pre_ = pre->name;
+  bpe_ = std::make_shared<const detail::BpeEncoder>(tokens_, normal, v.merges, *pre);
+  build();
+  // The merges decide the ids as much as the vocabulary does.
+  std::uint64_t h = fingerprint_;
+  for (const auto& m : v.merges) {
+    for (unsigned char c : m) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+    h ^= 0xFF;
+    h *= 0x100000001b3ull;
+  }
+  for (unsigned char c : pre_) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  fingerprint_ = h;
+  finish_special();
+}
+
+Tokenizer::~Tokenizer() = default;
+
+std::shared_ptr<const Tokenizer> Tokenizer::bpe(BpeVocab vocab) {
+  return std::shared_ptr<const Tokenizer>(new Tokenizer(std::move(vocab), 0));
+}
+
+void Tokenizer::finish_special() {
+  // End of generation: the ids the file names, plus the end-of-turn texts llama.cpp recognises.
+  static constexpr std::string_view kEogTexts[] = {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>",
+                                                   "<|end_of_text|>", "<|end|>"};
+  for (std::size_t i = 0; i < tokens_.size(); ++i) {
+    const TokenType ty = types_[i];
+    if (ty == TokenType::control || ty == TokenType::user_defined) specials_.push_back(static_cast<Token>(i));
+    if (ty != TokenType::control) continue;
+    for (std::string_view e : kEogTexts) {
+      if (tokens_[i] != e) continue;
+      eog_.push_back(static_cast<Token>(i));
+      if (eot_ == kNoToken && (e == "<|eot_id|>" || e == "<|im_end|>")) eot_ = static_cast<Token>(i);
+      if (eom_ == kNoToken && e == "<|eom_id|>") eom_ = static_cast<Token>(i);
+    }
+  }
+  for (Token t : {eos_, eot_, eom_})
+    if (t != kNoToken) eog_.push_back(t);
+  std::sort(eog_.begin(), eog_.end());
+  eog_.erase(std::unique(eog_.begin(), eog_.end()), eog_.end());
+  std::stable_sort(specials_.begin(), specials_.end(), [&](Token a, Token b) {
+    return tokens_[static_cast<std::size_t>(a)].size() > tokens_[static_cast<std::size_t>(b)].size();
+  });
+  std::erase_if(specials_, [&](Token t) { return tokens_[static_cast<std::size_t>(t)].empty(); });
+}
+
+bool Tokenizer::is_eog(Token t) const noexcept { return std::binary_search(eog_.begin(), eog_.end(), t); }
+
+Token Tokenizer::find(std::string_view text) const {
+  for (std::size_t i = 0; i < tokens_.size(); ++i)
+    if (tokens_[i] == text) return static_cast<Token>(i);
+  return kNoToken;
 }
 
 void Tokenizer::build() {
@@ -117,8 +249,10 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
   auto fail = [&](const std::string& what) -> void { throw DecodeError("GGUF " + f.name() + ": " + what); };
   if (f.has("tokenizer.ggml.model")) {
     const std::string& model = f.get_string("tokenizer.ggml.model");
+    if (model == "gpt2") return bpe_from_gguf(f);
     if (model != "llama")
-      fail("key 'tokenizer.ggml.model' is '" + model + "'; only the SentencePiece 'llama' tokenizer is supported");
+      fail("key 'tokenizer.ggml.model' is '" + model +
+           "'; supported: 'llama' (SentencePiece) and 'gpt2' (byte-level BPE)");
   }
   const GgufValue& toks = f.get_array("tokenizer.ggml.tokens", GgufType::string);
   std::vector<std::string> tokens;
@@ -172,13 +306,49 @@ TokenType Tokenizer::type(Token t) const {
   return types_[static_cast<std::size_t>(t)];
 }
 
-std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<Token> out;
   if (add_bos && bos_ != kNoToken) out.push_back(bos_);
-  if (text.empty()) return out;
+  // Special tokens: control ones only when asked; user-defined ones always for BPE (llama.cpp and Hugging Face
+  // both match them), only when asked for SentencePiece (its original behaviour).
+  const bool any = parse_special || bpe_;
+  std::size_t start = 0;
+  bool first = true;
+  if (any && !specials_.empty()) {
+    for (std::size_t i = 0; i < text.size();) {
+      Token hit = kNoToken;
+      for (Token t : specials_) {  // longest first: leftmost-longest, as tokenizers' added-token matcher
+        const std::string& s = tokens_[static_cast<std::size_t>(t)];
+        if (!parse_special && types_[static_cast<std::size_t>(t)] == TokenType::control) continue;
+        if (s[0] == text[i] && text.compare(i, s.size(), s) == 0) {
+          hit = t;
+          break;
+        }
+      }
+      if (hit == kNoToken) {
+        ++i;
+        continue;
+      }
+      if (i > start) encode_text(text.substr(start, i - start), first, out);
+      out.push_back(hit);
+      first = false;
+      i += tokens_[static_cast<std::size_t>(hit)].size();
+      start = i;
+    }
+  }
+  if (start < text.size()) encode_text(text.substr(start), first, out);
+  return out;
+}
+
+void Tokenizer::encode_text(std::string_view text, bool first, std::vector<Token>& out) const {
+  if (text.empty()) return;
+  if (bpe_) {
+    bpe_->encode(text, out);
+    return;
+  }
 
   std::string norm;
-  if (add_space_prefix_) norm.append(kSpace);
+  if (add_space_prefix_ && first) norm.append(kSpace);
   norm += replace_all(text, " ", kSpace);
 
   struct Sym {
@@ -244,7 +414,6 @@ std::vector<Token> Tokenizer::encode(std::string_view text, bool add_bos) const 
       }
     }
   }
-  return out;
 }
 
 std::string Tokenizer::token_to_text(Token t, Token prev) const {
@@ -259,6 +428,12 @@ std::string Tokenizer::token_to_text(Token t, Token prev) const {
     case TokenType::unknown:
     case TokenType::unused: return {};
     default: break;
+  }
+  if (bpe_) {
+    if (types_[i] != TokenType::normal) return tokens_[i];  // user-defined: plain text
+    std::string bytes;
+    if (!detail::unicode_to_bytes(tokens_[i], bytes)) return tokens_[i];  // not byte-alphabet text: as stored
+    return bytes;
   }
   std::string s = replace_all(tokens_[i], kSpace, " ");
   if (add_space_prefix_ && (prev == kNoToken || prev == bos_) && !s.empty() && s[0] == ' ') s.erase(0, 1);

@@ -29,13 +29,15 @@ struct GgmlTypeTraits {
 /// Name of a type id ("f32", "q8_0", ...; "type#N" when unknown).
 [[nodiscard]] std::string ggml_type_name(std::uint32_t id);
 
-/// Whether this backend can compute with tensors of this type (F32, F16, BF16, Q8_0).
+/// Whether this backend can compute with tensors of this type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).
 [[nodiscard]] bool ggml_type_computable(GgmlType t) noexcept;
 
 /// Converts `n` elements of a row stored as `t` into float. `n` must be a multiple of the type's block size.
+/// The values are bit-identical to ggml's dequantize_row_* (same float operations in the same order).
 /// Throws picospec::Error for types that are not computable.
 void dequantize_row(GgmlType t, const void* src, float* dst, std::size_t n);
-/// Converts `n` floats into type `t` (F32, F16, BF16, Q8_0); writes row_bytes(t, n) bytes.
+/// Converts `n` floats into type `t` (the computable types); writes row_bytes(t, n) bytes. Q4_0, Q4_K, Q5_K and
+/// Q6_K use plain round-to-nearest per block (ggml's layouts, not llama-quantize's error-minimising search).
 void quantize_row(GgmlType t, const float* src, void* dst, std::size_t n);
 /// Bytes of a row of `n` elements of type `t` (n a multiple of the block size).
 [[nodiscard]] std::size_t row_bytes(GgmlType t, std::size_t n);

