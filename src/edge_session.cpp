@@ -1,37 +1,29 @@
 // EdgeSession (see include/picospec/edge_session.hpp and docs/pipeline.md).
 #include "picospec/edge_session.hpp"
 
-#include <condition_variable>
 #include <deque>
 #include <thread>
 #include <variant>
 
+#include "picospec/detail/bounded_queue.hpp"
+#include "picospec/detail/clock.hpp"
 #include "picospec/protocol.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
-#include "picospec/sparse_codec.hpp"
+#include "policies/policy.hpp"
 
 namespace picospec {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
+using detail::Clock;
+using detail::ms_between;
 
 struct IoFailure {
   std::string message;
 };
 using Event = std::variant<wire::Message, IoFailure>;
 
-// One speculative (drafted, not yet committed) token.
-struct Spec {
-  Token token = kNoToken;
-  float q = 0.0f;                    // q(d) as sampled (candidates / topk / sparse_draft)
-  std::vector<float> row;            // q row (candidates / topk), pooled
-  std::vector<std::uint8_t> frame;   // encoded q (full / sparse_draft)
-};
+using Spec = detail::SpecToken;  // one speculative (drafted, not yet committed) token
 
 struct Chunk {
   std::uint32_t start = 0;
@@ -51,12 +43,78 @@ std::string_view to_string(FinishReason r) noexcept {
   return "?";
 }
 
+// The edge's I/O: one thread per EdgeSession (started by its first generation that talks to a cloud) blocks in
+// Transport::recv, decodes each frame (bounds-checked) and queues it; ~EdgeSession closes the queue and the
+// transport, which wakes it, and joins it. It does not poll: it wakes only for a frame or the close. Frames of
+// another generation are filtered by the drafting thread (Run::next_event). A transport or decode failure is
+// queued once and then reported to every later pop (the queue is closed behind it).
+struct EdgeSession::Io {
+  Io(Transport& t, const EdgeOptions& options) : transport(t), queue(options.event_queue) {
+    limits.max_frame_bytes = options.max_frame_bytes;
+    limits.max_q_frame_bytes = options.max_frame_bytes;
+    thread = std::thread([this] { loop(); });
+  }
+  ~Io() {
+    queue.close();
+    transport.close();
+    if (thread.joinable()) thread.join();
+  }
+  Io(const Io&) = delete;
+  Io& operator=(const Io&) = delete;
+
+  void fail(std::string why) {
+    {
+      std::lock_guard lk(failure_mu);
+      failure = why;
+    }
+    (void)queue.push(IoFailure{std::move(why)});
+    queue.close();
+  }
+  void loop() {
+    for (;;) {
+      Received r;
+      try {
+        r = transport.recv(Millis(60000));  // blocks; close() wakes it (the minute only bounds one call)
+      } catch (const std::exception& e) {
+        fail(std::string("transport error: ") + e.what());
+        return;
+      }
+      if (r.status == RecvStatus::closed) {
+        fail("transport closed");
+        return;
+      }
+      if (r.status != RecvStatus::ok) continue;
+      auto d = wire::try_decode(r.frame, limits);
+      if (!d.ok()) {
+        fail("malformed frame from the cloud: " + d.reason);
+        return;
+      }
+      if (!queue.push(std::move(*d.message))) return;  // closed by ~Io
+    }
+  }
+  // Pops one event, waiting at most `timeout`; nullopt on timeout or when `stop()` holds.
+  template <class Stop>
+  std::optional<Event> pop(Clock::duration timeout, Stop&& stop) {
+    auto ev = queue.pop_for(timeout, stop);
+    if (!ev && queue.closed()) {
+      std::lock_guard lk(failure_mu);
+      if (!failure.empty()) return Event{IoFailure{failure}};
+    }
+    return ev;
+  }
+
+  Transport& transport;
+  wire::DecodeLimits limits;
+  detail::BoundedQueue<Event> queue;
+  std::mutex failure_mu;
+  std::string failure;  // set once, when the thread ends on a failure
+  std::thread thread;
+};
+
 struct EdgeSession::Run {
   Run(EdgeSession& session, std::span<const Token> prompt_in, const GenerateParams& params,
       const TokenCallback& callback)
       : es(session), gp(params), cb(callback), prompt(prompt_in.begin(), prompt_in.end()) {}
-
-  ~Run() { stop_io(); }
 
   EdgeSession& es;
   const GenerateParams& gp;
@@ -65,16 +123,10 @@ struct EdgeSession::Run {
   ModePlan plan;
   std::uint32_t vocab = 0;
   Token eos = kNoToken;
-
-  // Event queue (I/O thread -> drafting thread).
-  std::mutex qmu;
-  std::condition_variable qcv;
-  std::deque<Event> queue;
-  bool io_stop = false;
+  std::unique_ptr<detail::EdgePolicy> policy;  // the rejection mode's edge half
   std::atomic<bool> cancelled{false};
-  std::thread io;
-  std::atomic<std::uint64_t> session_id{0};
-  std::atomic<std::uint64_t> foreign_dropped{0};
+  std::uint64_t session_id = 0;
+  std::uint64_t foreign_dropped = 0;
 
   // Drafting-thread state.
   std::uint32_t epoch = 0;
@@ -92,10 +144,7 @@ struct EdgeSession::Run {
   FinishReason finish = FinishReason::max_tokens;
   bool awaiting_more = false;
   std::size_t rej_position = 0;
-  std::uint32_t rej_epoch = 0;
-  std::vector<float> rej_row;
   std::vector<std::vector<float>> row_pool;
-  std::unique_ptr<SparseCodec> uplink_codec, topk_codec;
   SamplingWorkspace ws;
 
   Clock::time_point t_start{}, t_first{};
@@ -103,86 +152,40 @@ struct EdgeSession::Run {
   double idle_ms = 0.0;
   Metrics m;
 
-  // ------------------------------------------------------------------------------------------- I/O
-  void start_io() {
-    io = std::thread([this] { io_loop(); });
-  }
-  void stop_io() {
-    {
-      std::lock_guard lk(qmu);
-      io_stop = true;
-    }
-    qcv.notify_all();
-    if (io.joinable()) io.join();
-  }
-  void push(Event ev) {
-    std::unique_lock lk(qmu);
-    qcv.wait(lk, [&] { return io_stop || queue.size() < es.options_.event_queue; });
-    if (io_stop) return;
-    queue.push_back(std::move(ev));
-    lk.unlock();
-    qcv.notify_all();
-  }
-  void io_loop() {
-    wire::DecodeLimits limits;
-    limits.max_frame_bytes = es.options_.max_frame_bytes;
-    limits.max_q_frame_bytes = es.options_.max_frame_bytes;
+  // ------------------------------------------------------------------------------------------- events
+  // Pops the next event of this generation, waiting at most `timeout` (0 = do not wait); nullopt on timeout or
+  // cancel. Before the Welcome only the answer to this generation's Hello counts; after it, only this session's
+  // frames; anything else is a late frame of an earlier generation (dropped, counted).
+  std::optional<Event> next_event(Clock::duration timeout) {
+    const auto deadline = Clock::now() + timeout;
     for (;;) {
-      {
-        std::lock_guard lk(qmu);
-        if (io_stop) return;
+      const auto left = timeout > Clock::duration::zero() ? std::max(deadline - Clock::now(), Clock::duration(1))
+                                                          : Clock::duration::zero();
+      auto ev = es.io_->pop(left, [this] { return cancelled.load(); });
+      if (!ev) return ev;
+      if (auto* msg = std::get_if<wire::Message>(&*ev)) {
+        const auto type = msg->type();
+        const bool ours = session_id == 0 ? (type == wire::MessageType::welcome ||
+                                             type == wire::MessageType::error) &&
+                                                msg->header.seq == hello_seq
+                                          : msg->header.session_id == session_id;
+        if (!ours) {
+          ++foreign_dropped;
+          if (timeout > Clock::duration::zero() && Clock::now() >= deadline) return std::nullopt;
+          continue;
+        }
       }
-      Received r;
-      try {
-        r = es.transport_->recv(Millis(20));
-      } catch (const std::exception& e) {
-        push(IoFailure{std::string("transport error: ") + e.what()});
-        return;
-      }
-      if (r.status == RecvStatus::closed) {
-        push(IoFailure{"transport closed"});
-        return;
-      }
-      if (r.status != RecvStatus::ok) continue;
-      auto d = wire::try_decode(r.frame, limits);
-      if (!d.ok()) {
-        push(IoFailure{"malformed frame from the cloud: " + d.reason});
-        return;
-      }
-      const std::uint64_t sid = session_id.load();
-      const auto type = d.message->type();
-      // Before the Welcome only the answer to this generation's Hello counts; after it, only this session's frames.
-      const bool accept = sid == 0 ? (type == wire::MessageType::welcome || type == wire::MessageType::error) &&
-                                         d.message->header.seq == hello_seq
-                                   : d.message->header.session_id == sid;
-      if (!accept) {
-        ++foreign_dropped;  // a frame of an earlier generation
-        continue;
-      }
-      push(std::move(*d.message));
+      return ev;
     }
   }
-  // Pops one event; waits at most `timeout` (0 = do not wait). nullopt on timeout or cancel.
-  std::optional<Event> pop(Clock::duration timeout) {
-    std::unique_lock lk(qmu);
-    if (timeout > Clock::duration::zero())
-      qcv.wait_for(lk, timeout, [&] { return !queue.empty() || cancelled.load(); });
-    if (queue.empty()) return std::nullopt;
-    Event ev = std::move(queue.front());
-    queue.pop_front();
-    lk.unlock();
-    qcv.notify_all();
-    return ev;
-  }
-  void wake() {
-    { std::lock_guard lk(qmu); }  // `cancelled` was set outside qmu: sync with a waiter between check and block
-    qcv.notify_all();
+  void wake() {  // from cancel(), under es.run_mu_ (which also guards the creation of es.io_)
+    if (es.io_) es.io_->queue.interrupt();
   }
 
   // ------------------------------------------------------------------------------------------- sending
   void send(wire::Body body) {
     wire::Header h;
-    h.session_id = session_id.load();
+    h.session_id = session_id;
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
     if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
@@ -242,39 +245,8 @@ struct EdgeSession::Run {
     const std::size_t pos = d.length();
     const auto logits = d.next_logits();
     Spec s;
-    const double u = uniform(gp.seed, Purpose::draft_sample, pos, epoch);
-    switch (plan.rejection) {
-      case RejectionMode::greedy:
-        s.token = argmax(logits);
-        s.q = 1.0f;
-        break;
-      case RejectionMode::candidates:
-      case RejectionMode::topk:
-        s.row = take_row();
-        logits_to_probs(logits, gp.sampling, s.row, ws);
-        s.token = sample_from(s.row, u);
-        s.q = s.row[static_cast<std::size_t>(s.token)];
-        break;
-      case RejectionMode::full: {
-        std::vector<float> row = take_row();
-        logits_to_probs(logits, gp.sampling, row, ws);
-        s.token = sample_from(row, u);
-        s.q = row[static_cast<std::size_t>(s.token)];
-        uplink_codec->encode(row, s.frame);
-        give_row(std::move(row));
-        break;
-      }
-      case RejectionMode::sparse_draft: {
-        std::vector<float> row = take_row();
-        logits_to_probs(logits, gp.sampling, row, ws);
-        uplink_codec->encode(row, s.frame);
-        const SparseDist q_hat = uplink_codec->decode(s.frame, vocab, Normalization::normalize);
-        s.token = sample_from(q_hat, u);
-        s.q = q_hat.prob(s.token);
-        give_row(std::move(row));
-        break;
-      }
-    }
+    s.row = take_row();
+    policy->draft(logits, pos, epoch, s);
     d.append(s.token);
     spec.push_back(std::move(s));
     ++m.drafted;
@@ -287,12 +259,9 @@ struct EdgeSession::Run {
     wire::Draft dr;
     dr.start_position = static_cast<std::uint32_t>(prompt.size() + committed.size() + sent);
     dr.n_fixed = 0;
-    const bool scalars = plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk;
-    const bool frames = plan.rejection == RejectionMode::full || plan.rejection == RejectionMode::sparse_draft;
     for (std::size_t i = sent; i < spec.size(); ++i) {
       dr.tokens.push_back(spec[i].token);
-      if (scalars) dr.q_scalars.push_back(spec[i].q);
-      if (frames) dr.q_frames.push_back(std::move(spec[i].frame));
+      policy->add_uplink(spec[i], dr);
     }
     inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(n), 0});
     ++inflight_drafts;
@@ -317,7 +286,7 @@ struct EdgeSession::Run {
     dr.start_position = static_cast<std::uint32_t>(pos);
     dr.n_fixed = 1;
     dr.tokens = {c};
-    if (plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk) dr.q_scalars = {1.0f};
+    policy->add_fixed_uplink(dr);
     inflight.push_back(Chunk{dr.start_position, 1, 1});
     send(std::move(dr));
   }
@@ -336,22 +305,20 @@ struct EdgeSession::Run {
     if (edge_decided && !done) send_fixed(c, pos);
   }
 
-  void on_candidates(const wire::Verdict& v) {
-    CandidateStream stream = decode_candidates(v.payload, vocab);
-    if (stream.first_index != v.first_candidate_index || stream.size() == 0)
-      protocol_error("candidate stream index mismatch");
-    if (auto pick = pick_candidate(stream, rej_row, gp.seed, rej_position, rej_epoch)) {
+  // Acts on the policy's answer to a rejection at `pos`: commit the correction, or ask for more candidates.
+  void decide(const detail::EdgeDecision& dec, std::size_t pos) {
+    if (dec.decided) {
       awaiting_more = false;
-      give_row(std::move(rej_row));
-      rej_row = {};
-      apply_correction(*pick, rej_position, true);
+      give_row(policy->release_row());
+      apply_correction(dec.correction, pos, dec.send_fixed);
       return;
     }
     awaiting_more = true;
+    rej_position = pos;
     ++m.more_candidates;
     wire::MoreCandidates mc;
-    mc.position = static_cast<std::uint32_t>(rej_position);
-    mc.next_index = stream.first_index + static_cast<std::uint32_t>(stream.size());
+    mc.position = static_cast<std::uint32_t>(pos);
+    mc.next_index = dec.more_from;
     send(mc);
   }
 
@@ -361,9 +328,14 @@ struct EdgeSession::Run {
       return;
     }
     if (awaiting_more) {
-      if (v.kind != wire::VerdictKind::candidates || v.start_position != rej_position || h.epoch != epoch)
-        protocol_error("expected more candidates");
-      on_candidates(v);
+      if (v.start_position != rej_position || h.epoch != epoch) protocol_error("expected more candidates");
+      detail::EdgeDecision dec;
+      try {
+        dec = policy->on_follow_up(v);
+      } catch (const detail::PolicyFailure& f) {
+        protocol_error(f.message);
+      }
+      decide(dec, rej_position);
       return;
     }
     if (inflight.empty()) protocol_error("verdict with no chunk in flight");
@@ -402,31 +374,20 @@ struct EdgeSession::Run {
     const std::uint32_t old_epoch = epoch;
     epoch = h.epoch;
     ++m.rollbacks;
-    if (v.kind == wire::VerdictKind::correction_token) {
-      drop_spec();
-      if (!done) apply_correction(v.correction, pos, false);
-      return;
-    }
     if (spec.empty()) protocol_error("rejection without a rejected draft");
-    std::vector<float> row = std::move(spec.front().row);
-    drop_spec();
-    if (done) return;
-    if (row.size() != vocab) protocol_error("no draft distribution kept for the rejected token");
-    if (v.kind == wire::VerdictKind::topk) {
-      if (!topk_codec) protocol_error("Top-K verdict outside topk mode");
-      const SparseDist p_topk = topk_codec->decode(v.payload, vocab, Normalization::raw);
-      const Token cor = residual_topk(p_topk, row, uniform(gp.seed, Purpose::topk_residual, pos, old_epoch),
-                                      gp.topk_fallback);
-      give_row(std::move(row));
-      apply_correction(cor, pos, true);
+    if (done) {  // max_tokens or EOS reached by the accepted drafts: no correction needed
+      drop_spec();
       return;
     }
-    if (v.kind != wire::VerdictKind::candidates) protocol_error("unknown verdict kind");
-    rej_position = pos;
-    rej_epoch = old_epoch;
-    rej_row = std::move(row);
+    detail::EdgeDecision dec;
+    try {
+      dec = policy->on_rejection(v, pos, old_epoch, spec.front());
+    } catch (const detail::PolicyFailure& f) {
+      protocol_error(f.message);
+    }
+    drop_spec();
     es.drafter_->rollback(pos);
-    on_candidates(v);
+    decide(dec, pos);
   }
 
   void on_tokens(const wire::Tokens& t) {
@@ -446,7 +407,7 @@ struct EdgeSession::Run {
   void handle(Event&& ev) {
     if (auto* f = std::get_if<IoFailure>(&ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(ev);
-    if (auto* e = std::get_if<wire::Error>(&msg.body))
+    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
       throw Error("EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message);
     if (auto* v = std::get_if<wire::Verdict>(&msg.body)) {
       if (plan.mode == PipelineMode::cloud_ar) protocol_error("Verdict in cloud-ar mode");
@@ -466,7 +427,7 @@ struct EdgeSession::Run {
   // Waits for one event (counted as idle time); throws on timeout.
   void wait_event() {
     const auto t0 = Clock::now();
-    auto ev = pop(es.options_.response_timeout);
+    auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return;
@@ -483,7 +444,7 @@ struct EdgeSession::Run {
     hello.draft = wire::fingerprint(es.drafter_->info());
     hello.sampling = gp.sampling;
     hello.rejection = plan.rejection;
-    hello.pipeline = static_cast<wire::PipelineMode>(plan.mode);
+    hello.pipeline = plan.mode;
     hello.codec = plan.codec;
     hello.topk_k = gp.topk_k;
     hello.candidates_m = gp.candidates_m;
@@ -492,7 +453,7 @@ struct EdgeSession::Run {
     hello.max_new_tokens = gp.max_tokens;
     send(std::move(hello));
     const auto t0 = Clock::now();
-    auto ev = pop(es.options_.response_timeout);
+    auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return false;
@@ -500,7 +461,7 @@ struct EdgeSession::Run {
     }
     if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(*ev);
-    if (auto* e = std::get_if<wire::Error>(&msg.body))
+    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
       throw Error("EdgeSession: cloud refused the session (" + std::string(wire::to_string(e->code)) +
                   "): " + e->message);
     const auto* w = std::get_if<wire::Welcome>(&msg.body);
@@ -536,7 +497,7 @@ struct EdgeSession::Run {
   void send_bye() noexcept {
     try {
       wire::Header h;
-      h.session_id = session_id.load();
+      h.session_id = session_id;
       h.epoch = epoch;
       h.seq = seq++;
       (void)es.transport_->send(wire::encode(h, wire::Bye{}));
@@ -548,19 +509,22 @@ struct EdgeSession::Run {
     try {
       run_cloud_inner();
     } catch (...) {
-      if (session_id.load() != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
+      if (session_id != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
       throw;
     }
   }
 
   void run_cloud_inner() {
-    hello_seq = static_cast<std::uint32_t>(es.generations_);  // set before the I/O thread starts reading it
-    start_io();
+    hello_seq = static_cast<std::uint32_t>(es.generations_);
+    if (!es.io_) {
+      auto io = std::make_unique<Io>(*es.transport_, es.options_);
+      std::lock_guard lk(es.run_mu_);  // cancel() reads io_ under it
+      es.io_ = std::move(io);
+    }
     if (!handshake()) {  // cancelled before the Welcome: nothing to say goodbye to (a late Welcome is dropped)
       done = true;
       finish = FinishReason::cancelled;
-      stop_io();
-      m.stale_dropped += foreign_dropped.load();
+      m.stale_dropped += foreign_dropped;
       return;
     }
     wire::Prefill pf;
@@ -570,8 +534,15 @@ struct EdgeSession::Run {
       const auto t0 = Clock::now();
       es.drafter_->begin(prompt);
       m.draft_ms += ms_between(t0, Clock::now());
-      if (plan.codec.size()) uplink_codec = make_codec(plan.codec);
-      if (plan.rejection == RejectionMode::topk) topk_codec = make_codec("topk_f32:" + std::to_string(gp.topk_k));
+      detail::PolicyConfig cfg;
+      cfg.sampling = gp.sampling;
+      cfg.seed = gp.seed;
+      cfg.vocab = vocab;
+      cfg.codec = plan.codec;
+      cfg.topk_k = gp.topk_k;
+      cfg.candidates_m = gp.candidates_m;
+      cfg.topk_fallback = gp.topk_fallback;
+      policy = detail::make_edge_policy(plan.rejection, cfg);
     }
     while (!done) {
       if (cancelled.load()) {
@@ -581,7 +552,7 @@ struct EdgeSession::Run {
       }
       // Handle whatever has arrived, then draft if allowed, else wait.
       while (!done) {
-        auto ev = pop(Clock::duration::zero());
+        auto ev = next_event(Clock::duration::zero());
         if (!ev) break;
         handle(std::move(*ev));
       }
@@ -599,8 +570,7 @@ struct EdgeSession::Run {
       wait_event();
     }
     send_bye();  // the cloud frees the session
-    stop_io();
-    m.stale_dropped += foreign_dropped.load();
+    m.stale_dropped += foreign_dropped;
   }
 
   GenerateResult execute() {
@@ -660,7 +630,9 @@ EdgeSession::EdgeSession(std::unique_ptr<Drafter> drafter, std::unique_ptr<Trans
   if (options_.event_queue == 0) throw Error("EdgeSession: event_queue must be >= 1");
 }
 
-EdgeSession::~EdgeSession() = default;
+EdgeSession::~EdgeSession() {
+  io_.reset();  // closes the transport and joins the I/O thread before the transport is destroyed
+}
 
 GenerateResult EdgeSession::generate(std::span<const Token> prompt, const GenerateParams& params,
                                      const TokenCallback& on_token) {

@@ -3,6 +3,7 @@
 //
 // The models are synthetic (backends/synthetic): they sleep for the profile's forward time; every output says
 // so. Baseline in the same run: cloud-ar (and vanilla stop-and-wait) on the same link.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>

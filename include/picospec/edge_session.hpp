@@ -6,9 +6,10 @@
 // then, depending on the mode, drafting and verdict handling, until EOS, max_tokens or cancel(). Committed
 // tokens are streamed to a callback as soon as the cloud confirms them.
 //
-// Threads: generate() runs the drafting loop on the calling thread (it owns the drafter) and starts one I/O
-// thread that receives and decodes frames into a bounded event queue; the I/O thread is joined before
-// generate() returns or throws. Errors on either thread (transport closed, cloud Error frame, timeout, bad
+// Threads: generate() runs the drafting loop on the calling thread (it owns the drafter). The first generation
+// that talks to a cloud starts the session's I/O thread, which blocks in the transport's recv, decodes frames
+// into a bounded event queue and lives until the session is destroyed (the destructor closes the transport,
+// which wakes it, and joins it). Errors on either thread (transport closed, cloud Error frame, timeout, bad
 // frames, drafter exceptions) surface as exceptions from generate(), never std::terminate.
 //
 // Thread-safety: generate() must not be called concurrently on one session (a second concurrent call throws).
@@ -29,7 +30,7 @@
 #include "picospec/drafter.hpp"
 #include "picospec/metrics.hpp"
 #include "picospec/pipeline_mode.hpp"
-#include "picospec/rejection.hpp"
+#include "picospec/modes.hpp"
 #include "picospec/transport.hpp"
 #include "picospec/types.hpp"
 
@@ -103,6 +104,7 @@ class EdgeSession {
  private:
   struct Run;
   friend struct Run;
+  struct Io;
 
   std::unique_ptr<Drafter> drafter_;
   std::unique_ptr<Transport> transport_;
@@ -111,6 +113,7 @@ class EdgeSession {
   std::mutex run_mu_;     // guards run_ (cancel() vs generate())
   Run* run_ = nullptr;
   std::uint64_t generations_ = 0;
+  std::unique_ptr<Io> io_;  // started by the first generation that uses the transport
 };
 
 }  // namespace picospec

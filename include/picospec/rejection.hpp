@@ -30,27 +30,12 @@
 #include <string_view>
 #include <vector>
 
+#include "picospec/modes.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec {
-
-/// How the correction at a rejected position is produced (docs/algorithm.md).
-enum class RejectionMode : std::uint8_t {
-  greedy,        ///< temperature 0: accept iff d == argmax p; correction = argmax p. Exact.
-  full,          ///< both distributions dense on one side (vanilla SD, full q on the uplink). Exact.
-  topk,          ///< the paper's separate mode: q(d) up, Top-K of p down, edge residual. Approximate.
-  candidates,    ///< q(d) up; on rejection m i.i.d. samples of p down, edge resamples. Exact. Default.
-  sparse_draft,  ///< edge drafts from codec-rounded q̂ and uploads it; cloud does everything. Exact.
-};
-
-/// "greedy", "full", "topk", "candidates", "sparse_draft".
-[[nodiscard]] std::string_view to_string(RejectionMode mode) noexcept;
-/// Inverse of to_string; throws Error naming the valid values on anything else.
-[[nodiscard]] RejectionMode parse_rejection_mode(std::string_view text);
-/// True for the modes whose output is distributed exactly as the target's (all but topk).
-[[nodiscard]] constexpr bool is_exact(RejectionMode mode) noexcept { return mode != RejectionMode::topk; }
 
 /// Candidate stream sent down on a rejection in `candidates` mode: y_k ~ p i.i.d. with their values p(y_k),
 /// k = 0..m-1, drawn with RNG index first_index + k.
@@ -61,12 +46,6 @@ struct CandidateStream {
 
   [[nodiscard]] std::size_t size() const noexcept { return ids.size(); }
   friend bool operator==(const CandidateStream&, const CandidateStream&) = default;
-};
-
-/// What the edge does in topk mode when max(0, P_topK - Q) is zero everywhere.
-enum class TopkFallback : std::uint8_t {
-  renormalized_p,  ///< sample from P_topK renormalized (default; the nearest thing to p the edge holds)
-  argmax_p,        ///< take the most probable token of P_topK
 };
 
 // ---------------------------------------------------------------------------------------------------------

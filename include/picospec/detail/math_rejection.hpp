@@ -18,25 +18,6 @@ inline double pos_part(double r) noexcept { return (r + std::abs(r)) * 0.5; }
 
 }  // namespace detail
 
-inline std::string_view to_string(RejectionMode mode) noexcept {
-  switch (mode) {
-    case RejectionMode::greedy: return "greedy";
-    case RejectionMode::full: return "full";
-    case RejectionMode::topk: return "topk";
-    case RejectionMode::candidates: return "candidates";
-    case RejectionMode::sparse_draft: return "sparse_draft";
-  }
-  return "unknown";
-}
-
-inline RejectionMode parse_rejection_mode(std::string_view text) {
-  for (const auto m : {RejectionMode::greedy, RejectionMode::full, RejectionMode::topk, RejectionMode::candidates,
-                       RejectionMode::sparse_draft})
-    if (to_string(m) == text) return m;
-  throw Error("unknown rejection mode '" + std::string(text) +
-              "' (expected greedy, full, topk, candidates or sparse_draft)");
-}
-
 // ----------------------------------------------------------------------------------------------- cloud half
 
 inline bool accept_draft(float p_d, float q_d, double u) {

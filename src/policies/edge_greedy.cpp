@@ -1,0 +1,31 @@
+// greedy, edge half: the draft is the drafter's argmax; only ids go up; the cloud sends the correction.
+#include "policies/policy.hpp"
+
+namespace picospec::detail {
+namespace {
+
+class EdgeGreedy final : public EdgePolicy {
+ public:
+  explicit EdgeGreedy(const PolicyConfig& cfg) : vocab_(cfg.vocab) {}
+  RejectionMode mode() const noexcept override { return RejectionMode::greedy; }
+  void draft(std::span<const float> logits, std::uint64_t, std::uint32_t, SpecToken& out) override {
+    out.token = argmax(logits);
+    out.q = 1.0f;
+  }
+  void add_uplink(SpecToken&, wire::Draft&) override {}
+  EdgeDecision on_rejection(const wire::Verdict& v, std::uint64_t, std::uint32_t, SpecToken&) override {
+    if (v.kind != wire::VerdictKind::correction_token)
+      throw PolicyFailure{wire::ErrorCode::bad_state, "greedy mode expects a correction token"};
+    check_token(v.correction, vocab_);
+    return EdgeDecision{true, v.correction, false, 0};
+  }
+
+ private:
+  std::uint32_t vocab_;
+};
+
+}  // namespace
+
+std::unique_ptr<EdgePolicy> make_edge_greedy(const PolicyConfig& cfg) { return std::make_unique<EdgeGreedy>(cfg); }
+
+}  // namespace picospec::detail
