@@ -29,7 +29,21 @@ struct Chunk {
   std::uint32_t start = 0;
   std::uint32_t n = 0;        // tokens in the Draft
   std::uint32_t n_fixed = 0;  // leading fixed tokens (correction)
+  Clock::time_point sent_at{};
   [[nodiscard]] std::uint32_t drafts() const noexcept { return n - n_fixed; }
+};
+
+// A pre-drafted branch (no flush on a miss): what the edge would draft after a rejection at `pos` if the
+// correction there were `toks[0]`. Its drafts are drawn with the keys of that future, (draft_sample, position,
+// epoch + 1), so when the correction does come out as toks[0] they are exactly the tokens the edge would draft
+// anyway and can be sent at once.
+struct BranchLine {
+  std::size_t pos = 0;        // absolute position of the head (a draft of the chunk in flight)
+  std::uint32_t epoch = 0;    // epoch after a rejection there (keys of the drafts)
+  std::size_t limit = 0;      // most drafts this line may hold (branch_length, max_tokens)
+  std::vector<Token> toks;    // head, then the drafts
+  std::deque<Spec> spec;      // one per draft
+  bool closed = false;        // limit reached or EOS drafted
 };
 
 }  // namespace
@@ -145,6 +159,15 @@ struct EdgeSession::Run {
   bool awaiting_more = false;
   std::size_t rej_position = 0;
   std::vector<std::vector<float>> row_pool;
+  // Branches (GenerateParams::branch_heads): lines for the oldest chunk in flight that holds drafts.
+  std::vector<BranchLine> lines;
+  std::uint32_t lines_for = UINT32_MAX;  // start position of that chunk (UINT32_MAX: none planned)
+  std::uint32_t lines_epoch = 0;
+  std::vector<Drafter::Branch> branch_q;  // scratch: one query per open line
+  std::vector<std::size_t> branch_ix;     // scratch: line of each query
+  LogitRows branch_rows;
+  double step_ms = -1.0;     // measured duration of one branch step (EWMA)
+  double verdict_ms = -1.0;  // measured send -> verdict time of a chunk with drafts (EWMA)
   SamplingWorkspace ws;
 
   Clock::time_point t_start{}, t_first{};
@@ -243,14 +266,118 @@ struct EdgeSession::Run {
     const auto t0 = Clock::now();
     Drafter& d = *es.drafter_;
     const std::size_t pos = d.length();
-    const auto logits = d.next_logits();
+    const bool fused = gp.branch_schedule == BranchSchedule::fused && plan_lines() && branch_work();
+    if (fused) collect_queries();
+    const auto logits = fused ? d.next_logits_with_branches(branch_q, branch_rows) : d.next_logits();
     Spec s;
     s.row = take_row();
     policy->draft(logits, pos, epoch, s);
     d.append(s.token);
     spec.push_back(std::move(s));
     ++m.drafted;
-    m.draft_ms += ms_between(t0, Clock::now());
+    if (fused) extend_lines();
+    const double ms = ms_between(t0, Clock::now());
+    if (fused)
+      note_step(ms);
+    else
+      m.draft_ms += ms;
+    if (step_ms < 0.0 && gp.branch_heads != 0) step_ms = ms;  // first estimate of a step: one draft
+  }
+
+  // ------------------------------------------------------------------------------------------- branches
+  void clear_lines() {
+    for (auto& l : lines)
+      for (auto& sp : l.spec) give_row(std::move(sp.row));
+    lines.clear();
+    lines_for = UINT32_MAX;
+  }
+  // Plans the lines of the oldest chunk in flight that holds drafts (once per chunk). False if none.
+  bool plan_lines() {
+    if (gp.branch_heads == 0) return false;
+    const Chunk* c = nullptr;
+    for (const Chunk& k : inflight)
+      if (k.drafts() > 0) {
+        c = &k;
+        break;
+      }
+    if (!c) return false;
+    if (lines_for == c->start && lines_epoch == epoch) return true;
+    clear_lines();
+    lines_for = c->start;
+    lines_epoch = epoch;
+    const std::size_t first = c->start + c->n_fixed;  // its drafts are spec[0 .. drafts) (older chunks hold none)
+    const std::size_t len = gp.branch_length != 0 ? gp.branch_length : gp.gamma;
+    for (std::uint32_t j = 0; j < c->drafts() && j < spec.size(); ++j) {
+      const std::size_t pos = first + j;
+      const std::size_t committed_at = pos - prompt.size() + 1;  // new tokens once the head is committed
+      for (Token h : spec[j].alts) {
+        BranchLine l;
+        l.pos = pos;
+        l.epoch = epoch + 1;
+        l.limit = committed_at >= gp.max_tokens ? 0 : std::min<std::size_t>(len, gp.max_tokens - committed_at);
+        l.toks = {h};
+        l.closed = l.limit == 0 || (gp.stop_at_eos && eos != kNoToken && h == eos);
+        lines.push_back(std::move(l));
+        ++m.branch_lines;
+      }
+    }
+    return true;
+  }
+  [[nodiscard]] bool branch_work() const {
+    for (const auto& l : lines)
+      if (!l.closed) return true;
+    return false;
+  }
+  void collect_queries() {
+    branch_q.clear();
+    branch_ix.clear();
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      if (!lines[i].closed) {
+        branch_q.push_back(Drafter::Branch{lines[i].pos, lines[i].toks});
+        branch_ix.push_back(i);
+      }
+  }
+  // Draws one more draft on every open line from branch_rows (the rows of collect_queries()'s queries).
+  void extend_lines() {
+    for (std::size_t q = 0; q < branch_ix.size(); ++q) {
+      BranchLine& l = lines[branch_ix[q]];
+      Spec sp;
+      sp.row = take_row();
+      policy->draft(branch_rows.row(q), l.pos + l.toks.size(), l.epoch, sp);
+      l.toks.push_back(sp.token);
+      l.spec.push_back(std::move(sp));
+      ++m.branch_drafted;
+      if (l.spec.size() >= l.limit || (gp.stop_at_eos && eos != kNoToken && l.toks.back() == eos)) l.closed = true;
+    }
+  }
+  // One branch-only step while the edge would wait: only when the verdict is expected later than the step ends.
+  bool idle_branch_step() {
+    if (!plan_lines() || !branch_work() || step_ms < 0.0 || verdict_ms < 0.0) return false;
+    const Chunk* c = nullptr;
+    for (const Chunk& k : inflight)
+      if (k.drafts() > 0) {
+        c = &k;
+        break;
+      }
+    const auto now = Clock::now();
+    if (ms_between(c->sent_at, now) + step_ms > verdict_ms) return false;
+    const auto t0 = now;
+    collect_queries();
+    (void)es.drafter_->next_logits_with_branches(branch_q, branch_rows);
+    extend_lines();
+    note_step(ms_between(t0, Clock::now()));
+    return true;
+  }
+  void note_step(double ms) {
+    m.draft_ms += ms;
+    m.branch_ms += ms;
+    step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
+  }
+  // On a correction c at pos (epoch already advanced): the line that agrees with it, if it holds drafts.
+  BranchLine* matching_line(Token c, std::size_t pos) {
+    for (auto& l : lines)
+      if (l.pos == pos && l.epoch == epoch && l.toks[0] == c && !l.spec.empty()) return &l;
+    return nullptr;
   }
 
   void send_unsent() {
@@ -263,7 +390,7 @@ struct EdgeSession::Run {
       dr.tokens.push_back(spec[i].token);
       policy->add_uplink(spec[i], dr);
     }
-    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(n), 0});
+    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(n), 0, Clock::now()});
     ++inflight_drafts;
     sent = spec.size();
     m.sent_drafts += n;
@@ -287,7 +414,7 @@ struct EdgeSession::Run {
     dr.n_fixed = 1;
     dr.tokens = {c};
     policy->add_fixed_uplink(dr);
-    inflight.push_back(Chunk{dr.start_position, 1, 1});
+    inflight.push_back(Chunk{dr.start_position, 1, 1, Clock::now()});
     send(std::move(dr));
   }
 
@@ -302,7 +429,43 @@ struct EdgeSession::Run {
     es.drafter_->append(c);
     ++m.corrections;
     commit(c);
-    if (edge_decided && !done) send_fixed(c, pos);
+    BranchLine* line = done ? nullptr : matching_line(c, pos);
+    if (line) {
+      adopt(*line, c, pos, edge_decided);
+    } else if (edge_decided && !done) {
+      send_fixed(c, pos);
+    }
+    clear_lines();
+  }
+
+  // No flush on a miss: the line's drafts become the speculation after the correction and go up at once (with
+  // the correction as the fixed token when the edge decided it), so the cloud verifies on without waiting for
+  // the edge to redraft.
+  void adopt(BranchLine& line, Token c, std::size_t pos, bool edge_decided) {
+    ++m.branch_hits;
+    wire::Draft dr;
+    dr.start_position = static_cast<std::uint32_t>(edge_decided ? pos : pos + 1);
+    dr.n_fixed = edge_decided ? 1 : 0;
+    if (edge_decided) {
+      dr.tokens.push_back(c);
+      policy->add_fixed_uplink(dr);
+    }
+    for (std::size_t k = 1; k < line.toks.size(); ++k) es.drafter_->append(line.toks[k]);
+    for (auto& sp : line.spec) {
+      dr.tokens.push_back(sp.token);
+      policy->add_uplink(sp, dr);
+      spec.push_back(std::move(sp));
+    }
+    line.spec.clear();
+    const auto n = static_cast<std::uint32_t>(spec.size());
+    m.branch_used += n;
+    m.drafted += n;
+    m.sent_drafts += n;
+    sent = spec.size();
+    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(dr.tokens.size()), dr.n_fixed,
+                             Clock::now()});
+    ++inflight_drafts;
+    send(std::move(dr));
   }
 
   // Acts on the policy's answer to a rejection at `pos`: commit the correction, or ask for more candidates.
@@ -367,7 +530,14 @@ struct EdgeSession::Run {
       spec.pop_front();
       --sent;
     }
-    if (all) return;
+    if (c.drafts() > 0) {
+      const double ms = ms_between(c.sent_at, Clock::now());
+      verdict_ms = verdict_ms < 0.0 ? ms : 0.8 * verdict_ms + 0.2 * ms;
+    }
+    if (all) {
+      if (lines_for == c.start) clear_lines();
+      return;
+    }
     // Rejection at position pos: everything speculative is void.
     const std::size_t pos = c.start + v.accepted;
     if (pos != prompt.size() + committed.size() && !done) protocol_error("rejection position mismatch");
@@ -542,6 +712,7 @@ struct EdgeSession::Run {
       cfg.topk_k = gp.topk_k;
       cfg.candidates_m = gp.candidates_m;
       cfg.topk_fallback = gp.topk_fallback;
+      cfg.branch_heads = plan.pipelined ? gp.branch_heads : 0;
       policy = detail::make_edge_policy(plan.rejection, cfg);
     }
     while (!done) {
@@ -564,6 +735,7 @@ struct EdgeSession::Run {
           maybe_send();
           continue;
         }
+        if (idle_branch_step()) continue;
         if (inflight.empty() && !awaiting_more && spec.size() == sent && spec.empty() && draft_blocked())
           protocol_error("nothing in flight and nothing to draft");
       }
@@ -582,6 +754,10 @@ struct EdgeSession::Run {
     if (plan.rejection == RejectionMode::candidates && gp.candidates_m == 0)
       throw Error("generate: candidates_m must be >= 1");
     if (plan.rejection == RejectionMode::topk && gp.topk_k == 0) throw Error("generate: topk_k must be >= 1");
+    if (gp.branch_heads > 16) throw Error("generate: branch_heads must be in [0, 16]");
+    if (gp.branch_length > 4096) throw Error("generate: branch_length must be in [0, 4096]");
+    if (gp.branch_heads != 0 && !es.drafter_->info().batch_invariant)
+      throw Error("generate: branches need a batch-invariant drafter (ModelInfo::batch_invariant)");
     vocab = es.drafter_->info().vocab_size;
     eos = es.drafter_->info().eos;
     if (plan.uses_cloud && !es.transport_) throw Error("generate: this mode needs a transport");

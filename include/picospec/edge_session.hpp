@@ -42,6 +42,12 @@ enum class SendPolicy : std::uint8_t {
   when_idle,    ///< also send what is drafted when no chunk is in flight (the cloud would idle otherwise)
 };
 
+/// When pre-drafted branches (GenerateParams::branch_heads) grow.
+enum class BranchSchedule : std::uint8_t {
+  idle,   ///< only while the edge waits for a verdict that is expected later than one branch step takes
+  fused,  ///< also with every main-line draft: one batched evaluation for the main token and all branches
+};
+
 /// Per-generation parameters.
 struct GenerateParams {
   PipelineMode mode = PipelineMode::picospec;
@@ -57,6 +63,13 @@ struct GenerateParams {
   std::uint32_t candidates_m = 32;                 ///< picospec candidates mode: candidates per verdict
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
   bool stop_at_eos = true;                         ///< stop after committing the target's EOS token
+  /// No flush on a miss (pipelined modes): for each draft of the chunk in flight, pre-draft branches after its
+  /// `branch_heads` likeliest alternatives under q; when a rejection's correction equals a branch head, that
+  /// branch goes up at once instead of being redrafted. Same tokens as without branches (the branch drafts use
+  /// the keys of the redraft). 0 = off. Needs a batch-invariant drafter.
+  std::uint32_t branch_heads = 0;
+  std::uint32_t branch_length = 0;                 ///< drafts per branch (0 = gamma)
+  BranchSchedule branch_schedule = BranchSchedule::idle;
 };
 
 enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled };

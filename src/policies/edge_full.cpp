@@ -16,6 +16,7 @@ class EdgeFull final : public EdgePolicy {
     out.token = sample_from(row_, uniform(cfg_.seed, Purpose::draft_sample, position, epoch));
     out.q = row_[static_cast<std::size_t>(out.token)];
     codec_->encode(row_, out.frame);
+    if (cfg_.branch_heads != 0) top_alternatives(row_, out.token, cfg_.branch_heads, out.alts);
   }
   void add_uplink(SpecToken& s, wire::Draft& d) override { d.q_frames.push_back(std::move(s.frame)); }
   EdgeDecision on_rejection(const wire::Verdict& v, std::uint64_t, std::uint32_t, SpecToken&) override {

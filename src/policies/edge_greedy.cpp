@@ -6,11 +6,12 @@ namespace {
 
 class EdgeGreedy final : public EdgePolicy {
  public:
-  explicit EdgeGreedy(const PolicyConfig& cfg) : vocab_(cfg.vocab) {}
+  explicit EdgeGreedy(const PolicyConfig& cfg) : vocab_(cfg.vocab), heads_(cfg.branch_heads) {}
   RejectionMode mode() const noexcept override { return RejectionMode::greedy; }
   void draft(std::span<const float> logits, std::uint64_t, std::uint32_t, SpecToken& out) override {
     out.token = argmax(logits);
     out.q = 1.0f;
+    if (heads_ != 0) top_alternatives(logits, out.token, heads_, out.alts);
   }
   void add_uplink(SpecToken&, wire::Draft&) override {}
   EdgeDecision on_rejection(const wire::Verdict& v, std::uint64_t, std::uint32_t, SpecToken&) override {
@@ -22,6 +23,7 @@ class EdgeGreedy final : public EdgePolicy {
 
  private:
   std::uint32_t vocab_;
+  std::uint32_t heads_;
 };
 
 }  // namespace

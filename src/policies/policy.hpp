@@ -40,6 +40,7 @@ struct PolicyConfig {
   std::uint32_t topk_k = 10;         ///< topk
   std::uint32_t candidates_m = 32;   ///< candidates
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
+  std::uint32_t branch_heads = 0;    ///< edge: alternatives kept per draft (heads of pre-drafted branches)
 };
 
 // ---------------------------------------------------------------------------------------------------- edge
@@ -50,7 +51,48 @@ struct SpecToken {
   float q = 0.0f;                   ///< q(d) as sampled
   std::vector<float> row;           ///< the q row, kept by modes that decide corrections on the edge
   std::vector<std::uint8_t> frame;  ///< encoded q (full / sparse_draft uplink)
+  std::vector<Token> alts;          ///< the likeliest other tokens under q (branch heads), most likely first
 };
+
+/// The `k` most probable tokens of `row` other than `exclude` (ties -> lower id), most probable first, into
+/// `out` (entries at or below -1e30, i.e. masked logits, are skipped). O(V·k): k is a handful. Works on
+/// probabilities or logits.
+inline void top_alternatives(std::span<const float> row, Token exclude, std::uint32_t k, std::vector<Token>& out) {
+  out.clear();
+  for (std::uint32_t j = 0; j < k; ++j) {
+    Token best = kNoToken;
+    float best_v = 0.0f;
+    for (std::size_t x = 0; x < row.size(); ++x) {
+      const auto t = static_cast<Token>(x);
+      if (t == exclude || !(row[x] > best_v || best == kNoToken) || !(row[x] > -1e30f)) continue;
+      bool taken = false;
+      for (Token u : out) taken = taken || u == t;
+      if (taken) continue;
+      best = t;
+      best_v = row[x];
+    }
+    if (best == kNoToken) return;
+    out.push_back(best);
+  }
+}
+/// Same over a sparse distribution (ids ascending).
+inline void top_alternatives(const SparseDist& d, Token exclude, std::uint32_t k, std::vector<Token>& out) {
+  out.clear();
+  for (std::uint32_t j = 0; j < k; ++j) {
+    Token best = kNoToken;
+    float best_v = 0.0f;
+    for (std::size_t i = 0; i < d.ids.size(); ++i) {
+      if (d.ids[i] == exclude || !(d.probs[i] > best_v)) continue;
+      bool taken = false;
+      for (Token u : out) taken = taken || u == d.ids[i];
+      if (taken) continue;
+      best = d.ids[i];
+      best_v = d.probs[i];
+    }
+    if (best == kNoToken) return;
+    out.push_back(best);
+  }
+}
 
 /// What the edge does after a rejection verdict (or a follow-up verdict).
 struct EdgeDecision {
