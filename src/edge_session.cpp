@@ -167,6 +167,7 @@ struct EdgeSession::Run {
   std::vector<std::size_t> branch_ix;     // scratch: line of each query
   LogitRows branch_rows;
   double step_ms = -1.0;     // measured duration of one branch step (EWMA)
+  bool step_timed = false;   // step_ms measured on a branch step (else estimated from plain drafts)
   double verdict_ms = -1.0;  // measured send -> verdict time of a chunk with drafts (EWMA)
   SamplingWorkspace ws;
 
@@ -277,11 +278,13 @@ struct EdgeSession::Run {
     ++m.drafted;
     if (fused) extend_lines();
     const double ms = ms_between(t0, Clock::now());
-    if (fused)
+    if (fused) {
       note_step(ms);
-    else
+    } else {
       m.draft_ms += ms;
-    if (step_ms < 0.0 && gp.branch_heads != 0) step_ms = ms;  // first estimate of a step: one draft
+      // Until a branch step has been timed, one plain draft (not the first: it includes the prompt) estimates it.
+      if (gp.branch_heads != 0 && !step_timed && m.drafted > 1) step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
+    }
   }
 
   // ------------------------------------------------------------------------------------------- branches
@@ -371,7 +374,8 @@ struct EdgeSession::Run {
   void note_step(double ms) {
     m.draft_ms += ms;
     m.branch_ms += ms;
-    step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
+    step_ms = !step_timed ? ms : 0.8 * step_ms + 0.2 * ms;
+    step_timed = true;
   }
   // On a correction c at pos (epoch already advanced): the line that agrees with it, if it holds drafts.
   BranchLine* matching_line(Token c, std::size_t pos) {

@@ -39,6 +39,8 @@ struct Args {
   std::string transport = "loopback";
   std::string rejection;  // picospec override: candidates | sparse_draft
   SendPolicy policy = SendPolicy::full_chunks;
+  std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
+  BranchSchedule branch_schedule = BranchSchedule::idle;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -79,6 +81,9 @@ void usage() {
       "  --rejection R      picospec mode: candidates (default) | sparse_draft\n"
       "  --send-policy P    full | when-idle (default full)\n"
       "  --transport T      loopback (default) | zmq (tcp on 127.0.0.1)\n"
+      "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
+      "  --branch-length L  drafts per branch (default 0 = gamma)\n"
+      "  --branch-schedule S  idle (default) | fused\n"
       "  --json             print one JSON document on stdout (the table goes to stderr)");
 }
 
@@ -109,6 +114,13 @@ Args parse(int argc, char** argv) {
     else if (f == "--temperature") a.temperature = static_cast<float>(to_double(f, v));
     else if (f == "--transport") a.transport = v;
     else if (f == "--rejection") a.rejection = v;
+    else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
+    else if (f == "--branch-length") a.branch_length = to_u32(f, v, 0, 4096);
+    else if (f == "--branch-schedule") {
+      if (v == "idle") a.branch_schedule = BranchSchedule::idle;
+      else if (v == "fused") a.branch_schedule = BranchSchedule::fused;
+      else die("--branch-schedule must be idle or fused");
+    }
     else if (f == "--send-policy") {
       if (v == "full") a.policy = SendPolicy::full_chunks;
       else if (v == "when-idle") a.policy = SendPolicy::when_idle;
@@ -228,6 +240,11 @@ int main(int argc, char** argv) {
     gp.send_policy = args.policy;
     if (mode == PipelineMode::picospec && !args.rejection.empty())
       gp.rejection = parse_rejection_mode(args.rejection);
+    if (mode == PipelineMode::picospec) {
+      gp.branch_heads = args.branches;
+      gp.branch_length = args.branch_length;
+      gp.branch_schedule = args.branch_schedule;
+    }
     GenerateResult res;
     try {
       res = edge.generate(prompt, gp);
