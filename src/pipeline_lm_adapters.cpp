@@ -69,6 +69,9 @@ std::span<const float> LmDrafter::do_next_logits_with_branches(std::span<const B
   for (const std::size_t i : order) {
     const Branch& br = branches[i];
     if (lm_->length() > br.base) lm_->truncate(br.base);
+    // After an earlier call the cache may hold fewer tokens than the base (the main row stays cached).
+    if (lm_->length() < br.base)
+      lm_->forward(std::span<const Token>(tokens_).subspan(lm_->length(), br.base - lm_->length()), rows_);
     lm_->forward(br.tail, rows_);
     const auto last = rows_.row(rows_.rows() - 1);
     std::copy(last.begin(), last.end(), out.row(i).begin());

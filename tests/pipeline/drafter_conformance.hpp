@@ -148,6 +148,11 @@ inline void check_drafter_conformance(const DrafterFactory& factory, std::vector
     }
     REQUIRE(b->length() == all.size());
     require_rows_match(rows.back(), b->next_logits(), exact, tol);
+    {  // again, without appending in between (a backend may have left its cache shorter than the context)
+      LogitRows again;
+      require_rows_match(rows.back(), b->next_logits_with_branches(q, again), exact, tol);
+      for (std::size_t i = 0; i < q.size(); ++i) require_rows_match(out.row(i), again.row(i), exact, tol);
+    }
     b->append(other);
     auto fresh = factory();
     std::vector<Token> ctx = all;
