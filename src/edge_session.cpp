@@ -6,6 +6,7 @@
 #include <variant>
 
 #include "picospec/detail/bounded_queue.hpp"
+#include "picospec/analytic.hpp"
 #include "picospec/detail/clock.hpp"
 #include "picospec/protocol.hpp"
 #include "picospec/rng.hpp"
@@ -168,6 +169,13 @@ struct EdgeSession::Run {
   LogitRows branch_rows;
   double step_ms = -1.0;     // measured duration of one branch step (EWMA)
   bool step_timed = false;   // step_ms measured on a branch step (else estimated from plain drafts)
+  // Adaptive draft length and confidence stop.
+  std::uint32_t chunk_len = 0;  // target length of the chunk being drafted (gamma unless adaptive)
+  bool chunk_closed = false;    // confidence stop: the chunk being drafted is complete
+  double rtt_est_ms = -1.0;     // Hello -> Welcome
+  double draft_est_ms = -1.0;   // one plain draft (EWMA, the first one excluded: it includes the prompt)
+  double ls_n = 0, ls_nn = 0, ls_t = 0, ls_nt = 0, ls_count = 0;  // least squares of send->verdict time on size
+  std::uint32_t ls_min_n = UINT32_MAX, ls_max_n = 0;
   double verdict_ms = -1.0;  // measured send -> verdict time of a chunk with drafts (EWMA)
   SamplingWorkspace ws;
 
@@ -249,6 +257,7 @@ struct EdgeSession::Run {
     sent = 0;
     inflight.clear();
     inflight_drafts = 0;
+    chunk_closed = false;
   }
 
   // ------------------------------------------------------------------------------------------- drafting
@@ -260,7 +269,7 @@ struct EdgeSession::Run {
   [[nodiscard]] bool can_draft() const {
     if (done || awaiting_more || draft_blocked()) return false;
     if (!plan.pipelined && inflight_drafts > 0) return false;
-    return spec.size() - sent < gp.gamma;
+    return !chunk_closed && spec.size() - sent < chunk_len;
   }
 
   void draft_one() {
@@ -274,6 +283,7 @@ struct EdgeSession::Run {
     s.row = take_row();
     policy->draft(logits, pos, epoch, s);
     d.append(s.token);
+    if (gp.draft_p_min > 0.0f && s.top_q < gp.draft_p_min) chunk_closed = true;  // confidence stop
     spec.push_back(std::move(s));
     ++m.drafted;
     if (fused) extend_lines();
@@ -282,6 +292,7 @@ struct EdgeSession::Run {
       note_step(ms);
     } else {
       m.draft_ms += ms;
+      if (m.drafted > 1) draft_est_ms = draft_est_ms < 0.0 ? ms : 0.8 * draft_est_ms + 0.2 * ms;
       // Until a branch step has been timed, one plain draft (not the first: it includes the prompt) estimates it.
       if (gp.branch_heads != 0 && !step_timed && m.drafted > 1) step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
     }
@@ -368,7 +379,9 @@ struct EdgeSession::Run {
     collect_queries();
     (void)es.drafter_->next_logits_with_branches(branch_q, branch_rows);
     extend_lines();
-    note_step(ms_between(t0, Clock::now()));
+    const double ms = ms_between(t0, Clock::now());
+    m.branch_idle_ms += ms;
+    note_step(ms);
     return true;
   }
   void note_step(double ms) {
@@ -399,12 +412,45 @@ struct EdgeSession::Run {
     sent = spec.size();
     m.sent_drafts += n;
     send(std::move(dr));
+    chunk_closed = false;
+    choose_chunk_len();
+  }
+
+  // Adaptive draft length: the γ in [1, gamma] that maximizes expected committed tokens per second under the
+  // analytic model (analytic.hpp best_gamma), evaluated with what this generation measured. Until two chunk
+  // sizes have verdicts (needed to separate the verify cost's per-token part), it alternates γ and γ/2.
+  void choose_chunk_len() {
+    if (!gp.adaptive_gamma || !plan.pipelined) {
+      chunk_len = gp.gamma;
+      return;
+    }
+    if (ls_count < 3 || ls_min_n == ls_max_n || draft_est_ms < 0.0 || rtt_est_ms < 0.0) {
+      chunk_len = (static_cast<std::uint64_t>(ls_count) % 2 == 0 || gp.gamma == 1) ? gp.gamma : std::max(1u, gp.gamma / 2);
+      return;
+    }
+    const double mn = ls_n / ls_count, mt = ls_t / ls_count;
+    const double var = ls_nn / ls_count - mn * mn;
+    const double b = var > 0.0 ? std::max(0.0, (ls_nt / ls_count - mn * mt) / var) : 0.0;
+    const double a = std::max(0.0, mt - b * mn - rtt_est_ms);
+    std::uint64_t tested = 0;
+    for (auto t : m.position_tested) tested += t;
+    AnalyticInputs in;
+    in.draft_a_ms = draft_est_ms;
+    in.target_a_ms = a;
+    in.target_b_ms = b;
+    in.rtt_ms = rtt_est_ms;
+    in.alpha = (static_cast<double>(m.accepted) + 1.0) / (static_cast<double>(tested) + 2.0);
+    in.depth = gp.depth;
+    in.edge_decides_correction = !cloud_decides_correction(plan.rejection);
+    chunk_len = best_gamma(plan.mode, in, gp.gamma);
+    ++m.gamma_choices;
+    m.gamma_chosen_sum += chunk_len;
   }
 
   void maybe_send() {
     const std::size_t unsent = spec.size() - sent;
     if (unsent == 0 || done) return;
-    const bool ready = unsent >= gp.gamma || draft_blocked();
+    const bool ready = unsent >= chunk_len || chunk_closed || draft_blocked();
     if (ready && inflight_drafts < gp.depth) {
       send_unsent();
       return;
@@ -537,6 +583,14 @@ struct EdgeSession::Run {
     if (c.drafts() > 0) {
       const double ms = ms_between(c.sent_at, Clock::now());
       verdict_ms = verdict_ms < 0.0 ? ms : 0.8 * verdict_ms + 0.2 * ms;
+      const double n = c.n;
+      ls_n += n;
+      ls_nn += n * n;
+      ls_t += ms;
+      ls_nt += n * ms;
+      ls_count += 1;
+      ls_min_n = std::min(ls_min_n, c.n);
+      ls_max_n = std::max(ls_max_n, c.n);
     }
     if (all) {
       if (lines_for == c.start) clear_lines();
@@ -625,8 +679,8 @@ struct EdgeSession::Run {
     hello.seed = gp.seed;
     hello.gamma = gp.gamma;
     hello.max_new_tokens = gp.max_tokens;
-    send(std::move(hello));
     const auto t0 = Clock::now();
+    send(std::move(hello));
     auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
@@ -643,6 +697,7 @@ struct EdgeSession::Run {
     if (w->target.vocab_size != vocab) throw Error("EdgeSession: the cloud's vocabulary differs");
     if (msg.header.session_id == 0) protocol_error("Welcome without a session id");
     session_id = msg.header.session_id;
+    rtt_est_ms = ms_between(t0, Clock::now());
     return true;
   }
 
@@ -717,6 +772,7 @@ struct EdgeSession::Run {
       cfg.candidates_m = gp.candidates_m;
       cfg.topk_fallback = gp.topk_fallback;
       cfg.branch_heads = plan.pipelined ? gp.branch_heads : 0;
+      cfg.want_top_q = gp.draft_p_min > 0.0f;
       policy = detail::make_edge_policy(plan.rejection, cfg);
     }
     while (!done) {
@@ -759,6 +815,8 @@ struct EdgeSession::Run {
       throw Error("generate: candidates_m must be >= 1");
     if (plan.rejection == RejectionMode::topk && gp.topk_k == 0) throw Error("generate: topk_k must be >= 1");
     if (gp.branch_heads > 16) throw Error("generate: branch_heads must be in [0, 16]");
+    if (!(gp.draft_p_min >= 0.0f && gp.draft_p_min <= 1.0f)) throw Error("generate: draft_p_min must be in [0, 1]");
+    chunk_len = gp.gamma;
     if (gp.branch_length > 4096) throw Error("generate: branch_length must be in [0, 4096]");
     if (gp.branch_heads != 0 && !es.drafter_->info().batch_invariant)
       throw Error("generate: branches need a batch-invariant drafter (ModelInfo::batch_invariant)");

@@ -45,6 +45,9 @@ std::string Metrics::to_json() const {
   j["branch_hits"] = branch_hits;
   j["branch_used"] = branch_used;
   j["branch_ms"] = branch_ms;
+  j["branch_idle_ms"] = branch_idle_ms;
+  j["gamma_choices"] = gamma_choices;
+  j["gamma_chosen_sum"] = gamma_chosen_sum;
   j["wasted_drafts"] = wasted_drafts;
   j["draft_ms"] = draft_ms;
   j["edge_idle_pct"] = edge_idle_pct;

@@ -289,12 +289,17 @@ int main(int argc, char** argv) {
     if (row.m.drafted > 0) {
       const double nominal = ts * (prof.draft.forward_ms(args.prompt_len) +
                                    static_cast<double>(row.m.drafted - 1) * prof.draft.forward_ms(1));
-      in.edge_overhead_ms = std::max(0.0, (row.m.draft_ms - nominal) / static_cast<double>(row.m.drafted)) / ts;
+      // Branch-only steps taken while waiting for the cloud are not drafting time (fused steps are).
+      in.edge_overhead_ms =
+          std::max(0.0, (row.m.draft_ms - row.m.branch_idle_ms - nominal) / static_cast<double>(row.m.drafted)) / ts;
     }
     if (mode == PipelineMode::cloud_ar && cs.cloud_ar_tokens > 0)
       in.cloud_overhead_ms = std::max(0.0, cs.busy_ms - cs.verify_ms) / static_cast<double>(cs.cloud_ar_tokens) / ts;
     else if (cs.chunks_verified > 0)
       in.cloud_overhead_ms = std::max(0.0, cs.busy_ms - cs.verify_ms) / static_cast<double>(cs.chunks_verified) / ts;
+    if (row.m.corrections > 0) in.branch_hit_rate = static_cast<double>(row.m.branch_hits) / row.m.corrections;
+    if (row.m.branch_hits > 0)
+      in.branch_drafts_per_hit = static_cast<double>(row.m.branch_used) / static_cast<double>(row.m.branch_hits);
     row.edge_overhead = in.edge_overhead_ms;
     row.cloud_overhead = in.cloud_overhead_ms;
     row.model = predict(mode, in);
@@ -387,6 +392,20 @@ int main(int argc, char** argv) {
       << fmt(row_pico->model_at_target, 2) << " vs paper " << fmt(row_paper->model_at_target, 2)
       << " tok/s; acceptance drawn: picospec " << fmt(row_pico->m.acceptance_rate, 3) << ", paper "
       << fmt(row_paper->m.acceptance_rate, 3) << "\n";
+  }
+
+  if (row_pico && args.branches > 0) {
+    std::uint64_t hits = 0, corrections = 0, used = 0, drafted = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (&rows[i] == row_pico)
+        for (const auto& x : all_runs[i]) {
+          hits += x.m.branch_hits;
+          corrections += x.m.corrections;
+          used += x.m.branch_used;
+          drafted += x.m.branch_drafted;
+        }
+    t << "branches (picospec, " << args.branches << " heads): " << hits << " of " << corrections
+      << " corrections matched a branch; " << used << " of " << drafted << " branch drafts sent\n";
   }
 
   if (args.json) {

@@ -54,7 +54,14 @@ struct GenerateParams {
   SamplingParams sampling{};                       ///< applied on both sides (temperature 0 = greedy)
   std::uint64_t seed = 0;                          ///< keys every random draw (rng.hpp)
   std::uint32_t max_tokens = 128;                  ///< new tokens to generate (>= 1)
-  std::uint32_t gamma = 4;                         ///< draft chunk length
+  std::uint32_t gamma = 4;                         ///< draft chunk length (the maximum with adaptive_gamma)
+  /// Adaptive draft length (pipelined modes): before each chunk the edge picks the length in [1, gamma] that
+  /// maximizes expected committed tokens per second (analytic.hpp best_gamma) from what it measured: acceptance,
+  /// draft time, round trip (handshake) and send-to-verdict times by chunk size. Same tokens as fixed γ.
+  bool adaptive_gamma = false;
+  /// Confidence stop: close the chunk after a draft whose distribution's top probability is below this (as
+  /// llama.cpp's --draft-p-min); 0 = off. Same tokens, shorter chunks where the draft is unsure.
+  float draft_p_min = 0.0f;
   std::uint32_t depth = 1;                         ///< chunks in flight while drafting the next (paper: 1)
   SendPolicy send_policy = SendPolicy::full_chunks;
   std::optional<RejectionMode> rejection;          ///< override the mode's default (see plan_mode)

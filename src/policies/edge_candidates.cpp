@@ -18,6 +18,7 @@ class EdgeCandidates final : public EdgePolicy {
     out.token = sample_from(out.row, uniform(cfg_.seed, Purpose::draft_sample, position, epoch));
     out.q = out.row[static_cast<std::size_t>(out.token)];
     if (cfg_.branch_heads != 0) top_alternatives(out.row, out.token, cfg_.branch_heads, out.alts);
+    if (cfg_.want_top_q) out.top_q = max_prob(out.row);
   }
   void add_uplink(SpecToken& s, wire::Draft& d) override { d.q_scalars.push_back(s.q); }
   void add_fixed_uplink(wire::Draft& d) override { d.q_scalars.push_back(1.0f); }

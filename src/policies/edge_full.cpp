@@ -17,6 +17,7 @@ class EdgeFull final : public EdgePolicy {
     out.q = row_[static_cast<std::size_t>(out.token)];
     codec_->encode(row_, out.frame);
     if (cfg_.branch_heads != 0) top_alternatives(row_, out.token, cfg_.branch_heads, out.alts);
+    if (cfg_.want_top_q) out.top_q = max_prob(row_);
   }
   void add_uplink(SpecToken& s, wire::Draft& d) override { d.q_frames.push_back(std::move(s.frame)); }
   EdgeDecision on_rejection(const wire::Verdict& v, std::uint64_t, std::uint32_t, SpecToken&) override {

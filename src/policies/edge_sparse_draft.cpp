@@ -18,6 +18,7 @@ class EdgeSparseDraft final : public EdgePolicy {
     out.token = sample_from(q_hat, uniform(cfg_.seed, Purpose::draft_sample, position, epoch));
     out.q = q_hat.prob(out.token);
     if (cfg_.branch_heads != 0) top_alternatives(q_hat, out.token, cfg_.branch_heads, out.alts);
+    if (cfg_.want_top_q) out.top_q = max_prob(q_hat.probs);
   }
   void add_uplink(SpecToken& s, wire::Draft& d) override { d.q_frames.push_back(std::move(s.frame)); }
   EdgeDecision on_rejection(const wire::Verdict& v, std::uint64_t, std::uint32_t, SpecToken&) override {

@@ -41,6 +41,7 @@ struct PolicyConfig {
   std::uint32_t candidates_m = 32;   ///< candidates
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
   std::uint32_t branch_heads = 0;    ///< edge: alternatives kept per draft (heads of pre-drafted branches)
+  bool want_top_q = false;           ///< edge: fill SpecToken::top_q (confidence stop)
 };
 
 // ---------------------------------------------------------------------------------------------------- edge
@@ -52,7 +53,15 @@ struct SpecToken {
   std::vector<float> row;           ///< the q row, kept by modes that decide corrections on the edge
   std::vector<std::uint8_t> frame;  ///< encoded q (full / sparse_draft uplink)
   std::vector<Token> alts;          ///< the likeliest other tokens under q (branch heads), most likely first
+  float top_q = 1.0f;               ///< the largest probability of the row it was drawn from (confidence stop)
 };
+
+/// Largest entry of a probability row.
+inline float max_prob(std::span<const float> row) {
+  float m = 0.0f;
+  for (float x : row) m = x > m ? x : m;
+  return m;
+}
 
 /// The `k` most probable tokens of `row` other than `exclude` (ties -> lower id), most probable first, into
 /// `out` (entries at or below -1e30, i.e. masked logits, are skipped). O(V·k): k is a handful. Works on

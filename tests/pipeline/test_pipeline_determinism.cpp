@@ -148,6 +148,33 @@ TEST_CASE("branches (no flush on a miss) give the reference's tokens across mode
   }
 }
 
+TEST_CASE("adaptive draft length and the confidence stop give the reference's tokens", "[pipeline][determinism]") {
+  // Chunk lengths chosen at run time (measured acceptance, draft/verify times, RTT) or cut by --draft-p-min
+  // change where chunks end, never which tokens are committed.
+  const auto pair = test::small_pair(0.6, 128, 0.2);  // real (scaled) forward times so the measurements mean something
+  test::Cloud cloud(pair);
+  std::uint64_t choices = 0, short_chunks = 0;
+  for (const auto& c : {kCases[0], kCases[1], kCases[2], kCases[4]}) {
+    const auto ref = test::reference_generate(pair, test::test_prompt(), ref_for(c, 7, 40));
+    for (const auto& [adaptive, p_min, depth] : {std::tuple{true, 0.0f, 1u}, std::tuple{true, 0.0f, 2u},
+                                                 std::tuple{false, 0.3f, 1u}, std::tuple{true, 0.2f, 2u}}) {
+      auto edge = cloud.edge(pair, scaled(LinkProfile::wan(), 0.05));
+      auto gp = params_for(c, 7, 40);
+      gp.gamma = 6;
+      gp.depth = depth;
+      gp.adaptive_gamma = adaptive;
+      gp.draft_p_min = p_min;
+      const auto got = edge->generate(test::test_prompt(), gp);
+      INFO(to_string(c.rejection) << " adaptive " << adaptive << " p_min " << p_min << " depth " << depth);
+      REQUIRE(got.tokens == ref);
+      choices += got.metrics.gamma_choices;
+      if (got.metrics.rounds > 0 && got.metrics.sent_drafts < 6 * got.metrics.rounds) ++short_chunks;
+    }
+  }
+  CHECK(choices > 0);       // the model chose lengths
+  CHECK(short_chunks > 0);  // and chunks shorter than gamma went up
+}
+
 TEST_CASE("branches need a batch-invariant drafter and bounded parameters", "[pipeline][branches]") {
   const auto pair = test::small_pair(0.6, 128);
   test::Cloud cloud(pair);
@@ -157,6 +184,9 @@ TEST_CASE("branches need a batch-invariant drafter and bounded parameters", "[pi
   REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
   gp.branch_heads = 1;
   gp.branch_length = 5000;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  gp.branch_length = 0;
+  gp.draft_p_min = 1.5f;
   REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
 }
 

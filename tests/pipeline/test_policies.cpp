@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "picospec/analytic.hpp"
 #include "picospec/protocol.hpp"
 #include "picospec/rejection.hpp"
 #include "picospec/rng.hpp"
@@ -208,4 +209,33 @@ TEST_CASE("policies: each half refuses the other modes' messages", "[policies]")
   PolicyConfig no_codec;
   no_codec.vocab = 16;
   CHECK_THROWS_AS(make_cloud_policy(RejectionMode::sparse_draft, no_codec), PolicyFailure);
+}
+
+TEST_CASE("best_gamma is the argmax of the model's steady-state rate and follows the latencies", "[analytic]") {
+  AnalyticInputs in;
+  in.draft_a_ms = 38;  // llama-paper
+  in.draft_b_ms = 5;
+  in.target_a_ms = 146 - 20.0 / 3;
+  in.target_b_ms = 20.0 / 3;
+  in.rtt_ms = 20;
+  in.alpha = 0.9;
+  in.edge_decides_correction = true;
+  const auto rate = [&](std::uint32_t g) {
+    AnalyticInputs x = in;
+    x.gamma = g;
+    const auto r = predict(PipelineMode::picospec, x);
+    return r.tokens_per_round / r.round_ms;
+  };
+  const std::uint32_t g = best_gamma(PipelineMode::picospec, in, 12);
+  for (std::uint32_t k = 1; k <= 12; ++k) CHECK(rate(k) <= rate(g) * (1 + 1e-9));
+  // A free, fast draft and an expensive verify call favour long chunks; a poor draft favours short ones.
+  AnalyticInputs fast = in;
+  fast.draft_a_ms = 1;
+  fast.draft_b_ms = 0;
+  CHECK(best_gamma(PipelineMode::picospec, fast, 12) > g);
+  AnalyticInputs poor = in;
+  poor.alpha = 0.3;
+  CHECK(best_gamma(PipelineMode::picospec, poor, 12) < g);
+  CHECK(best_gamma(PipelineMode::picospec, in, 1) == 1);
+  CHECK_THROWS_AS(best_gamma(PipelineMode::picospec, in, 0), Error);
 }
