@@ -41,6 +41,9 @@ struct Args {
   SendPolicy policy = SendPolicy::full_chunks;
   std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
   BranchSchedule branch_schedule = BranchSchedule::idle;
+  bool adaptive = false;  // picospec mode: adaptive draft length in [1, gamma_max]
+  std::uint32_t gamma_max = 0;  // 0 = gamma
+  float draft_p_min = 0.0f;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -84,6 +87,9 @@ void usage() {
       "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
       "  --branch-length L  drafts per branch (default 0 = gamma)\n"
       "  --branch-schedule S  idle (default) | fused\n"
+      "  --adaptive-gamma 0|1  picospec mode: choose each chunk's length in [1, gamma-max] (default 0)\n"
+      "  --gamma-max G      the adaptive maximum (default: --gamma); the other modes keep --gamma\n"
+      "  --draft-p-min P    picospec mode: close a chunk after a draft whose top probability is below P\n"
       "  --json             print one JSON document on stdout (the table goes to stderr)");
 }
 
@@ -115,6 +121,9 @@ Args parse(int argc, char** argv) {
     else if (f == "--transport") a.transport = v;
     else if (f == "--rejection") a.rejection = v;
     else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
+    else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
+    else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
+    else if (f == "--draft-p-min") a.draft_p_min = static_cast<float>(to_double(f, v));
     else if (f == "--branch-length") a.branch_length = to_u32(f, v, 0, 4096);
     else if (f == "--branch-schedule") {
       if (v == "idle") a.branch_schedule = BranchSchedule::idle;
@@ -244,6 +253,9 @@ int main(int argc, char** argv) {
       gp.branch_heads = args.branches;
       gp.branch_length = args.branch_length;
       gp.branch_schedule = args.branch_schedule;
+      gp.adaptive_gamma = args.adaptive;
+      if (args.adaptive && args.gamma_max != 0) gp.gamma = args.gamma_max;
+      gp.draft_p_min = args.draft_p_min;
     }
     GenerateResult res;
     try {
@@ -272,6 +284,10 @@ int main(int argc, char** argv) {
     in.up_mbit = link.up_mbit;
     in.down_mbit = link.down_mbit;
     in.gamma = args.gamma;
+    // Adaptive length: the model at the mean chunk length the edge chose.
+    if (row.m.gamma_choices > 0)
+      in.gamma = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::lround(
+                                                static_cast<double>(row.m.gamma_chosen_sum) / row.m.gamma_choices)));
     in.depth = args.depth;
     in.tokens = static_cast<std::uint32_t>(row.m.tokens);
     in.prompt_len = args.prompt_len;
@@ -280,7 +296,7 @@ int main(int argc, char** argv) {
     row.alpha_used = plan.speculative ? row.m.acceptance_rate : 0.0;
     in.alpha = row.alpha_used;
     if (row.m.sent_drafts > 0)
-      in.up_bytes_per_chunk = static_cast<double>(row.m.bytes_up) * args.gamma / static_cast<double>(row.m.sent_drafts);
+      in.up_bytes_per_chunk = static_cast<double>(row.m.bytes_up) * in.gamma / static_cast<double>(row.m.sent_drafts);
     if (row.m.frames_down > 0) in.down_bytes_per_verdict = static_cast<double>(row.m.bytes_down) / row.m.frames_down;
     in.edge_decides_correction =
         plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk;
