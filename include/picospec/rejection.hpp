@@ -72,6 +72,29 @@ struct AcceptResult {
                                         std::span<const DenseView> p_rows, std::uint64_t seed,
                                         std::uint64_t first_position, std::uint64_t epoch);
 
+/// Result of block_verify: `accepted` leading drafts are kept; if `rejected`, `correction` is the token at
+/// position first_position + accepted.
+struct BlockVerdict {
+  std::uint32_t accepted = 0;
+  bool rejected = false;
+  Token correction = kNoToken;
+  friend bool operator==(const BlockVerdict&, const BlockVerdict&) = default;
+};
+
+/// Block verification (Sun et al., 2024, "Block Verification Accelerates Speculative Decoding"): verifies a whole
+/// draft jointly; exact (the committed tokens are distributed as p) and, for one draft block, optimal in the
+/// expected number of accepted tokens (never fewer than accept_chunk in expectation). Needs both full rows at
+/// every draft position: p_rows[i] / q_rows[i] are p and q at the position of drafts[i] (after the sampling
+/// transforms). With w_0 = 1 and w_i = min(1, w_{i-1}·p_i(d_i)/q_i(d_i)), position i < γ is kept with probability
+/// h_i = S_i / (S_i + 1 − w_i), S_i = Σ_x max(0, w_i·p_{i+1}(x) − q_{i+1}(x)), and h_γ = w_γ; the accepted length
+/// τ is the largest i whose coin (u = uniform(seed, accept, first_position + i − 1, epoch)) is below h_i, and a
+/// rejection draws the correction from norm(max(0, w_τ·p_τ − q_τ)) (u = uniform(seed, residual, first_position +
+/// τ, epoch); p_τ if that is all zero). A full accept draws nothing (the next p tests the next chunk, as
+/// everywhere in picospec). Throws Error on size mismatches, ids out of range, bad probabilities.
+[[nodiscard]] BlockVerdict block_verify(std::span<const Token> drafts, std::span<const DenseView> p_rows,
+                                        std::span<const DenseView> q_rows, std::uint64_t seed,
+                                        std::uint64_t first_position, std::uint64_t epoch);
+
 /// full mode: correction ~ norm(max(0, p - q)) (differences in double, inverse CDF in id order).
 /// If the residual is zero everywhere (p <= q, i.e. p == q up to rounding; an exact rejection is then
 /// impossible) it samples from p with the same u. Throws Error if p.size() != q.size().
