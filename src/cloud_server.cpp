@@ -326,7 +326,7 @@ struct CloudServer::Impl {
     if (!ok) throw SessionFailure{code, msg};
   }
 
-  bool handle(CloudSession& s, const wire::Header&, wire::Hello& hello) {
+  bool handle(CloudSession& s, const wire::Header& hello_header, wire::Hello& hello) {
     require(!s.hello_ok, wire::ErrorCode::bad_state, "second Hello in a session");
     s.verifier = factory();
     require(s.verifier != nullptr, wire::ErrorCode::internal, "verifier factory returned null");
@@ -344,6 +344,7 @@ struct CloudServer::Impl {
       cfg.codec = hello.codec;
       cfg.topk_k = hello.topk_k;
       cfg.candidates_m = hello.candidates_m;
+      cfg.block_verify = (hello_header.flags & wire::kHelloFlagBlockVerify) != 0;
       const RejectionMode rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;
       try {
         s.policy = detail::make_cloud_policy(rejection, cfg);
@@ -431,13 +432,21 @@ struct CloudServer::Impl {
     std::size_t accepted = d.n_fixed;
     bool rejected = false;
     std::uint64_t tested = 0;
-    for (std::size_t i = d.n_fixed; i < n; ++i) {
-      ++tested;
-      if (!policy.test(d, i, s.rows.row(i), base + i, s.epoch)) {
-        rejected = true;
-        break;
+    if (const auto block = d.tokens.size() > d.n_fixed
+                               ? policy.verify_block(d, d.n_fixed, s.rows, base + d.n_fixed, s.epoch)
+                               : std::nullopt) {
+      accepted += block->first;
+      rejected = block->second;
+      tested = block->first + (rejected ? 1 : 0);
+    } else {
+      for (std::size_t i = d.n_fixed; i < n; ++i) {
+        ++tested;
+        if (!policy.test(d, i, s.rows.row(i), base + i, s.epoch)) {
+          rejected = true;
+          break;
+        }
+        ++accepted;
       }
-      ++accepted;
     }
     const std::uint64_t acc_drafts = accepted - d.n_fixed;
     bump([&](CloudStats& st) {

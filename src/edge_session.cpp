@@ -220,6 +220,7 @@ struct EdgeSession::Run {
     h.session_id = session_id;
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
+    if (std::holds_alternative<wire::Hello>(body) && gp.block_verify) h.flags = wire::kHelloFlagBlockVerify;
     if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
   }
 

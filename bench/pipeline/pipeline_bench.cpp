@@ -44,6 +44,7 @@ struct Args {
   bool adaptive = false;  // picospec mode: adaptive draft length in [1, gamma_max]
   std::uint32_t gamma_max = 0;  // 0 = gamma
   float draft_p_min = 0.0f;
+  bool block_verify = false;  // vanilla and picospec rows (full / sparse_draft): block verification
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -90,6 +91,7 @@ void usage() {
       "  --adaptive-gamma 0|1  picospec mode: choose each chunk's length in [1, gamma-max] (default 0)\n"
       "  --gamma-max G      the adaptive maximum (default: --gamma); the other modes keep --gamma\n"
       "  --draft-p-min P    picospec mode: close a chunk after a draft whose top probability is below P\n"
+      "  --block-verify 0|1 vanilla, and picospec with --rejection sparse_draft: block verification (default 0)\n"
       "  --json             print one JSON document on stdout (the table goes to stderr)");
 }
 
@@ -123,6 +125,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
     else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
     else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
+    else if (f == "--block-verify") a.block_verify = to_u32(f, v, 0, 1) == 1;
     else if (f == "--draft-p-min") a.draft_p_min = static_cast<float>(to_double(f, v));
     else if (f == "--branch-length") a.branch_length = to_u32(f, v, 0, 4096);
     else if (f == "--branch-schedule") {
@@ -249,6 +252,7 @@ int main(int argc, char** argv) {
     gp.send_policy = args.policy;
     if (mode == PipelineMode::picospec && !args.rejection.empty())
       gp.rejection = parse_rejection_mode(args.rejection);
+    gp.block_verify = args.block_verify && (mode == PipelineMode::vanilla || mode == PipelineMode::picospec);
     if (mode == PipelineMode::picospec) {
       gp.branch_heads = args.branches;
       gp.branch_length = args.branch_length;

@@ -77,6 +77,10 @@ struct GenerateParams {
   std::uint32_t branch_heads = 0;
   std::uint32_t branch_length = 0;                 ///< drafts per branch (0 = gamma)
   BranchSchedule branch_schedule = BranchSchedule::idle;
+  /// Block verification (Sun et al. 2024) in the modes where the cloud holds both distributions (full, i.e.
+  /// vanilla, and sparse_draft): the cloud verifies each chunk jointly, accepting more drafts in expectation;
+  /// exact, but the tokens differ from token-level verification for the same seed. Ignored in other modes.
+  bool block_verify = false;
 };
 
 enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled };

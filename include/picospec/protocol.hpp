@@ -70,6 +70,11 @@ enum class ErrorCode : std::uint16_t {
   cancelled = 13,              ///< the session was cancelled
 };
 
+/// Header flag bits (version 1 receivers ignore bits they do not know).
+/// On a Hello: the edge asks for block verification (RejectionMode full / sparse_draft; rejection.hpp
+/// block_verify). A cloud that ignores it verifies token by token; both are exact, so the edge need not know.
+inline constexpr std::uint8_t kHelloFlagBlockVerify = 1;
+
 /// Fixed frame header. `type` and `payload_len` are filled by encode(); the caller sets the rest.
 struct Header {
   std::uint16_t version = kVersion;

@@ -34,6 +34,28 @@ class CloudQFrames : public CloudPolicy {
     if (!ok) correction_ = residual_sparse_q(probs_, q_hat_, uniform(cfg_.seed, Purpose::residual, position, epoch));
     return ok;
   }
+  std::optional<std::pair<std::uint32_t, bool>> verify_block(const wire::Draft& d, std::size_t first,
+                                                             const LogitRows& rows, std::uint64_t first_position,
+                                                             std::uint32_t epoch) override {
+    if (!cfg_.block_verify) return std::nullopt;
+    const std::size_t g = d.tokens.size() - first;
+    p_block_.resize(g);
+    q_block_.resize(g);
+    p_views_.clear();
+    q_views_.clear();
+    for (std::size_t i = 0; i < g; ++i) {  // both full rows per draft (the cloud holds q̂ as sent)
+      logits_to_probs(rows.row(first + i), cfg_.sampling, p_block_[i], ws_);
+      const SparseDist q = codec_->decode(d.q_frames[first + i], cfg_.vocab, norm_);
+      q_block_[i].assign(cfg_.vocab, 0.0f);
+      for (std::size_t k = 0; k < q.ids.size(); ++k) q_block_[i][static_cast<std::size_t>(q.ids[k])] = q.probs[k];
+      p_views_.push_back(p_block_[i]);
+      q_views_.push_back(q_block_[i]);
+    }
+    const BlockVerdict r = block_verify(std::span<const Token>(d.tokens).subspan(first), p_views_, q_views_,
+                                        cfg_.seed, first_position, epoch);
+    correction_ = r.correction;
+    return std::pair{r.accepted, r.rejected};
+  }
   CloudRejection reject(wire::Verdict& v, std::uint64_t, std::uint32_t) override {
     v.kind = wire::VerdictKind::correction_token;
     v.correction = correction_;
@@ -49,6 +71,8 @@ class CloudQFrames : public CloudPolicy {
   SparseDist q_hat_;
   SamplingWorkspace ws_;
   Token correction_ = kNoToken;
+  std::vector<std::vector<float>> p_block_, q_block_;  // block verification: full rows per draft
+  std::vector<DenseView> p_views_, q_views_;
 };
 
 }  // namespace picospec::detail

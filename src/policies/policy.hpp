@@ -13,10 +13,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "picospec/causal_lm.hpp"
 #include "picospec/modes.hpp"
 #include "picospec/protocol.hpp"
 #include "picospec/sampling.hpp"
@@ -42,6 +45,7 @@ struct PolicyConfig {
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
   std::uint32_t branch_heads = 0;    ///< edge: alternatives kept per draft (heads of pre-drafted branches)
   bool want_top_q = false;           ///< edge: fill SpecToken::top_q (confidence stop)
+  bool block_verify = false;         ///< cloud: verify chunks jointly (full, sparse_draft)
 };
 
 // ---------------------------------------------------------------------------------------------------- edge
@@ -167,6 +171,18 @@ class CloudPolicy {
   /// On a rejection the policy keeps what reject() needs.
   [[nodiscard]] virtual bool test(const wire::Draft& d, std::size_t i, std::span<const float> logits,
                                   std::uint64_t position, std::uint32_t epoch) = 0;
+
+  /// Block verification (modes that hold both distributions, when asked): verifies drafts first..n-1 of `d`
+  /// jointly (rows.row(i) = target logits at draft i) and returns how many were accepted and whether a
+  /// rejection follows (its correction is kept for reject()). nullopt: this policy verifies token by token.
+  [[nodiscard]] virtual std::optional<std::pair<std::uint32_t, bool>> verify_block(const wire::Draft& d,
+                                                                                  std::size_t first,
+                                                                                  const LogitRows& rows,
+                                                                                  std::uint64_t first_position,
+                                                                                  std::uint32_t epoch) {
+    (void)d, (void)first, (void)rows, (void)first_position, (void)epoch;
+    return std::nullopt;
+  }
 
   /// After test() returned false: fills the rejection part of `v` (kind, correction or payload) for the
   /// position last tested, drafted under `old_epoch`.
