@@ -10,20 +10,18 @@
 #include <vector>
 
 #include "picospec/pipeline_mode.hpp"
+#include "picospec/detail/clock.hpp"
 #include "picospec/protocol.hpp"
-#include "picospec/rejection.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/sparse_codec.hpp"
+#include "policies/policy.hpp"
 
 namespace picospec {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
+using detail::Clock;
+using detail::ms_between;
 
 // Thrown inside a session's handler to refuse / fail with a wire error code; ends the session.
 struct SessionFailure {
@@ -54,20 +52,15 @@ struct CloudSession {
   bool hello_ok = false;
   bool prefilled = false;
   wire::Hello hello;
-  RejectionMode rejection = RejectionMode::greedy;
   std::unique_ptr<Verifier> verifier;
-  std::unique_ptr<SparseCodec> uplink_codec;    // full / sparse_draft: decodes q frames
-  std::unique_ptr<SparseCodec> downlink_codec;  // topk: encodes Top-K of p
+  std::unique_ptr<detail::CloudPolicy> policy;  // the rejection mode's cloud half (speculative modes)
   std::uint32_t epoch = 0;
   std::size_t length = 0;
   std::uint32_t seq_out = 0;
   bool awaiting_fixed = false;  // candidates / topk: the next Draft starts with the edge's correction
   std::size_t rej_position = 0;
-  std::uint32_t rej_epoch = 0;
-  std::uint32_t next_candidate = 0;
-  std::vector<float> rej_probs;
   LogitRows rows;
-  std::vector<float> probs;
+  std::vector<float> probs;  // cloud-ar sampling
   SamplingWorkspace ws;
 };
 
@@ -114,7 +107,7 @@ struct CloudServer::Impl {
     h.session_id = session_id;
     h.seq = seq;
     try {
-      (void)transport.send(peer, wire::encode(h, wire::Error{code, std::move(message)}));
+      (void)transport.send(peer, wire::encode(h, wire::ErrorMessage{code, std::move(message)}));
     } catch (...) {  // encoding an Error cannot really fail; never let it escape a thread
     }
     bump([](CloudStats& st) { ++st.errors_sent; });
@@ -297,6 +290,9 @@ struct CloudServer::Impl {
       if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
       send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
       return false;
+    } catch (const detail::PolicyFailure& f) {
+      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
+      return false;
     } catch (const DecodeError& e) {
       send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what(), reply_seq(s));
       return false;
@@ -330,30 +326,31 @@ struct CloudServer::Impl {
     if (!ok) throw SessionFailure{code, msg};
   }
 
-  bool handle(CloudSession& s, const wire::Header&, wire::Hello& hello) {
+  bool handle(CloudSession& s, const wire::Header& hello_header, wire::Hello& hello) {
     require(!s.hello_ok, wire::ErrorCode::bad_state, "second Hello in a session");
     s.verifier = factory();
     require(s.verifier != nullptr, wire::ErrorCode::internal, "verifier factory returned null");
     if (auto err = wire::compatibility_error(hello, s.verifier->info()))
       throw SessionFailure{err->code, err->message};
-    const auto mode = static_cast<PipelineMode>(hello.pipeline);
+    const PipelineMode mode = hello.pipeline;
     require(hello.candidates_m <= kMaxCandidatesPerFrame, wire::ErrorCode::invalid_params,
             "candidates_m above " + std::to_string(kMaxCandidatesPerFrame) + " (one verdict frame's limit)");
     require(mode != PipelineMode::edge_only, wire::ErrorCode::unsupported_mode, "edge-only needs no cloud");
-    s.rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;
-    try {
-      if (mode != PipelineMode::cloud_ar) {
-        if (s.rejection == RejectionMode::full || s.rejection == RejectionMode::sparse_draft) {
-          require(!hello.codec.empty(), wire::ErrorCode::unsupported_codec, "this rejection mode needs a codec");
-          s.uplink_codec = make_codec(hello.codec);
-        }
-        if (s.rejection == RejectionMode::topk)
-          s.downlink_codec = make_codec("topk_f32:" + std::to_string(hello.topk_k));
+    if (mode != PipelineMode::cloud_ar) {
+      detail::PolicyConfig cfg;
+      cfg.sampling = hello.sampling;
+      cfg.seed = hello.seed;
+      cfg.vocab = s.verifier->info().vocab_size;
+      cfg.codec = hello.codec;
+      cfg.topk_k = hello.topk_k;
+      cfg.candidates_m = hello.candidates_m;
+      cfg.block_verify = (hello_header.flags & wire::kHelloFlagBlockVerify) != 0;
+      const RejectionMode rejection = hello.sampling.greedy() ? RejectionMode::greedy : hello.rejection;
+      try {
+        s.policy = detail::make_cloud_policy(rejection, cfg);
+      } catch (const detail::PolicyFailure& f) {
+        throw SessionFailure{f.code, f.message};
       }
-    } catch (const SessionFailure&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw SessionFailure{wire::ErrorCode::unsupported_codec, e.what()};
     }
     s.hello = std::move(hello);
     s.hello_ok = true;
@@ -381,7 +378,7 @@ struct CloudServer::Impl {
     }
     s.length = p.tokens.size();
     s.prefilled = true;
-    if (static_cast<PipelineMode>(s.hello.pipeline) == PipelineMode::cloud_ar) return run_cloud_ar(s);
+    if (s.hello.pipeline == PipelineMode::cloud_ar) return run_cloud_ar(s);
     return true;
   }
 
@@ -415,7 +412,7 @@ struct CloudServer::Impl {
 
   bool handle(CloudSession& s, const wire::Header& h, wire::Draft& d) {
     require(s.prefilled, wire::ErrorCode::bad_state, "Draft before Prefill");
-    require(static_cast<PipelineMode>(s.hello.pipeline) != PipelineMode::cloud_ar, wire::ErrorCode::bad_state,
+    require(s.hello.pipeline != PipelineMode::cloud_ar, wire::ErrorCode::bad_state,
             "Draft in a cloud-ar session");
     if (h.epoch != s.epoch) {
       bump([](CloudStats& st) { ++st.stale_dropped; });
@@ -427,53 +424,29 @@ struct CloudServer::Impl {
     require(d.n_fixed == (s.awaiting_fixed ? 1 : 0), wire::ErrorCode::bad_state,
             s.awaiting_fixed ? "expected the correction as a fixed token" : "unexpected fixed token");
     const std::size_t n = d.tokens.size();
-    const RejectionMode rm = s.rejection;
-    const bool scalars = rm == RejectionMode::candidates || rm == RejectionMode::topk;
-    const bool frames = rm == RejectionMode::full || rm == RejectionMode::sparse_draft;
-    if (scalars && n > d.n_fixed)
-      require(d.q_scalars.size() == n, wire::ErrorCode::invalid_params, "Draft needs one q scalar per token");
-    if (frames && n > d.n_fixed)
-      require(d.q_frames.size() == n, wire::ErrorCode::invalid_params, "Draft needs one q frame per token");
+    detail::CloudPolicy& policy = *s.policy;
+    policy.check_draft(d);
 
     timed_verify([&] { s.verifier->score(d.tokens, s.rows); });
     const std::size_t base = s.length;
-    const std::uint32_t vocab = s.verifier->info().vocab_size;
-    const auto& sp = s.hello.sampling;
     std::size_t accepted = d.n_fixed;
     bool rejected = false;
-    Token correction = kNoToken;
-    SparseDist q_hat;
     std::uint64_t tested = 0;
-    for (std::size_t i = d.n_fixed; i < n; ++i) {
-      const std::size_t pos = base + i;
-      const Token tok = d.tokens[i];
-      const auto row = s.rows.row(i);
-      ++tested;
-      bool ok;
-      if (rm == RejectionMode::greedy) {
-        const Token best = argmax(row);
-        ok = best == tok;
-        if (!ok) correction = best;
-      } else {
-        logits_to_probs(row, sp, s.probs, s.ws);
-        float q_d;
-        if (frames) {
-          q_hat = s.uplink_codec->decode(d.q_frames[i], vocab,
-                                         rm == RejectionMode::full ? Normalization::raw : Normalization::normalize);
-          q_d = q_hat.prob(tok);
-        } else {
-          q_d = d.q_scalars[i];
+    if (const auto block = d.tokens.size() > d.n_fixed
+                               ? policy.verify_block(d, d.n_fixed, s.rows, base + d.n_fixed, s.epoch)
+                               : std::nullopt) {
+      accepted += block->first;
+      rejected = block->second;
+      tested = block->first + (rejected ? 1 : 0);
+    } else {
+      for (std::size_t i = d.n_fixed; i < n; ++i) {
+        ++tested;
+        if (!policy.test(d, i, s.rows.row(i), base + i, s.epoch)) {
+          rejected = true;
+          break;
         }
-        ok = accept_draft(s.probs[static_cast<std::size_t>(tok)], q_d,
-                          uniform(s.hello.seed, Purpose::accept, pos, s.epoch));
-        if (!ok && frames)
-          correction = residual_sparse_q(s.probs, q_hat, uniform(s.hello.seed, Purpose::residual, pos, s.epoch));
+        ++accepted;
       }
-      if (!ok) {
-        rejected = true;
-        break;
-      }
-      ++accepted;
     }
     const std::uint64_t acc_drafts = accepted - d.n_fixed;
     bump([&](CloudStats& st) {
@@ -494,33 +467,19 @@ struct CloudServer::Impl {
     const std::size_t pos = base + accepted;
     const std::uint32_t old_epoch = s.epoch;
     s.epoch = old_epoch + 1;
-    if (rm == RejectionMode::candidates || rm == RejectionMode::topk) {
-      // s.probs holds p at `pos`: the edge decides the correction.
-      if (rm == RejectionMode::candidates) {
-        const auto stream =
-            draw_candidates(s.probs, s.hello.candidates_m, s.hello.seed, pos, old_epoch, 0);
-        encode_candidates(stream, v.payload);
-        v.kind = wire::VerdictKind::candidates;
-        v.first_candidate_index = 0;
-        s.rej_probs = s.probs;
-        s.next_candidate = s.hello.candidates_m;
-      } else {
-        s.downlink_codec->encode(s.probs, v.payload);
-        v.kind = wire::VerdictKind::topk;
-      }
+    const detail::CloudRejection rej = policy.reject(v, pos, old_epoch);
+    if (!rej.cloud_decided) {
+      // The edge decides the correction and sends it back as the next Draft's fixed token.
       s.rej_position = pos;
-      s.rej_epoch = old_epoch;
       s.awaiting_fixed = true;
       const bool sent = send(s, s.epoch, std::move(v));
       timed_verify([&] { s.verifier->rollback(pos); });
       s.length = pos;
       return sent;
     }
-    // greedy / full / sparse_draft: the cloud decided; tell the edge first, then pre-verify.
-    v.kind = wire::VerdictKind::correction_token;
-    v.correction = correction;
+    // The cloud decided: tell the edge first, then pre-verify the correction.
+    const Token one[1] = {v.correction};
     const bool sent = send(s, s.epoch, std::move(v));
-    const Token one[1] = {correction};
     timed_verify([&] {
       s.verifier->rollback(pos);
       s.verifier->score(one, s.rows);
@@ -534,25 +493,17 @@ struct CloudServer::Impl {
       bump([](CloudStats& st) { ++st.stale_dropped; });
       return true;
     }
-    require(s.awaiting_fixed && s.rejection == RejectionMode::candidates && m.position == s.rej_position &&
-                m.next_index == s.next_candidate,
-            wire::ErrorCode::bad_state, "unexpected MoreCandidates");
-    const auto stream = draw_candidates(s.rej_probs, s.hello.candidates_m, s.hello.seed, s.rej_position,
-                                        s.rej_epoch, m.next_index);
-    s.next_candidate = m.next_index + s.hello.candidates_m;
+    require(s.awaiting_fixed && s.policy && m.position == s.rej_position, wire::ErrorCode::bad_state,
+            "unexpected MoreCandidates");
     wire::Verdict v;
-    v.start_position = static_cast<std::uint32_t>(s.rej_position);
-    v.accepted = 0;
-    v.kind = wire::VerdictKind::candidates;
-    v.first_candidate_index = m.next_index;
-    encode_candidates(stream, v.payload);
+    s.policy->more(m, v);
     bump([](CloudStats& st) { ++st.more_candidates; });
     return send(s, s.epoch, std::move(v));
   }
 
   bool handle(CloudSession&, const wire::Header&, wire::Cancel&) { return false; }
   bool handle(CloudSession&, const wire::Header&, wire::Bye&) { return false; }
-  bool handle(CloudSession&, const wire::Header&, wire::Error&) { return false; }
+  bool handle(CloudSession&, const wire::Header&, wire::ErrorMessage&) { return false; }
   template <class Other>
   bool handle(CloudSession&, const wire::Header&, Other&) {
     throw SessionFailure{wire::ErrorCode::bad_state, "message not expected by the cloud"};

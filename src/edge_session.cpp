@@ -1,43 +1,50 @@
 // EdgeSession (see include/picospec/edge_session.hpp and docs/pipeline.md).
 #include "picospec/edge_session.hpp"
 
-#include <condition_variable>
 #include <deque>
 #include <thread>
 #include <variant>
 
+#include "picospec/detail/bounded_queue.hpp"
+#include "picospec/analytic.hpp"
+#include "picospec/detail/clock.hpp"
 #include "picospec/protocol.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
-#include "picospec/sparse_codec.hpp"
+#include "policies/policy.hpp"
 
 namespace picospec {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
+using detail::Clock;
+using detail::ms_between;
 
 struct IoFailure {
   std::string message;
 };
 using Event = std::variant<wire::Message, IoFailure>;
 
-// One speculative (drafted, not yet committed) token.
-struct Spec {
-  Token token = kNoToken;
-  float q = 0.0f;                    // q(d) as sampled (candidates / topk / sparse_draft)
-  std::vector<float> row;            // q row (candidates / topk), pooled
-  std::vector<std::uint8_t> frame;   // encoded q (full / sparse_draft)
-};
+using Spec = detail::SpecToken;  // one speculative (drafted, not yet committed) token
 
 struct Chunk {
   std::uint32_t start = 0;
   std::uint32_t n = 0;        // tokens in the Draft
   std::uint32_t n_fixed = 0;  // leading fixed tokens (correction)
+  Clock::time_point sent_at{};
   [[nodiscard]] std::uint32_t drafts() const noexcept { return n - n_fixed; }
+};
+
+// A pre-drafted branch (no flush on a miss): what the edge would draft after a rejection at `pos` if the
+// correction there were `toks[0]`. Its drafts are drawn with the keys of that future, (draft_sample, position,
+// epoch + 1), so when the correction does come out as toks[0] they are exactly the tokens the edge would draft
+// anyway and can be sent at once.
+struct BranchLine {
+  std::size_t pos = 0;        // absolute position of the head (a draft of the chunk in flight)
+  std::uint32_t epoch = 0;    // epoch after a rejection there (keys of the drafts)
+  std::size_t limit = 0;      // most drafts this line may hold (branch_length, max_tokens)
+  std::vector<Token> toks;    // head, then the drafts
+  std::deque<Spec> spec;      // one per draft
+  bool closed = false;        // limit reached or EOS drafted
 };
 
 }  // namespace
@@ -51,12 +58,78 @@ std::string_view to_string(FinishReason r) noexcept {
   return "?";
 }
 
+// The edge's I/O: one thread per EdgeSession (started by its first generation that talks to a cloud) blocks in
+// Transport::recv, decodes each frame (bounds-checked) and queues it; ~EdgeSession closes the queue and the
+// transport, which wakes it, and joins it. It does not poll: it wakes only for a frame or the close. Frames of
+// another generation are filtered by the drafting thread (Run::next_event). A transport or decode failure is
+// queued once and then reported to every later pop (the queue is closed behind it).
+struct EdgeSession::Io {
+  Io(Transport& t, const EdgeOptions& options) : transport(t), queue(options.event_queue) {
+    limits.max_frame_bytes = options.max_frame_bytes;
+    limits.max_q_frame_bytes = options.max_frame_bytes;
+    thread = std::thread([this] { loop(); });
+  }
+  ~Io() {
+    queue.close();
+    transport.close();
+    if (thread.joinable()) thread.join();
+  }
+  Io(const Io&) = delete;
+  Io& operator=(const Io&) = delete;
+
+  void fail(std::string why) {
+    {
+      std::lock_guard lk(failure_mu);
+      failure = why;
+    }
+    (void)queue.push(IoFailure{std::move(why)});
+    queue.close();
+  }
+  void loop() {
+    for (;;) {
+      Received r;
+      try {
+        r = transport.recv(Millis(60000));  // blocks; close() wakes it (the minute only bounds one call)
+      } catch (const std::exception& e) {
+        fail(std::string("transport error: ") + e.what());
+        return;
+      }
+      if (r.status == RecvStatus::closed) {
+        fail("transport closed");
+        return;
+      }
+      if (r.status != RecvStatus::ok) continue;
+      auto d = wire::try_decode(r.frame, limits);
+      if (!d.ok()) {
+        fail("malformed frame from the cloud: " + d.reason);
+        return;
+      }
+      if (!queue.push(std::move(*d.message))) return;  // closed by ~Io
+    }
+  }
+  // Pops one event, waiting at most `timeout`; nullopt on timeout or when `stop()` holds.
+  template <class Stop>
+  std::optional<Event> pop(Clock::duration timeout, Stop&& stop) {
+    auto ev = queue.pop_for(timeout, stop);
+    if (!ev && queue.closed()) {
+      std::lock_guard lk(failure_mu);
+      if (!failure.empty()) return Event{IoFailure{failure}};
+    }
+    return ev;
+  }
+
+  Transport& transport;
+  wire::DecodeLimits limits;
+  detail::BoundedQueue<Event> queue;
+  std::mutex failure_mu;
+  std::string failure;  // set once, when the thread ends on a failure
+  std::thread thread;
+};
+
 struct EdgeSession::Run {
   Run(EdgeSession& session, std::span<const Token> prompt_in, const GenerateParams& params,
       const TokenCallback& callback)
       : es(session), gp(params), cb(callback), prompt(prompt_in.begin(), prompt_in.end()) {}
-
-  ~Run() { stop_io(); }
 
   EdgeSession& es;
   const GenerateParams& gp;
@@ -65,16 +138,10 @@ struct EdgeSession::Run {
   ModePlan plan;
   std::uint32_t vocab = 0;
   Token eos = kNoToken;
-
-  // Event queue (I/O thread -> drafting thread).
-  std::mutex qmu;
-  std::condition_variable qcv;
-  std::deque<Event> queue;
-  bool io_stop = false;
+  std::unique_ptr<detail::EdgePolicy> policy;  // the rejection mode's edge half
   std::atomic<bool> cancelled{false};
-  std::thread io;
-  std::atomic<std::uint64_t> session_id{0};
-  std::atomic<std::uint64_t> foreign_dropped{0};
+  std::uint64_t session_id = 0;
+  std::uint64_t foreign_dropped = 0;
 
   // Drafting-thread state.
   std::uint32_t epoch = 0;
@@ -92,10 +159,24 @@ struct EdgeSession::Run {
   FinishReason finish = FinishReason::max_tokens;
   bool awaiting_more = false;
   std::size_t rej_position = 0;
-  std::uint32_t rej_epoch = 0;
-  std::vector<float> rej_row;
   std::vector<std::vector<float>> row_pool;
-  std::unique_ptr<SparseCodec> uplink_codec, topk_codec;
+  // Branches (GenerateParams::branch_heads): lines for the oldest chunk in flight that holds drafts.
+  std::vector<BranchLine> lines;
+  std::uint32_t lines_for = UINT32_MAX;  // start position of that chunk (UINT32_MAX: none planned)
+  std::uint32_t lines_epoch = 0;
+  std::vector<Drafter::Branch> branch_q;  // scratch: one query per open line
+  std::vector<std::size_t> branch_ix;     // scratch: line of each query
+  LogitRows branch_rows;
+  double step_ms = -1.0;     // measured duration of one branch step (EWMA)
+  bool step_timed = false;   // step_ms measured on a branch step (else estimated from plain drafts)
+  // Adaptive draft length and confidence stop.
+  std::uint32_t chunk_len = 0;  // target length of the chunk being drafted (gamma unless adaptive)
+  bool chunk_closed = false;    // confidence stop: the chunk being drafted is complete
+  double rtt_est_ms = -1.0;     // Hello -> Welcome
+  double draft_est_ms = -1.0;   // one plain draft (EWMA, the first one excluded: it includes the prompt)
+  double ls_n = 0, ls_nn = 0, ls_t = 0, ls_nt = 0, ls_count = 0;  // least squares of send->verdict time on size
+  std::uint32_t ls_min_n = UINT32_MAX, ls_max_n = 0;
+  double verdict_ms = -1.0;  // measured send -> verdict time of a chunk with drafts (EWMA)
   SamplingWorkspace ws;
 
   Clock::time_point t_start{}, t_first{};
@@ -103,88 +184,43 @@ struct EdgeSession::Run {
   double idle_ms = 0.0;
   Metrics m;
 
-  // ------------------------------------------------------------------------------------------- I/O
-  void start_io() {
-    io = std::thread([this] { io_loop(); });
-  }
-  void stop_io() {
-    {
-      std::lock_guard lk(qmu);
-      io_stop = true;
-    }
-    qcv.notify_all();
-    if (io.joinable()) io.join();
-  }
-  void push(Event ev) {
-    std::unique_lock lk(qmu);
-    qcv.wait(lk, [&] { return io_stop || queue.size() < es.options_.event_queue; });
-    if (io_stop) return;
-    queue.push_back(std::move(ev));
-    lk.unlock();
-    qcv.notify_all();
-  }
-  void io_loop() {
-    wire::DecodeLimits limits;
-    limits.max_frame_bytes = es.options_.max_frame_bytes;
-    limits.max_q_frame_bytes = es.options_.max_frame_bytes;
+  // ------------------------------------------------------------------------------------------- events
+  // Pops the next event of this generation, waiting at most `timeout` (0 = do not wait); nullopt on timeout or
+  // cancel. Before the Welcome only the answer to this generation's Hello counts; after it, only this session's
+  // frames; anything else is a late frame of an earlier generation (dropped, counted).
+  std::optional<Event> next_event(Clock::duration timeout) {
+    const auto deadline = Clock::now() + timeout;
     for (;;) {
-      {
-        std::lock_guard lk(qmu);
-        if (io_stop) return;
+      const auto left = timeout > Clock::duration::zero() ? std::max(deadline - Clock::now(), Clock::duration(1))
+                                                          : Clock::duration::zero();
+      auto ev = es.io_->pop(left, [this] { return cancelled.load(); });
+      if (!ev) return ev;
+      if (auto* msg = std::get_if<wire::Message>(&*ev)) {
+        const auto type = msg->type();
+        const bool ours = session_id == 0 ? (type == wire::MessageType::welcome ||
+                                             type == wire::MessageType::error) &&
+                                                msg->header.seq == hello_seq
+                                          : msg->header.session_id == session_id;
+        if (!ours) {
+          ++foreign_dropped;
+          if (timeout > Clock::duration::zero() && Clock::now() >= deadline) return std::nullopt;
+          continue;
+        }
       }
-      Received r;
-      try {
-        r = es.transport_->recv(Millis(20));
-      } catch (const std::exception& e) {
-        push(IoFailure{std::string("transport error: ") + e.what()});
-        return;
-      }
-      if (r.status == RecvStatus::closed) {
-        push(IoFailure{"transport closed"});
-        return;
-      }
-      if (r.status != RecvStatus::ok) continue;
-      auto d = wire::try_decode(r.frame, limits);
-      if (!d.ok()) {
-        push(IoFailure{"malformed frame from the cloud: " + d.reason});
-        return;
-      }
-      const std::uint64_t sid = session_id.load();
-      const auto type = d.message->type();
-      // Before the Welcome only the answer to this generation's Hello counts; after it, only this session's frames.
-      const bool accept = sid == 0 ? (type == wire::MessageType::welcome || type == wire::MessageType::error) &&
-                                         d.message->header.seq == hello_seq
-                                   : d.message->header.session_id == sid;
-      if (!accept) {
-        ++foreign_dropped;  // a frame of an earlier generation
-        continue;
-      }
-      push(std::move(*d.message));
+      return ev;
     }
   }
-  // Pops one event; waits at most `timeout` (0 = do not wait). nullopt on timeout or cancel.
-  std::optional<Event> pop(Clock::duration timeout) {
-    std::unique_lock lk(qmu);
-    if (timeout > Clock::duration::zero())
-      qcv.wait_for(lk, timeout, [&] { return !queue.empty() || cancelled.load(); });
-    if (queue.empty()) return std::nullopt;
-    Event ev = std::move(queue.front());
-    queue.pop_front();
-    lk.unlock();
-    qcv.notify_all();
-    return ev;
-  }
-  void wake() {
-    { std::lock_guard lk(qmu); }  // `cancelled` was set outside qmu: sync with a waiter between check and block
-    qcv.notify_all();
+  void wake() {  // from cancel(), under es.run_mu_ (which also guards the creation of es.io_)
+    if (es.io_) es.io_->queue.interrupt();
   }
 
   // ------------------------------------------------------------------------------------------- sending
   void send(wire::Body body) {
     wire::Header h;
-    h.session_id = session_id.load();
+    h.session_id = session_id;
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
+    if (std::holds_alternative<wire::Hello>(body) && gp.block_verify) h.flags = wire::kHelloFlagBlockVerify;
     if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
   }
 
@@ -222,6 +258,7 @@ struct EdgeSession::Run {
     sent = 0;
     inflight.clear();
     inflight_drafts = 0;
+    chunk_closed = false;
   }
 
   // ------------------------------------------------------------------------------------------- drafting
@@ -233,52 +270,132 @@ struct EdgeSession::Run {
   [[nodiscard]] bool can_draft() const {
     if (done || awaiting_more || draft_blocked()) return false;
     if (!plan.pipelined && inflight_drafts > 0) return false;
-    return spec.size() - sent < gp.gamma;
+    return !chunk_closed && spec.size() - sent < chunk_len;
   }
 
   void draft_one() {
     const auto t0 = Clock::now();
     Drafter& d = *es.drafter_;
     const std::size_t pos = d.length();
-    const auto logits = d.next_logits();
+    const bool fused = gp.branch_schedule == BranchSchedule::fused && plan_lines() && branch_work();
+    if (fused) collect_queries();
+    const auto logits = fused ? d.next_logits_with_branches(branch_q, branch_rows) : d.next_logits();
     Spec s;
-    const double u = uniform(gp.seed, Purpose::draft_sample, pos, epoch);
-    switch (plan.rejection) {
-      case RejectionMode::greedy:
-        s.token = argmax(logits);
-        s.q = 1.0f;
-        break;
-      case RejectionMode::candidates:
-      case RejectionMode::topk:
-        s.row = take_row();
-        logits_to_probs(logits, gp.sampling, s.row, ws);
-        s.token = sample_from(s.row, u);
-        s.q = s.row[static_cast<std::size_t>(s.token)];
-        break;
-      case RejectionMode::full: {
-        std::vector<float> row = take_row();
-        logits_to_probs(logits, gp.sampling, row, ws);
-        s.token = sample_from(row, u);
-        s.q = row[static_cast<std::size_t>(s.token)];
-        uplink_codec->encode(row, s.frame);
-        give_row(std::move(row));
-        break;
-      }
-      case RejectionMode::sparse_draft: {
-        std::vector<float> row = take_row();
-        logits_to_probs(logits, gp.sampling, row, ws);
-        uplink_codec->encode(row, s.frame);
-        const SparseDist q_hat = uplink_codec->decode(s.frame, vocab, Normalization::normalize);
-        s.token = sample_from(q_hat, u);
-        s.q = q_hat.prob(s.token);
-        give_row(std::move(row));
-        break;
-      }
-    }
+    s.row = take_row();
+    policy->draft(logits, pos, epoch, s);
     d.append(s.token);
+    if (gp.draft_p_min > 0.0f && s.top_q < gp.draft_p_min) chunk_closed = true;  // confidence stop
     spec.push_back(std::move(s));
     ++m.drafted;
-    m.draft_ms += ms_between(t0, Clock::now());
+    if (fused) extend_lines();
+    const double ms = ms_between(t0, Clock::now());
+    if (fused) {
+      note_step(ms);
+    } else {
+      m.draft_ms += ms;
+      if (m.drafted > 1) draft_est_ms = draft_est_ms < 0.0 ? ms : 0.8 * draft_est_ms + 0.2 * ms;
+      // Until a branch step has been timed, one plain draft (not the first: it includes the prompt) estimates it.
+      if (gp.branch_heads != 0 && !step_timed && m.drafted > 1) step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------- branches
+  void clear_lines() {
+    for (auto& l : lines)
+      for (auto& sp : l.spec) give_row(std::move(sp.row));
+    lines.clear();
+    lines_for = UINT32_MAX;
+  }
+  // Plans the lines of the oldest chunk in flight that holds drafts (once per chunk). False if none.
+  bool plan_lines() {
+    if (gp.branch_heads == 0) return false;
+    const Chunk* c = nullptr;
+    for (const Chunk& k : inflight)
+      if (k.drafts() > 0) {
+        c = &k;
+        break;
+      }
+    if (!c) return false;
+    if (lines_for == c->start && lines_epoch == epoch) return true;
+    clear_lines();
+    lines_for = c->start;
+    lines_epoch = epoch;
+    const std::size_t first = c->start + c->n_fixed;  // its drafts are spec[0 .. drafts) (older chunks hold none)
+    const std::size_t len = gp.branch_length != 0 ? gp.branch_length : gp.gamma;
+    for (std::uint32_t j = 0; j < c->drafts() && j < spec.size(); ++j) {
+      const std::size_t pos = first + j;
+      const std::size_t committed_at = pos - prompt.size() + 1;  // new tokens once the head is committed
+      for (Token h : spec[j].alts) {
+        BranchLine l;
+        l.pos = pos;
+        l.epoch = epoch + 1;
+        l.limit = committed_at >= gp.max_tokens ? 0 : std::min<std::size_t>(len, gp.max_tokens - committed_at);
+        l.toks = {h};
+        l.closed = l.limit == 0 || (gp.stop_at_eos && eos != kNoToken && h == eos);
+        lines.push_back(std::move(l));
+        ++m.branch_lines;
+      }
+    }
+    return true;
+  }
+  [[nodiscard]] bool branch_work() const {
+    for (const auto& l : lines)
+      if (!l.closed) return true;
+    return false;
+  }
+  void collect_queries() {
+    branch_q.clear();
+    branch_ix.clear();
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      if (!lines[i].closed) {
+        branch_q.push_back(Drafter::Branch{lines[i].pos, lines[i].toks});
+        branch_ix.push_back(i);
+      }
+  }
+  // Draws one more draft on every open line from branch_rows (the rows of collect_queries()'s queries).
+  void extend_lines() {
+    for (std::size_t q = 0; q < branch_ix.size(); ++q) {
+      BranchLine& l = lines[branch_ix[q]];
+      Spec sp;
+      sp.row = take_row();
+      policy->draft(branch_rows.row(q), l.pos + l.toks.size(), l.epoch, sp);
+      l.toks.push_back(sp.token);
+      l.spec.push_back(std::move(sp));
+      ++m.branch_drafted;
+      if (l.spec.size() >= l.limit || (gp.stop_at_eos && eos != kNoToken && l.toks.back() == eos)) l.closed = true;
+    }
+  }
+  // One branch-only step while the edge would wait: only when the verdict is expected later than the step ends.
+  bool idle_branch_step() {
+    if (!plan_lines() || !branch_work() || step_ms < 0.0 || verdict_ms < 0.0) return false;
+    const Chunk* c = nullptr;
+    for (const Chunk& k : inflight)
+      if (k.drafts() > 0) {
+        c = &k;
+        break;
+      }
+    const auto now = Clock::now();
+    if (ms_between(c->sent_at, now) + step_ms > verdict_ms) return false;
+    const auto t0 = now;
+    collect_queries();
+    (void)es.drafter_->next_logits_with_branches(branch_q, branch_rows);
+    extend_lines();
+    const double ms = ms_between(t0, Clock::now());
+    m.branch_idle_ms += ms;
+    note_step(ms);
+    return true;
+  }
+  void note_step(double ms) {
+    m.draft_ms += ms;
+    m.branch_ms += ms;
+    step_ms = !step_timed ? ms : 0.8 * step_ms + 0.2 * ms;
+    step_timed = true;
+  }
+  // On a correction c at pos (epoch already advanced): the line that agrees with it, if it holds drafts.
+  BranchLine* matching_line(Token c, std::size_t pos) {
+    for (auto& l : lines)
+      if (l.pos == pos && l.epoch == epoch && l.toks[0] == c && !l.spec.empty()) return &l;
+    return nullptr;
   }
 
   void send_unsent() {
@@ -287,24 +404,54 @@ struct EdgeSession::Run {
     wire::Draft dr;
     dr.start_position = static_cast<std::uint32_t>(prompt.size() + committed.size() + sent);
     dr.n_fixed = 0;
-    const bool scalars = plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk;
-    const bool frames = plan.rejection == RejectionMode::full || plan.rejection == RejectionMode::sparse_draft;
     for (std::size_t i = sent; i < spec.size(); ++i) {
       dr.tokens.push_back(spec[i].token);
-      if (scalars) dr.q_scalars.push_back(spec[i].q);
-      if (frames) dr.q_frames.push_back(std::move(spec[i].frame));
+      policy->add_uplink(spec[i], dr);
     }
-    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(n), 0});
+    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(n), 0, Clock::now()});
     ++inflight_drafts;
     sent = spec.size();
     m.sent_drafts += n;
     send(std::move(dr));
+    chunk_closed = false;
+    choose_chunk_len();
+  }
+
+  // Adaptive draft length: the γ in [1, gamma] that maximizes expected committed tokens per second under the
+  // analytic model (analytic.hpp best_gamma), evaluated with what this generation measured. Until two chunk
+  // sizes have verdicts (needed to separate the verify cost's per-token part), it alternates γ and γ/2.
+  void choose_chunk_len() {
+    if (!gp.adaptive_gamma || !plan.pipelined) {
+      chunk_len = gp.gamma;
+      return;
+    }
+    if (ls_count < 3 || ls_min_n == ls_max_n || draft_est_ms < 0.0 || rtt_est_ms < 0.0) {
+      chunk_len = (static_cast<std::uint64_t>(ls_count) % 2 == 0 || gp.gamma == 1) ? gp.gamma : std::max(1u, gp.gamma / 2);
+      return;
+    }
+    const double mn = ls_n / ls_count, mt = ls_t / ls_count;
+    const double var = ls_nn / ls_count - mn * mn;
+    const double b = var > 0.0 ? std::max(0.0, (ls_nt / ls_count - mn * mt) / var) : 0.0;
+    const double a = std::max(0.0, mt - b * mn - rtt_est_ms);
+    std::uint64_t tested = 0;
+    for (auto t : m.position_tested) tested += t;
+    AnalyticInputs in;
+    in.draft_a_ms = draft_est_ms;
+    in.target_a_ms = a;
+    in.target_b_ms = b;
+    in.rtt_ms = rtt_est_ms;
+    in.alpha = (static_cast<double>(m.accepted) + 1.0) / (static_cast<double>(tested) + 2.0);
+    in.depth = gp.depth;
+    in.edge_decides_correction = !cloud_decides_correction(plan.rejection);
+    chunk_len = best_gamma(plan.mode, in, gp.gamma);
+    ++m.gamma_choices;
+    m.gamma_chosen_sum += chunk_len;
   }
 
   void maybe_send() {
     const std::size_t unsent = spec.size() - sent;
     if (unsent == 0 || done) return;
-    const bool ready = unsent >= gp.gamma || draft_blocked();
+    const bool ready = unsent >= chunk_len || chunk_closed || draft_blocked();
     if (ready && inflight_drafts < gp.depth) {
       send_unsent();
       return;
@@ -317,8 +464,8 @@ struct EdgeSession::Run {
     dr.start_position = static_cast<std::uint32_t>(pos);
     dr.n_fixed = 1;
     dr.tokens = {c};
-    if (plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk) dr.q_scalars = {1.0f};
-    inflight.push_back(Chunk{dr.start_position, 1, 1});
+    policy->add_fixed_uplink(dr);
+    inflight.push_back(Chunk{dr.start_position, 1, 1, Clock::now()});
     send(std::move(dr));
   }
 
@@ -333,25 +480,59 @@ struct EdgeSession::Run {
     es.drafter_->append(c);
     ++m.corrections;
     commit(c);
-    if (edge_decided && !done) send_fixed(c, pos);
+    BranchLine* line = done ? nullptr : matching_line(c, pos);
+    if (line) {
+      adopt(*line, c, pos, edge_decided);
+    } else if (edge_decided && !done) {
+      send_fixed(c, pos);
+    }
+    clear_lines();
   }
 
-  void on_candidates(const wire::Verdict& v) {
-    CandidateStream stream = decode_candidates(v.payload, vocab);
-    if (stream.first_index != v.first_candidate_index || stream.size() == 0)
-      protocol_error("candidate stream index mismatch");
-    if (auto pick = pick_candidate(stream, rej_row, gp.seed, rej_position, rej_epoch)) {
+  // No flush on a miss: the line's drafts become the speculation after the correction and go up at once (with
+  // the correction as the fixed token when the edge decided it), so the cloud verifies on without waiting for
+  // the edge to redraft.
+  void adopt(BranchLine& line, Token c, std::size_t pos, bool edge_decided) {
+    ++m.branch_hits;
+    wire::Draft dr;
+    dr.start_position = static_cast<std::uint32_t>(edge_decided ? pos : pos + 1);
+    dr.n_fixed = edge_decided ? 1 : 0;
+    if (edge_decided) {
+      dr.tokens.push_back(c);
+      policy->add_fixed_uplink(dr);
+    }
+    for (std::size_t k = 1; k < line.toks.size(); ++k) es.drafter_->append(line.toks[k]);
+    for (auto& sp : line.spec) {
+      dr.tokens.push_back(sp.token);
+      policy->add_uplink(sp, dr);
+      spec.push_back(std::move(sp));
+    }
+    line.spec.clear();
+    const auto n = static_cast<std::uint32_t>(spec.size());
+    m.branch_used += n;
+    m.drafted += n;
+    m.sent_drafts += n;
+    sent = spec.size();
+    inflight.push_back(Chunk{dr.start_position, static_cast<std::uint32_t>(dr.tokens.size()), dr.n_fixed,
+                             Clock::now()});
+    ++inflight_drafts;
+    send(std::move(dr));
+  }
+
+  // Acts on the policy's answer to a rejection at `pos`: commit the correction, or ask for more candidates.
+  void decide(const detail::EdgeDecision& dec, std::size_t pos) {
+    if (dec.decided) {
       awaiting_more = false;
-      give_row(std::move(rej_row));
-      rej_row = {};
-      apply_correction(*pick, rej_position, true);
+      give_row(policy->release_row());
+      apply_correction(dec.correction, pos, dec.send_fixed);
       return;
     }
     awaiting_more = true;
+    rej_position = pos;
     ++m.more_candidates;
     wire::MoreCandidates mc;
-    mc.position = static_cast<std::uint32_t>(rej_position);
-    mc.next_index = stream.first_index + static_cast<std::uint32_t>(stream.size());
+    mc.position = static_cast<std::uint32_t>(pos);
+    mc.next_index = dec.more_from;
     send(mc);
   }
 
@@ -361,9 +542,14 @@ struct EdgeSession::Run {
       return;
     }
     if (awaiting_more) {
-      if (v.kind != wire::VerdictKind::candidates || v.start_position != rej_position || h.epoch != epoch)
-        protocol_error("expected more candidates");
-      on_candidates(v);
+      if (v.start_position != rej_position || h.epoch != epoch) protocol_error("expected more candidates");
+      detail::EdgeDecision dec;
+      try {
+        dec = policy->on_follow_up(v);
+      } catch (const detail::PolicyFailure& f) {
+        protocol_error(f.message);
+      }
+      decide(dec, rej_position);
       return;
     }
     if (inflight.empty()) protocol_error("verdict with no chunk in flight");
@@ -395,38 +581,42 @@ struct EdgeSession::Run {
       spec.pop_front();
       --sent;
     }
-    if (all) return;
+    if (c.drafts() > 0) {
+      const double ms = ms_between(c.sent_at, Clock::now());
+      verdict_ms = verdict_ms < 0.0 ? ms : 0.8 * verdict_ms + 0.2 * ms;
+      const double n = c.n;
+      ls_n += n;
+      ls_nn += n * n;
+      ls_t += ms;
+      ls_nt += n * ms;
+      ls_count += 1;
+      ls_min_n = std::min(ls_min_n, c.n);
+      ls_max_n = std::max(ls_max_n, c.n);
+    }
+    if (all) {
+      if (lines_for == c.start) clear_lines();
+      return;
+    }
     // Rejection at position pos: everything speculative is void.
     const std::size_t pos = c.start + v.accepted;
     if (pos != prompt.size() + committed.size() && !done) protocol_error("rejection position mismatch");
     const std::uint32_t old_epoch = epoch;
     epoch = h.epoch;
     ++m.rollbacks;
-    if (v.kind == wire::VerdictKind::correction_token) {
-      drop_spec();
-      if (!done) apply_correction(v.correction, pos, false);
-      return;
-    }
     if (spec.empty()) protocol_error("rejection without a rejected draft");
-    std::vector<float> row = std::move(spec.front().row);
-    drop_spec();
-    if (done) return;
-    if (row.size() != vocab) protocol_error("no draft distribution kept for the rejected token");
-    if (v.kind == wire::VerdictKind::topk) {
-      if (!topk_codec) protocol_error("Top-K verdict outside topk mode");
-      const SparseDist p_topk = topk_codec->decode(v.payload, vocab, Normalization::raw);
-      const Token cor = residual_topk(p_topk, row, uniform(gp.seed, Purpose::topk_residual, pos, old_epoch),
-                                      gp.topk_fallback);
-      give_row(std::move(row));
-      apply_correction(cor, pos, true);
+    if (done) {  // max_tokens or EOS reached by the accepted drafts: no correction needed
+      drop_spec();
       return;
     }
-    if (v.kind != wire::VerdictKind::candidates) protocol_error("unknown verdict kind");
-    rej_position = pos;
-    rej_epoch = old_epoch;
-    rej_row = std::move(row);
+    detail::EdgeDecision dec;
+    try {
+      dec = policy->on_rejection(v, pos, old_epoch, spec.front());
+    } catch (const detail::PolicyFailure& f) {
+      protocol_error(f.message);
+    }
+    drop_spec();
     es.drafter_->rollback(pos);
-    on_candidates(v);
+    decide(dec, pos);
   }
 
   void on_tokens(const wire::Tokens& t) {
@@ -446,7 +636,7 @@ struct EdgeSession::Run {
   void handle(Event&& ev) {
     if (auto* f = std::get_if<IoFailure>(&ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(ev);
-    if (auto* e = std::get_if<wire::Error>(&msg.body))
+    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
       throw Error("EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message);
     if (auto* v = std::get_if<wire::Verdict>(&msg.body)) {
       if (plan.mode == PipelineMode::cloud_ar) protocol_error("Verdict in cloud-ar mode");
@@ -466,7 +656,7 @@ struct EdgeSession::Run {
   // Waits for one event (counted as idle time); throws on timeout.
   void wait_event() {
     const auto t0 = Clock::now();
-    auto ev = pop(es.options_.response_timeout);
+    auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return;
@@ -483,16 +673,16 @@ struct EdgeSession::Run {
     hello.draft = wire::fingerprint(es.drafter_->info());
     hello.sampling = gp.sampling;
     hello.rejection = plan.rejection;
-    hello.pipeline = static_cast<wire::PipelineMode>(plan.mode);
+    hello.pipeline = plan.mode;
     hello.codec = plan.codec;
     hello.topk_k = gp.topk_k;
     hello.candidates_m = gp.candidates_m;
     hello.seed = gp.seed;
     hello.gamma = gp.gamma;
     hello.max_new_tokens = gp.max_tokens;
-    send(std::move(hello));
     const auto t0 = Clock::now();
-    auto ev = pop(es.options_.response_timeout);
+    send(std::move(hello));
+    auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return false;
@@ -500,7 +690,7 @@ struct EdgeSession::Run {
     }
     if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(*ev);
-    if (auto* e = std::get_if<wire::Error>(&msg.body))
+    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
       throw Error("EdgeSession: cloud refused the session (" + std::string(wire::to_string(e->code)) +
                   "): " + e->message);
     const auto* w = std::get_if<wire::Welcome>(&msg.body);
@@ -508,6 +698,7 @@ struct EdgeSession::Run {
     if (w->target.vocab_size != vocab) throw Error("EdgeSession: the cloud's vocabulary differs");
     if (msg.header.session_id == 0) protocol_error("Welcome without a session id");
     session_id = msg.header.session_id;
+    rtt_est_ms = ms_between(t0, Clock::now());
     return true;
   }
 
@@ -536,7 +727,7 @@ struct EdgeSession::Run {
   void send_bye() noexcept {
     try {
       wire::Header h;
-      h.session_id = session_id.load();
+      h.session_id = session_id;
       h.epoch = epoch;
       h.seq = seq++;
       (void)es.transport_->send(wire::encode(h, wire::Bye{}));
@@ -548,19 +739,22 @@ struct EdgeSession::Run {
     try {
       run_cloud_inner();
     } catch (...) {
-      if (session_id.load() != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
+      if (session_id != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
       throw;
     }
   }
 
   void run_cloud_inner() {
-    hello_seq = static_cast<std::uint32_t>(es.generations_);  // set before the I/O thread starts reading it
-    start_io();
+    hello_seq = static_cast<std::uint32_t>(es.generations_);
+    if (!es.io_) {
+      auto io = std::make_unique<Io>(*es.transport_, es.options_);
+      std::lock_guard lk(es.run_mu_);  // cancel() reads io_ under it
+      es.io_ = std::move(io);
+    }
     if (!handshake()) {  // cancelled before the Welcome: nothing to say goodbye to (a late Welcome is dropped)
       done = true;
       finish = FinishReason::cancelled;
-      stop_io();
-      m.stale_dropped += foreign_dropped.load();
+      m.stale_dropped += foreign_dropped;
       return;
     }
     wire::Prefill pf;
@@ -570,8 +764,17 @@ struct EdgeSession::Run {
       const auto t0 = Clock::now();
       es.drafter_->begin(prompt);
       m.draft_ms += ms_between(t0, Clock::now());
-      if (plan.codec.size()) uplink_codec = make_codec(plan.codec);
-      if (plan.rejection == RejectionMode::topk) topk_codec = make_codec("topk_f32:" + std::to_string(gp.topk_k));
+      detail::PolicyConfig cfg;
+      cfg.sampling = gp.sampling;
+      cfg.seed = gp.seed;
+      cfg.vocab = vocab;
+      cfg.codec = plan.codec;
+      cfg.topk_k = gp.topk_k;
+      cfg.candidates_m = gp.candidates_m;
+      cfg.topk_fallback = gp.topk_fallback;
+      cfg.branch_heads = plan.pipelined ? gp.branch_heads : 0;
+      cfg.want_top_q = gp.draft_p_min > 0.0f;
+      policy = detail::make_edge_policy(plan.rejection, cfg);
     }
     while (!done) {
       if (cancelled.load()) {
@@ -581,7 +784,7 @@ struct EdgeSession::Run {
       }
       // Handle whatever has arrived, then draft if allowed, else wait.
       while (!done) {
-        auto ev = pop(Clock::duration::zero());
+        auto ev = next_event(Clock::duration::zero());
         if (!ev) break;
         handle(std::move(*ev));
       }
@@ -593,14 +796,14 @@ struct EdgeSession::Run {
           maybe_send();
           continue;
         }
+        if (idle_branch_step()) continue;
         if (inflight.empty() && !awaiting_more && spec.size() == sent && spec.empty() && draft_blocked())
           protocol_error("nothing in flight and nothing to draft");
       }
       wait_event();
     }
     send_bye();  // the cloud frees the session
-    stop_io();
-    m.stale_dropped += foreign_dropped.load();
+    m.stale_dropped += foreign_dropped;
   }
 
   GenerateResult execute() {
@@ -612,6 +815,12 @@ struct EdgeSession::Run {
     if (plan.rejection == RejectionMode::candidates && gp.candidates_m == 0)
       throw Error("generate: candidates_m must be >= 1");
     if (plan.rejection == RejectionMode::topk && gp.topk_k == 0) throw Error("generate: topk_k must be >= 1");
+    if (gp.branch_heads > 16) throw Error("generate: branch_heads must be in [0, 16]");
+    if (!(gp.draft_p_min >= 0.0f && gp.draft_p_min <= 1.0f)) throw Error("generate: draft_p_min must be in [0, 1]");
+    chunk_len = gp.gamma;
+    if (gp.branch_length > 4096) throw Error("generate: branch_length must be in [0, 4096]");
+    if (gp.branch_heads != 0 && !es.drafter_->info().batch_invariant)
+      throw Error("generate: branches need a batch-invariant drafter (ModelInfo::batch_invariant)");
     vocab = es.drafter_->info().vocab_size;
     eos = es.drafter_->info().eos;
     if (plan.uses_cloud && !es.transport_) throw Error("generate: this mode needs a transport");
@@ -660,7 +869,9 @@ EdgeSession::EdgeSession(std::unique_ptr<Drafter> drafter, std::unique_ptr<Trans
   if (options_.event_queue == 0) throw Error("EdgeSession: event_queue must be >= 1");
 }
 
-EdgeSession::~EdgeSession() = default;
+EdgeSession::~EdgeSession() {
+  io_.reset();  // closes the transport and joins the I/O thread before the transport is destroyed
+}
 
 GenerateResult EdgeSession::generate(std::span<const Token> prompt, const GenerateParams& params,
                                      const TokenCallback& on_token) {

@@ -40,6 +40,14 @@ std::string Metrics::to_json() const {
   j["rollbacks"] = rollbacks;
   j["stale_dropped"] = stale_dropped;
   j["more_candidates"] = more_candidates;
+  j["branch_lines"] = branch_lines;
+  j["branch_drafted"] = branch_drafted;
+  j["branch_hits"] = branch_hits;
+  j["branch_used"] = branch_used;
+  j["branch_ms"] = branch_ms;
+  j["branch_idle_ms"] = branch_idle_ms;
+  j["gamma_choices"] = gamma_choices;
+  j["gamma_chosen_sum"] = gamma_chosen_sum;
   j["wasted_drafts"] = wasted_drafts;
   j["draft_ms"] = draft_ms;
   j["edge_idle_pct"] = edge_idle_pct;

@@ -40,12 +40,17 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
         round = std::max(draft_chunk + up + R, Lt(1)) + Lt(g) + down;
       } else {
         const double l_async = std::max({draft_chunk, Lt(g), (R + Lt(g) + up + down) / in.depth});
-        double l_sync;
-        if (in.edge_decides_correction)  // the correction travels up alone and is scored while the edge drafts
-          l_sync = std::max(draft_chunk + up, Lt(1)) + Lt(g) + R + down;
-        else  // the cloud pre-verifies right after sending the verdict
-          l_sync = std::max(draft_chunk + up + R, Lt(1)) + Lt(g) + down;
-        round = hit * l_async + (1.0 - hit) * l_sync;
+        // After a miss everything in flight is void: the edge redrafts `redraft` tokens before a full chunk is
+        // up again (γ, or fewer when a pre-drafted branch matched the correction and went up at once).
+        const auto l_sync = [&](double redraft) {
+          if (in.edge_decides_correction)  // the correction travels up alone and is scored while the edge drafts
+            return std::max(redraft * D + up, Lt(1)) + Lt(g) + R + down;
+          return std::max(redraft * D + up + R, Lt(1)) + Lt(g) + down;  // the cloud pre-verifies after the verdict
+        };
+        const double h = std::clamp(in.branch_hit_rate, 0.0, 1.0);
+        const double k = std::clamp(in.branch_drafts_per_hit, 0.0, g);
+        const double miss = h * l_sync(g - k) + (1.0 - h) * l_sync(g);
+        round = hit * l_async + (1.0 - hit) * miss;
       }
       // First verdict: handshake (R), then the first chunk and the cloud prefill in parallel.
       const double first = 2 * R + std::max(Ld(P) + in.edge_overhead_ms + (g - 1) * D + up, Lt0(P)) + Lt(g);
@@ -58,6 +63,22 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
   }
   r.tokens_per_s = r.wall_ms > 0.0 ? N * 1000.0 / r.wall_ms : 0.0;
   return r;
+}
+
+std::uint32_t best_gamma(PipelineMode mode, AnalyticInputs in, std::uint32_t gamma_max) {
+  if (gamma_max == 0) throw Error("best_gamma: gamma_max must be >= 1");
+  std::uint32_t best = 1;
+  double best_rate = -1.0;
+  for (std::uint32_t g = 1; g <= gamma_max; ++g) {
+    in.gamma = g;
+    const AnalyticResult r = predict(mode, in);
+    const double rate = r.round_ms > 0.0 ? r.tokens_per_round / r.round_ms : 0.0;
+    if (rate > best_rate * (1.0 + 1e-9)) {
+      best_rate = rate;
+      best = g;
+    }
+  }
+  return best;
 }
 
 }  // namespace picospec

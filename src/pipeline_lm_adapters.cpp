@@ -46,6 +46,40 @@ void LmDrafter::do_rollback(std::size_t n) {
   valid_ = false;
 }
 
+std::span<const float> LmDrafter::do_next_logits_with_branches(std::span<const Branch> branches, LogitRows& out) {
+  // Main-line tokens not yet in the KV cache (the last one again when the row must be recomputed).
+  std::size_t done = lm_->length();
+  if (!valid_ && done == tokens_.size()) lm_->truncate(--done);
+  const auto pending = std::span<const Token>(tokens_).subspan(done);
+  if (lm_->forward_with_branches(pending, rows_, branches, out)) {  // one batched evaluation
+    if (!pending.empty()) {
+      const auto last = rows_.row(rows_.rows() - 1);
+      logits_.assign(last.begin(), last.end());
+      valid_ = true;
+    }
+    return logits_;
+  }
+  // No batched form: the main row, then each branch forwarded after its base and truncated away again. Bases
+  // in descending order, so the cache only shrinks between branches.
+  (void)do_next_logits();
+  out.resize(branches.size(), info_.vocab_size);
+  std::vector<std::size_t> order(branches.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return branches[a].base > branches[b].base; });
+  for (const std::size_t i : order) {
+    const Branch& br = branches[i];
+    if (lm_->length() > br.base) lm_->truncate(br.base);
+    // After an earlier call the cache may hold fewer tokens than the base (the main row stays cached).
+    if (lm_->length() < br.base)
+      lm_->forward(std::span<const Token>(tokens_).subspan(lm_->length(), br.base - lm_->length()), rows_);
+    lm_->forward(br.tail, rows_);
+    const auto last = rows_.row(rows_.rows() - 1);
+    std::copy(last.begin(), last.end(), out.row(i).begin());
+    lm_->truncate(br.base);
+  }
+  return logits_;  // still valid: tokens_ did not change
+}
+
 // ----------------------------------------------------------------------------------------------- LmVerifier
 
 LmVerifier::LmVerifier(std::unique_ptr<CausalLM> lm) : Verifier(info_of(lm, "LmVerifier")), lm_(std::move(lm)) {}

@@ -3,28 +3,6 @@
 
 namespace picospec {
 
-std::string_view to_string(PipelineMode mode) noexcept {
-  switch (mode) {
-    case PipelineMode::cloud_ar: return "cloud-ar";
-    case PipelineMode::edge_only: return "edge-only";
-    case PipelineMode::vanilla: return "vanilla";
-    case PipelineMode::paper: return "paper";
-    case PipelineMode::picospec: return "picospec";
-  }
-  return "?";
-}
-
-PipelineMode parse_pipeline_mode(std::string_view text) {
-  std::string s(text);
-  for (char& c : s)
-    if (c == '_') c = '-';
-  for (auto m : {PipelineMode::cloud_ar, PipelineMode::edge_only, PipelineMode::vanilla, PipelineMode::paper,
-                 PipelineMode::picospec})
-    if (s == to_string(m)) return m;
-  throw Error("unknown pipeline mode '" + std::string(text) +
-              "' (cloud-ar | edge-only | vanilla | paper | picospec)");
-}
-
 ModePlan plan_mode(PipelineMode mode, const SamplingParams& sampling, std::optional<RejectionMode> rejection,
                    std::string_view sparse_codec) {
   ModePlan plan;

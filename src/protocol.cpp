@@ -220,7 +220,7 @@ void encode_body(Writer& w, const Tokens& m) {
 }
 void encode_body(Writer& w, const Cancel& m) { put_str16(w, m.reason, "Cancel.reason", false); }
 void encode_body(Writer&, const Bye&) {}
-void encode_body(Writer& w, const Error& m) {
+void encode_body(Writer& w, const ErrorMessage& m) {
   w.put(static_cast<std::uint16_t>(m.code));
   put_str16(w, m.message, "Error.message", true);
 }
@@ -346,8 +346,8 @@ Cancel decode_cancel(Reader& r) {
   r.expect_end("Cancel");
   return m;
 }
-Error decode_error(Reader& r) {
-  Error m;
+ErrorMessage decode_error(Reader& r) {
+  ErrorMessage m;
   m.code = static_cast<ErrorCode>(r.get<std::uint16_t>("Error.code"));
   m.message = r.get_string(r.get<std::uint16_t>("Error.message length"), kMaxLongString, "Error.message");
   r.expect_end("Error");
@@ -536,18 +536,6 @@ std::string_view to_string(DecodeFailure f) noexcept {
   return "unknown";
 }
 
-std::string_view to_string(PipelineMode m) noexcept {
-  switch (m) {
-    case PipelineMode::cloud_ar: return "cloud_ar";
-    case PipelineMode::edge_only: return "edge_only";
-    case PipelineMode::vanilla: return "vanilla";
-    case PipelineMode::paper: return "paper";
-    case PipelineMode::picospec: return "picospec";
-  }
-  return "unknown";
-}
-
-
 std::string describe(const Message& msg) {
   std::ostringstream os;
   const Header& h = msg.header;
@@ -585,15 +573,15 @@ std::string describe(const Message& msg) {
                  },
                  [&](const Cancel& m) { os << " reason=\"" << m.reason << "\""; },
                  [&](const Bye&) {},
-                 [&](const Error& m) { os << " code=" << to_string(m.code) << " msg=\"" << m.message << "\""; },
+                 [&](const ErrorMessage& m) { os << " code=" << to_string(m.code) << " msg=\"" << m.message << "\""; },
              },
              msg.body);
   os << "}";
   return os.str();
 }
 
-std::optional<Error> compatibility_error(const Hello& hello, const ModelInfo& target) {
-  auto refuse = [](ErrorCode c, std::string why) { return std::optional<Error>(Error{c, std::move(why)}); };
+std::optional<ErrorMessage> compatibility_error(const Hello& hello, const ModelInfo& target) {
+  auto refuse = [](ErrorCode c, std::string why) { return std::optional<ErrorMessage>(ErrorMessage{c, std::move(why)}); };
   if (hello.protocol_version != kVersion)
     return refuse(ErrorCode::unsupported_version, "protocol version " + std::to_string(hello.protocol_version) +
                                                       " not supported (server speaks " + std::to_string(kVersion) + ")");

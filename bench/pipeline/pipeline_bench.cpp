@@ -3,6 +3,7 @@
 //
 // The models are synthetic (backends/synthetic): they sleep for the profile's forward time; every output says
 // so. Baseline in the same run: cloud-ar (and vanilla stop-and-wait) on the same link.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -38,6 +39,12 @@ struct Args {
   std::string transport = "loopback";
   std::string rejection;  // picospec override: candidates | sparse_draft
   SendPolicy policy = SendPolicy::full_chunks;
+  std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
+  BranchSchedule branch_schedule = BranchSchedule::idle;
+  bool adaptive = false;  // picospec mode: adaptive draft length in [1, gamma_max]
+  std::uint32_t gamma_max = 0;  // 0 = gamma
+  float draft_p_min = 0.0f;
+  bool block_verify = false;  // vanilla and picospec rows (full / sparse_draft): block verification
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -78,6 +85,13 @@ void usage() {
       "  --rejection R      picospec mode: candidates (default) | sparse_draft\n"
       "  --send-policy P    full | when-idle (default full)\n"
       "  --transport T      loopback (default) | zmq (tcp on 127.0.0.1)\n"
+      "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
+      "  --branch-length L  drafts per branch (default 0 = gamma)\n"
+      "  --branch-schedule S  idle (default) | fused\n"
+      "  --adaptive-gamma 0|1  picospec mode: choose each chunk's length in [1, gamma-max] (default 0)\n"
+      "  --gamma-max G      the adaptive maximum (default: --gamma); the other modes keep --gamma\n"
+      "  --draft-p-min P    picospec mode: close a chunk after a draft whose top probability is below P\n"
+      "  --block-verify 0|1 vanilla, and picospec with --rejection sparse_draft: block verification (default 0)\n"
       "  --json             print one JSON document on stdout (the table goes to stderr)");
 }
 
@@ -108,6 +122,17 @@ Args parse(int argc, char** argv) {
     else if (f == "--temperature") a.temperature = static_cast<float>(to_double(f, v));
     else if (f == "--transport") a.transport = v;
     else if (f == "--rejection") a.rejection = v;
+    else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
+    else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
+    else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
+    else if (f == "--block-verify") a.block_verify = to_u32(f, v, 0, 1) == 1;
+    else if (f == "--draft-p-min") a.draft_p_min = static_cast<float>(to_double(f, v));
+    else if (f == "--branch-length") a.branch_length = to_u32(f, v, 0, 4096);
+    else if (f == "--branch-schedule") {
+      if (v == "idle") a.branch_schedule = BranchSchedule::idle;
+      else if (v == "fused") a.branch_schedule = BranchSchedule::fused;
+      else die("--branch-schedule must be idle or fused");
+    }
     else if (f == "--send-policy") {
       if (v == "full") a.policy = SendPolicy::full_chunks;
       else if (v == "when-idle") a.policy = SendPolicy::when_idle;
@@ -227,6 +252,15 @@ int main(int argc, char** argv) {
     gp.send_policy = args.policy;
     if (mode == PipelineMode::picospec && !args.rejection.empty())
       gp.rejection = parse_rejection_mode(args.rejection);
+    gp.block_verify = args.block_verify && (mode == PipelineMode::vanilla || mode == PipelineMode::picospec);
+    if (mode == PipelineMode::picospec) {
+      gp.branch_heads = args.branches;
+      gp.branch_length = args.branch_length;
+      gp.branch_schedule = args.branch_schedule;
+      gp.adaptive_gamma = args.adaptive;
+      if (args.adaptive && args.gamma_max != 0) gp.gamma = args.gamma_max;
+      gp.draft_p_min = args.draft_p_min;
+    }
     GenerateResult res;
     try {
       res = edge.generate(prompt, gp);
@@ -254,6 +288,10 @@ int main(int argc, char** argv) {
     in.up_mbit = link.up_mbit;
     in.down_mbit = link.down_mbit;
     in.gamma = args.gamma;
+    // Adaptive length: the model at the mean chunk length the edge chose.
+    if (row.m.gamma_choices > 0)
+      in.gamma = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::lround(
+                                                static_cast<double>(row.m.gamma_chosen_sum) / row.m.gamma_choices)));
     in.depth = args.depth;
     in.tokens = static_cast<std::uint32_t>(row.m.tokens);
     in.prompt_len = args.prompt_len;
@@ -262,7 +300,7 @@ int main(int argc, char** argv) {
     row.alpha_used = plan.speculative ? row.m.acceptance_rate : 0.0;
     in.alpha = row.alpha_used;
     if (row.m.sent_drafts > 0)
-      in.up_bytes_per_chunk = static_cast<double>(row.m.bytes_up) * args.gamma / static_cast<double>(row.m.sent_drafts);
+      in.up_bytes_per_chunk = static_cast<double>(row.m.bytes_up) * in.gamma / static_cast<double>(row.m.sent_drafts);
     if (row.m.frames_down > 0) in.down_bytes_per_verdict = static_cast<double>(row.m.bytes_down) / row.m.frames_down;
     in.edge_decides_correction =
         plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk;
@@ -271,12 +309,17 @@ int main(int argc, char** argv) {
     if (row.m.drafted > 0) {
       const double nominal = ts * (prof.draft.forward_ms(args.prompt_len) +
                                    static_cast<double>(row.m.drafted - 1) * prof.draft.forward_ms(1));
-      in.edge_overhead_ms = std::max(0.0, (row.m.draft_ms - nominal) / static_cast<double>(row.m.drafted)) / ts;
+      // Branch-only steps taken while waiting for the cloud are not drafting time (fused steps are).
+      in.edge_overhead_ms =
+          std::max(0.0, (row.m.draft_ms - row.m.branch_idle_ms - nominal) / static_cast<double>(row.m.drafted)) / ts;
     }
     if (mode == PipelineMode::cloud_ar && cs.cloud_ar_tokens > 0)
       in.cloud_overhead_ms = std::max(0.0, cs.busy_ms - cs.verify_ms) / static_cast<double>(cs.cloud_ar_tokens) / ts;
     else if (cs.chunks_verified > 0)
       in.cloud_overhead_ms = std::max(0.0, cs.busy_ms - cs.verify_ms) / static_cast<double>(cs.chunks_verified) / ts;
+    if (row.m.corrections > 0) in.branch_hit_rate = static_cast<double>(row.m.branch_hits) / row.m.corrections;
+    if (row.m.branch_hits > 0)
+      in.branch_drafts_per_hit = static_cast<double>(row.m.branch_used) / static_cast<double>(row.m.branch_hits);
     row.edge_overhead = in.edge_overhead_ms;
     row.cloud_overhead = in.cloud_overhead_ms;
     row.model = predict(mode, in);
@@ -369,6 +412,20 @@ int main(int argc, char** argv) {
       << fmt(row_pico->model_at_target, 2) << " vs paper " << fmt(row_paper->model_at_target, 2)
       << " tok/s; acceptance drawn: picospec " << fmt(row_pico->m.acceptance_rate, 3) << ", paper "
       << fmt(row_paper->m.acceptance_rate, 3) << "\n";
+  }
+
+  if (row_pico && args.branches > 0) {
+    std::uint64_t hits = 0, corrections = 0, used = 0, drafted = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (&rows[i] == row_pico)
+        for (const auto& x : all_runs[i]) {
+          hits += x.m.branch_hits;
+          corrections += x.m.corrections;
+          used += x.m.branch_used;
+          drafted += x.m.branch_drafted;
+        }
+    t << "branches (picospec, " << args.branches << " heads): " << hits << " of " << corrections
+      << " corrections matched a branch; " << used << " of " << drafted << " branch drafts sent\n";
   }
 
   if (args.json) {

@@ -38,6 +38,11 @@ struct AnalyticInputs {
   /// generated token in cloud-ar). Added to D and to Lt(γ) (Lt(1) for cloud-ar).
   double edge_overhead_ms = 0.0;
   double cloud_overhead_ms = 0.0;
+  /// No flush on a miss (GenerateParams::branch_heads): the share of rejections whose correction matched a
+  /// pre-drafted branch, and the drafts such a branch held (measured: branch_hits / corrections and
+  /// branch_used / branch_hits). A hit shortens that miss's redraft by those drafts (see docs/pipeline.md).
+  double branch_hit_rate = 0.0;
+  double branch_drafts_per_hit = 0.0;
 };
 
 struct AnalyticResult {
@@ -50,5 +55,10 @@ struct AnalyticResult {
 
 /// The model for `mode` (plan.speculative / plan.pipelined decide the formula). Throws Error on bad inputs.
 [[nodiscard]] AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in);
+
+/// Adaptive draft length: the chunk length in [1, gamma_max] that maximizes the steady-state committed tokens
+/// per second of a pipelined mode, E_N(γ) / E[T_round(γ)] of predict() with `in` (its gamma is ignored). Ties go
+/// to the shorter chunk. Throws Error if gamma_max is 0.
+[[nodiscard]] std::uint32_t best_gamma(PipelineMode mode, AnalyticInputs in, std::uint32_t gamma_max);
 
 }  // namespace picospec

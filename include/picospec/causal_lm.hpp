@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "picospec/types.hpp"
@@ -80,6 +81,36 @@ class CausalLM {
   /// Clears the context.
   void reset() { truncate(0); }
 
+  /// One continuation for forward_with_branches(): the context's first `base` tokens followed by `tail`.
+  struct Branch {
+    std::size_t base = 0;
+    std::span<const Token> tail;
+  };
+
+  /// Optional batched form used for multi-branch drafting. Appends `tokens` to the context exactly like
+  /// forward(tokens, out) and, in the same evaluation, writes into `branch_out` (resized to branches.size()
+  /// rows) the next-token logits after each continuation (1 <= base <= the new length, tail non-empty); the
+  /// branches leave no trace in the context. Returns false and does nothing when the backend has no batched
+  /// form (the default); callers then evaluate branches by forwarding and truncating (exact for a
+  /// batch-invariant model). Throws Error on bad bases/tails or out-of-vocabulary ids.
+  bool forward_with_branches(std::span<const Token> tokens, LogitRows& out, std::span<const Branch> branches,
+                             LogitRows& branch_out) {
+    detail::check_token_ids(tokens, info_.vocab_size, "CausalLM::forward_with_branches");
+    for (const Branch& b : branches) {
+      if (b.base == 0 || b.base > length_ + tokens.size() || b.tail.empty())
+        throw Error("CausalLM::forward_with_branches: branch base " + std::to_string(b.base) +
+                    " outside [1, " + std::to_string(length_ + tokens.size()) + "] or empty tail");
+      detail::check_token_ids(b.tail, info_.vocab_size, "CausalLM::forward_with_branches");
+    }
+    if (info_.context_length != 0 && length_ + tokens.size() > info_.context_length)
+      throw Error("CausalLM::forward_with_branches: context length exceeded");
+    out.resize(tokens.size(), info_.vocab_size);
+    branch_out.resize(branches.size(), info_.vocab_size);
+    if (!do_forward_with_branches(tokens, out, branches, branch_out)) return false;
+    length_ += tokens.size();
+    return true;
+  }
+
  protected:
   explicit CausalLM(ModelInfo info) : info_(std::move(info)) {}
   /// Evaluate `tokens` at positions length() .. length()+n-1 and write n rows into `out` (already sized).
@@ -95,6 +126,15 @@ class CausalLM {
   }
   /// Drop KV entries at positions >= n.
   virtual void do_truncate(std::size_t n) = 0;
+  /// Optional (see forward_with_branches): return false to say "not supported" (nothing may change then).
+  virtual bool do_forward_with_branches(std::span<const Token> tokens, LogitRows& out,
+                                        std::span<const Branch> branches, LogitRows& branch_out) {
+    (void)tokens;
+    (void)out;
+    (void)branches;
+    (void)branch_out;
+    return false;
+  }
 
   ModelInfo info_;
 

@@ -13,10 +13,13 @@
 //
 // Public non-virtual methods validate arguments and keep length() consistent, then call the do_* hooks.
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "picospec/causal_lm.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec {
@@ -41,6 +44,7 @@ class Drafter {
       throw Error("Drafter::begin: prompt of " + std::to_string(prompt.size()) + " tokens exceeds context length " +
                   std::to_string(info_.context_length));
     do_begin(prompt);
+    context_.assign(prompt.begin(), prompt.end());
     length_ = prompt.size();
     begun_ = true;
   }
@@ -64,7 +68,33 @@ class Drafter {
     if (info_.context_length != 0 && length_ + 1 > info_.context_length)
       throw Error("Drafter::append: context length " + std::to_string(info_.context_length) + " exceeded");
     do_append(t);
+    context_.push_back(t);
     ++length_;
+  }
+
+  /// One branch of the context: its first `base` tokens followed by `tail`.
+  using Branch = CausalLM::Branch;
+
+  /// Multi-branch drafting: next_logits() and, in the same evaluation where the backend can batch, the
+  /// next-token logits after each branch (row i of `out` for branches[i]; 1 <= base <= length(), tail
+  /// non-empty). The context is unchanged. LmDrafter batches through CausalLM::forward_with_branches when the
+  /// model offers it (one forward for the main token and every branch) and otherwise forwards each branch after
+  /// truncating to its base; the default here rolls the context back, appends, reads and restores it (exact for
+  /// any deterministic drafter, one evaluation per branch). Throws Error on bad bases, tails or ids.
+  [[nodiscard]] std::span<const float> next_logits_with_branches(std::span<const Branch> branches, LogitRows& out) {
+    if (!begun_) throw Error("Drafter::next_logits_with_branches: begin() not called");
+    for (const Branch& b : branches) {
+      if (b.base == 0 || b.base > length_ || b.tail.empty())
+        throw Error("Drafter::next_logits_with_branches: base " + std::to_string(b.base) + " outside [1, " +
+                    std::to_string(length_) + "] or empty tail");
+      check_tokens(b.tail, "Drafter::next_logits_with_branches");
+      if (info_.context_length != 0 && b.base + b.tail.size() > info_.context_length)
+        throw Error("Drafter::next_logits_with_branches: context length exceeded");
+    }
+    auto row = do_next_logits_with_branches(branches, out);
+    if (row.size() != info_.vocab_size || out.rows() != branches.size() || out.vocab() != info_.vocab_size)
+      throw Error("Drafter::next_logits_with_branches: backend returned rows of the wrong shape");
+    return row;
   }
 
   /// Rolls the context back to its first `n` tokens (1 <= n <= length()).
@@ -74,6 +104,7 @@ class Drafter {
       throw Error("Drafter::rollback: " + std::to_string(n) + " not in [1, " + std::to_string(length_) + "]");
     if (n == length_) return;
     do_rollback(n);
+    context_.resize(n);
     length_ = n;
   }
 
@@ -84,6 +115,23 @@ class Drafter {
   virtual std::span<const float> do_next_logits() = 0;
   virtual void do_append(Token t) = 0;
   virtual void do_rollback(std::size_t n) = 0;
+  /// Default multi-branch evaluation (see next_logits_with_branches): per branch, roll back to its base,
+  /// append its tail, read the row, roll back and re-append the context.
+  virtual std::span<const float> do_next_logits_with_branches(std::span<const Branch> branches, LogitRows& out) {
+    out.resize(branches.size(), info_.vocab_size);
+    for (std::size_t i = 0; i < branches.size(); ++i) {
+      const Branch& b = branches[i];
+      if (b.base < length_) do_rollback(b.base);
+      for (Token t : b.tail) do_append(t);
+      const auto row = do_next_logits();
+      std::copy(row.begin(), row.end(), out.row(i).begin());
+      do_rollback(b.base);
+      for (std::size_t k = b.base; k < length_; ++k) do_append(context_[k]);
+    }
+    return do_next_logits();
+  }
+  /// The context's tokens (maintained by the public methods).
+  [[nodiscard]] std::span<const Token> context() const noexcept { return context_; }
 
   ModelInfo info_;
 
@@ -92,6 +140,7 @@ class Drafter {
     detail::check_token_ids(tokens, info_.vocab_size, where);
   }
 
+  std::vector<Token> context_;
   std::size_t length_ = 0;
   bool begun_ = false;
 };

@@ -6,9 +6,10 @@
 // then, depending on the mode, drafting and verdict handling, until EOS, max_tokens or cancel(). Committed
 // tokens are streamed to a callback as soon as the cloud confirms them.
 //
-// Threads: generate() runs the drafting loop on the calling thread (it owns the drafter) and starts one I/O
-// thread that receives and decodes frames into a bounded event queue; the I/O thread is joined before
-// generate() returns or throws. Errors on either thread (transport closed, cloud Error frame, timeout, bad
+// Threads: generate() runs the drafting loop on the calling thread (it owns the drafter). The first generation
+// that talks to a cloud starts the session's I/O thread, which blocks in the transport's recv, decodes frames
+// into a bounded event queue and lives until the session is destroyed (the destructor closes the transport,
+// which wakes it, and joins it). Errors on either thread (transport closed, cloud Error frame, timeout, bad
 // frames, drafter exceptions) surface as exceptions from generate(), never std::terminate.
 //
 // Thread-safety: generate() must not be called concurrently on one session (a second concurrent call throws).
@@ -29,7 +30,7 @@
 #include "picospec/drafter.hpp"
 #include "picospec/metrics.hpp"
 #include "picospec/pipeline_mode.hpp"
-#include "picospec/rejection.hpp"
+#include "picospec/modes.hpp"
 #include "picospec/transport.hpp"
 #include "picospec/types.hpp"
 
@@ -41,13 +42,26 @@ enum class SendPolicy : std::uint8_t {
   when_idle,    ///< also send what is drafted when no chunk is in flight (the cloud would idle otherwise)
 };
 
+/// When pre-drafted branches (GenerateParams::branch_heads) grow.
+enum class BranchSchedule : std::uint8_t {
+  idle,   ///< only while the edge waits for a verdict that is expected later than one branch step takes
+  fused,  ///< also with every main-line draft: one batched evaluation for the main token and all branches
+};
+
 /// Per-generation parameters.
 struct GenerateParams {
   PipelineMode mode = PipelineMode::picospec;
   SamplingParams sampling{};                       ///< applied on both sides (temperature 0 = greedy)
   std::uint64_t seed = 0;                          ///< keys every random draw (rng.hpp)
   std::uint32_t max_tokens = 128;                  ///< new tokens to generate (>= 1)
-  std::uint32_t gamma = 4;                         ///< draft chunk length
+  std::uint32_t gamma = 4;                         ///< draft chunk length (the maximum with adaptive_gamma)
+  /// Adaptive draft length (pipelined modes): before each chunk the edge picks the length in [1, gamma] that
+  /// maximizes expected committed tokens per second (analytic.hpp best_gamma) from what it measured: acceptance,
+  /// draft time, round trip (handshake) and send-to-verdict times by chunk size. Same tokens as fixed γ.
+  bool adaptive_gamma = false;
+  /// Confidence stop: close the chunk after a draft whose distribution's top probability is below this (as
+  /// llama.cpp's --draft-p-min); 0 = off. Same tokens, shorter chunks where the draft is unsure.
+  float draft_p_min = 0.0f;
   std::uint32_t depth = 1;                         ///< chunks in flight while drafting the next (paper: 1)
   SendPolicy send_policy = SendPolicy::full_chunks;
   std::optional<RejectionMode> rejection;          ///< override the mode's default (see plan_mode)
@@ -56,6 +70,17 @@ struct GenerateParams {
   std::uint32_t candidates_m = 32;                 ///< picospec candidates mode: candidates per verdict
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
   bool stop_at_eos = true;                         ///< stop after committing the target's EOS token
+  /// No flush on a miss (pipelined modes): for each draft of the chunk in flight, pre-draft branches after its
+  /// `branch_heads` likeliest alternatives under q; when a rejection's correction equals a branch head, that
+  /// branch goes up at once instead of being redrafted. Same tokens as without branches (the branch drafts use
+  /// the keys of the redraft). 0 = off. Needs a batch-invariant drafter.
+  std::uint32_t branch_heads = 0;
+  std::uint32_t branch_length = 0;                 ///< drafts per branch (0 = gamma)
+  BranchSchedule branch_schedule = BranchSchedule::idle;
+  /// Block verification (Sun et al. 2024) in the modes where the cloud holds both distributions (full, i.e.
+  /// vanilla, and sparse_draft): the cloud verifies each chunk jointly, accepting more drafts in expectation;
+  /// exact, but the tokens differ from token-level verification for the same seed. Ignored in other modes.
+  bool block_verify = false;
 };
 
 enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled };
@@ -103,6 +128,7 @@ class EdgeSession {
  private:
   struct Run;
   friend struct Run;
+  struct Io;
 
   std::unique_ptr<Drafter> drafter_;
   std::unique_ptr<Transport> transport_;
@@ -111,6 +137,7 @@ class EdgeSession {
   std::mutex run_mu_;     // guards run_ (cancel() vs generate())
   Run* run_ = nullptr;
   std::uint64_t generations_ = 0;
+  std::unique_ptr<Io> io_;  // started by the first generation that uses the transport
 };
 
 }  // namespace picospec

@@ -32,6 +32,10 @@ class LmDrafter final : public Drafter {
   std::span<const float> do_next_logits() override;
   void do_append(Token t) override;
   void do_rollback(std::size_t n) override;
+  /// One CausalLM::forward_with_branches call (the pending main tokens and every branch) when the model has a
+  /// batched form; otherwise the main row first, then each branch forwarded after truncating to its base and
+  /// truncated again (exact for a batch-invariant model; the main context is re-extended lazily).
+  std::span<const float> do_next_logits_with_branches(std::span<const Branch> branches, LogitRows& out) override;
 
  private:
   std::unique_ptr<CausalLM> lm_;

@@ -44,6 +44,15 @@ struct Metrics {
   std::uint64_t stale_dropped = 0;     ///< frames of an old epoch dropped by the edge
   std::uint64_t more_candidates = 0;   ///< MoreCandidates requests (candidates mode)
   std::uint64_t wasted_drafts = 0;     ///< drafted tokens thrown away by rollbacks
+  // Branches (no flush on a miss; GenerateParams::branch_heads).
+  std::uint64_t branch_lines = 0;      ///< branches planned (one per alternative head per draft in flight)
+  std::uint64_t branch_drafted = 0;    ///< tokens drafted on branches
+  std::uint64_t branch_hits = 0;       ///< rejections whose correction matched a branch that held drafts
+  std::uint64_t branch_used = 0;       ///< branch drafts sent after a hit (also counted in drafted / sent_drafts)
+  double branch_ms = 0.0;              ///< edge time in branch steps (included in draft_ms)
+  double branch_idle_ms = 0.0;         ///< of which in branch-only steps taken while waiting for the cloud
+  std::uint64_t gamma_choices = 0;     ///< adaptive draft length: chunk lengths chosen by the model
+  std::uint64_t gamma_chosen_sum = 0;  ///< their sum (mean = gamma_chosen_sum / gamma_choices)
 
   // Time split.
   double draft_ms = 0.0;               ///< edge time inside the drafter + sampling

@@ -19,18 +19,10 @@
 #include <string>
 #include <string_view>
 
-#include "picospec/rejection.hpp"
+#include "picospec/modes.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec {
-
-/// Numeric values match wire::PipelineMode.
-enum class PipelineMode : std::uint8_t { cloud_ar = 0, edge_only = 1, vanilla = 2, paper = 3, picospec = 4 };
-
-/// "cloud-ar", "edge-only", "vanilla", "paper", "picospec".
-[[nodiscard]] std::string_view to_string(PipelineMode mode) noexcept;
-/// Inverse of to_string (also accepts '_' for '-'); throws Error naming the valid values.
-[[nodiscard]] PipelineMode parse_pipeline_mode(std::string_view text);
 
 /// What a mode means in practice, resolved for one set of sampling params.
 struct ModePlan {

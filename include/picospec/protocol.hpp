@@ -17,7 +17,7 @@
 #include <variant>
 #include <vector>
 
-#include "picospec/rejection.hpp"
+#include "picospec/modes.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec::wire {
@@ -45,13 +45,12 @@ enum class MessageType : std::uint8_t {
   error = 10,
 };
 
-/// Rejection modes travel as the core's picospec::RejectionMode (rejection.hpp) in one byte:
-/// greedy = 0, full = 1, topk = 2, candidates = 3, sparse_draft = 4.
-inline constexpr std::uint8_t kRejectionModeCount = 5;
-
-/// Pipeline mode on the wire (what the edge wants the cloud to run).
-enum class PipelineMode : std::uint8_t { cloud_ar = 0, edge_only = 1, vanilla = 2, paper = 3, picospec = 4 };
-inline constexpr std::uint8_t kPipelineModeCount = 5;
+/// Rejection and pipeline modes travel as the core's picospec::RejectionMode and picospec::PipelineMode
+/// (modes.hpp), one byte each: greedy = 0, full = 1, topk = 2, candidates = 3, sparse_draft = 4;
+/// cloud_ar = 0, edge_only = 1, vanilla = 2, paper = 3, picospec = 4.
+using picospec::kPipelineModeCount;
+using picospec::kRejectionModeCount;
+using picospec::PipelineMode;
 
 /// Error codes carried by an Error message. Values are part of the wire format.
 enum class ErrorCode : std::uint16_t {
@@ -70,6 +69,11 @@ enum class ErrorCode : std::uint16_t {
   internal = 12,               ///< unexpected failure on the sender's side
   cancelled = 13,              ///< the session was cancelled
 };
+
+/// Header flag bits (version 1 receivers ignore bits they do not know).
+/// On a Hello: the edge asks for block verification (RejectionMode full / sparse_draft; rejection.hpp
+/// block_verify). A cloud that ignores it verifies token by token; both are exact, so the edge need not know.
+inline constexpr std::uint8_t kHelloFlagBlockVerify = 1;
 
 /// Fixed frame header. `type` and `payload_len` are filled by encode(); the caller sets the rest.
 struct Header {
@@ -168,15 +172,16 @@ struct Bye {
   friend bool operator==(const Bye&, const Bye&) = default;
 };
 
-/// either way: a refusal or failure.
-struct Error {
+/// either way: a refusal or failure (named ErrorMessage so that it never shadows picospec::Error).
+struct ErrorMessage {
   ErrorCode code = ErrorCode::internal;
   std::string message;  ///< at most 1024 bytes (longer messages are truncated by encode)
-  friend bool operator==(const Error&, const Error&) = default;
+  friend bool operator==(const ErrorMessage&, const ErrorMessage&) = default;
 };
 
 /// The payload alternatives; the index order matches nothing on the wire (MessageType does).
-using Body = std::variant<Hello, Welcome, Prefill, Draft, Verdict, MoreCandidates, Tokens, Cancel, Bye, Error>;
+using Body = std::variant<Hello, Welcome, Prefill, Draft, Verdict, MoreCandidates, Tokens, Cancel, Bye,
+                          ErrorMessage>;
 
 /// A whole frame: header + body.
 struct Message {
@@ -216,7 +221,7 @@ struct DecodeResult {
 /// Appends the encoded frame to `out` (which is not cleared, so a buffer can be reused). Fills the header's
 /// type and payload_len. Throws picospec::Error if the message cannot be represented (counts above the
 /// field widths, q_scalars/q_frames size not 0 or tokens.size(), negative token ids, n_fixed > 1 or
-/// > tokens.size(), strings over their limit except Error::message which is truncated).
+/// > tokens.size(), strings over their limit except ErrorMessage::message which is truncated).
 void encode(const Message& msg, std::vector<std::uint8_t>& out);
 [[nodiscard]] std::vector<std::uint8_t> encode(const Message& msg);
 /// Convenience: encode(Message{header, body}).
@@ -238,13 +243,12 @@ void encode(const Message& msg, std::vector<std::uint8_t>& out);
 [[nodiscard]] std::string_view to_string(MessageType t) noexcept;
 [[nodiscard]] std::string_view to_string(ErrorCode c) noexcept;
 [[nodiscard]] std::string_view to_string(DecodeFailure f) noexcept;
-[[nodiscard]] std::string_view to_string(PipelineMode m) noexcept;
 
 /// Checks a Hello against the cloud's target model. Returns the refusal (code + reason) or nullopt when the pair
 /// is compatible: protocol version, vocab size, tokenizer fingerprint (checked when both are non-zero), enum
 /// ranges, and parameter sanity (gamma in 1..65535, finite temperature >= 0, top_p in (0,1], topk_k > 0 in topk
 /// mode, candidates_m > 0 in candidates mode). Codec support is not checked here (the server knows its codecs).
-[[nodiscard]] std::optional<Error> compatibility_error(const Hello& hello, const ModelInfo& target);
+[[nodiscard]] std::optional<ErrorMessage> compatibility_error(const Hello& hello, const ModelInfo& target);
 /// Same check, reason string only.
 [[nodiscard]] std::optional<std::string> check_compatible(const Hello& hello, const ModelInfo& target);
 

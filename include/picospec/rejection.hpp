@@ -30,27 +30,12 @@
 #include <string_view>
 #include <vector>
 
+#include "picospec/modes.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec {
-
-/// How the correction at a rejected position is produced (docs/algorithm.md).
-enum class RejectionMode : std::uint8_t {
-  greedy,        ///< temperature 0: accept iff d == argmax p; correction = argmax p. Exact.
-  full,          ///< both distributions dense on one side (vanilla SD, full q on the uplink). Exact.
-  topk,          ///< the paper's separate mode: q(d) up, Top-K of p down, edge residual. Approximate.
-  candidates,    ///< q(d) up; on rejection m i.i.d. samples of p down, edge resamples. Exact. Default.
-  sparse_draft,  ///< edge drafts from codec-rounded q̂ and uploads it; cloud does everything. Exact.
-};
-
-/// "greedy", "full", "topk", "candidates", "sparse_draft".
-[[nodiscard]] std::string_view to_string(RejectionMode mode) noexcept;
-/// Inverse of to_string; throws Error naming the valid values on anything else.
-[[nodiscard]] RejectionMode parse_rejection_mode(std::string_view text);
-/// True for the modes whose output is distributed exactly as the target's (all but topk).
-[[nodiscard]] constexpr bool is_exact(RejectionMode mode) noexcept { return mode != RejectionMode::topk; }
 
 /// Candidate stream sent down on a rejection in `candidates` mode: y_k ~ p i.i.d. with their values p(y_k),
 /// k = 0..m-1, drawn with RNG index first_index + k.
@@ -61,12 +46,6 @@ struct CandidateStream {
 
   [[nodiscard]] std::size_t size() const noexcept { return ids.size(); }
   friend bool operator==(const CandidateStream&, const CandidateStream&) = default;
-};
-
-/// What the edge does in topk mode when max(0, P_topK - Q) is zero everywhere.
-enum class TopkFallback : std::uint8_t {
-  renormalized_p,  ///< sample from P_topK renormalized (default; the nearest thing to p the edge holds)
-  argmax_p,        ///< take the most probable token of P_topK
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -91,6 +70,29 @@ struct AcceptResult {
 /// Stops at the first rejection. Throws Error on size mismatches or ids out of range.
 [[nodiscard]] AcceptResult accept_chunk(std::span<const Token> drafts, std::span<const float> q_of_draft,
                                         std::span<const DenseView> p_rows, std::uint64_t seed,
+                                        std::uint64_t first_position, std::uint64_t epoch);
+
+/// Result of block_verify: `accepted` leading drafts are kept; if `rejected`, `correction` is the token at
+/// position first_position + accepted.
+struct BlockVerdict {
+  std::uint32_t accepted = 0;
+  bool rejected = false;
+  Token correction = kNoToken;
+  friend bool operator==(const BlockVerdict&, const BlockVerdict&) = default;
+};
+
+/// Block verification (Sun et al., 2024, "Block Verification Accelerates Speculative Decoding"): verifies a whole
+/// draft jointly; exact (the committed tokens are distributed as p) and, for one draft block, optimal in the
+/// expected number of accepted tokens (never fewer than accept_chunk in expectation). Needs both full rows at
+/// every draft position: p_rows[i] / q_rows[i] are p and q at the position of drafts[i] (after the sampling
+/// transforms). With w_0 = 1 and w_i = min(1, w_{i-1}·p_i(d_i)/q_i(d_i)), position i < γ is kept with probability
+/// h_i = S_i / (S_i + 1 − w_i), S_i = Σ_x max(0, w_i·p_{i+1}(x) − q_{i+1}(x)), and h_γ = w_γ; the accepted length
+/// τ is the largest i whose coin (u = uniform(seed, accept, first_position + i − 1, epoch)) is below h_i, and a
+/// rejection draws the correction from norm(max(0, w_τ·p_τ − q_τ)) (u = uniform(seed, residual, first_position +
+/// τ, epoch); p_τ if that is all zero). A full accept draws nothing (the next p tests the next chunk, as
+/// everywhere in picospec). Throws Error on size mismatches, ids out of range, bad probabilities.
+[[nodiscard]] BlockVerdict block_verify(std::span<const Token> drafts, std::span<const DenseView> p_rows,
+                                        std::span<const DenseView> q_rows, std::uint64_t seed,
                                         std::uint64_t first_position, std::uint64_t epoch);
 
 /// full mode: correction ~ norm(max(0, p - q)) (differences in double, inverse CDF in id order).

@@ -397,3 +397,131 @@ TEST_CASE("RejectionMode names round-trip; unknown names throw", "[rejection]") 
   CHECK(is_exact(RejectionMode::candidates));
   CHECK_THROWS_AS(parse_rejection_mode("Full"), Error);
 }
+
+// ---- block verification (Sun et al. 2024) --------------------------------------------------------------------
+
+namespace {
+
+// A context-dependent pair on V tokens: p(.|prev) and q(.|prev) for prev in {start, 0..V-1}.
+struct Chain {
+  std::size_t v;
+  std::vector<std::vector<float>> p, q;  // index prev + 1 (0 = start)
+};
+Chain make_chain(std::size_t v, std::uint64_t tag, double scale) {
+  Chain c{v, {}, {}};
+  for (std::size_t k = 0; k <= v; ++k) {
+    c.p.push_back(random_dist(v, tag * 1000 + k, scale, k % 3));
+    c.q.push_back(random_dist(v, tag * 1000 + 500 + k, scale, (k + 1) % 4));
+  }
+  return c;
+}
+
+// Speculative decoding of the first `n` tokens with chunks of `gamma` drafts, verified by block_verify (or by
+// token-level accept_draft + residual_dense), drafts keyed like the pipeline; returns the tokens and adds the
+// accepted drafts to *accepted.
+std::vector<Token> spec_decode(const Chain& c, std::uint64_t seed, std::size_t n, std::size_t gamma, bool block,
+                               long* accepted) {
+  std::vector<Token> out;
+  std::uint64_t epoch = 0;
+  auto row = [&](const std::vector<std::vector<float>>& t, Token prev) -> DenseView {
+    return t[static_cast<std::size_t>(prev + 1)];
+  };
+  while (out.size() < n) {
+    const std::uint64_t first = out.size();
+    std::vector<Token> d;
+    std::vector<DenseView> ps, qs;
+    Token prev = out.empty() ? kNoToken : out.back();
+    for (std::size_t i = 0; i < gamma; ++i) {
+      ps.push_back(row(c.p, prev));
+      qs.push_back(row(c.q, prev));
+      const Token t = sample_from(qs.back(), uniform(seed, Purpose::draft_sample, first + i, epoch));
+      d.push_back(t);
+      prev = t;
+    }
+    BlockVerdict r;
+    if (block) {
+      r = block_verify(d, ps, qs, seed, first, epoch);
+    } else {
+      for (std::size_t i = 0; i < gamma; ++i) {
+        const auto x = static_cast<std::size_t>(d[i]);
+        if (!accept_draft(ps[i][x], qs[i][x], uniform(seed, Purpose::accept, first + i, epoch))) {
+          r.rejected = true;
+          r.correction = residual_dense(ps[i], qs[i], uniform(seed, Purpose::residual, first + i, epoch));
+          break;
+        }
+        ++r.accepted;
+      }
+    }
+    *accepted += r.accepted;
+    for (std::uint32_t i = 0; i < r.accepted; ++i) out.push_back(d[i]);
+    if (r.rejected) {
+      out.push_back(r.correction);
+      ++epoch;
+    }
+  }
+  out.resize(n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("block verification: the first three committed tokens ~ the target's joint (chi-square), and it accepts "
+          "at least as many drafts as token-level verification", "[rejection][stat][block]") {
+  for (const auto& [tag, scale, gamma] : {std::tuple{11ull, 3.0, 3u}, std::tuple{12ull, 6.0, 4u}, std::tuple{13ull, 1.5, 2u}}) {
+    const Chain c = make_chain(5, tag, scale);
+    // Target joint of the first three tokens.
+    std::vector<float> joint(125);
+    for (std::size_t a = 0; a < 5; ++a)
+      for (std::size_t b = 0; b < 5; ++b)
+        for (std::size_t e = 0; e < 5; ++e)
+          joint[a * 25 + b * 5 + e] = c.p[0][a] * c.p[a + 1][b] * c.p[b + 1][e];
+    std::vector<long> counts(125, 0);
+    long acc_block = 0, acc_token = 0;
+    for (int t = 0; t < kTrials; ++t) {
+      const auto s = static_cast<std::uint64_t>(t) * 7919 + tag;
+      const auto out = spec_decode(c, s, 3, gamma, true, &acc_block);
+      ++counts[static_cast<std::size_t>(out[0] * 25 + out[1] * 5 + out[2])];
+      (void)spec_decode(c, s, 3, gamma, false, &acc_token);
+    }
+    const auto r = chi_square(joint, counts, kTrials);
+    INFO("tag " << tag << " gamma " << gamma << ": chi2 " << r.chi2 << " dof " << r.dof << " crit " << r.crit
+                << " impossible " << r.impossible << "; accepted drafts block " << acc_block << " token "
+                << acc_token);
+    CHECK(r.pass());
+    CHECK(static_cast<double>(acc_block) >= 0.99 * static_cast<double>(acc_token));
+  }
+  // The check has teeth: skipping the coins (keeping every draft) samples the draft chain instead.
+  const Chain c = make_chain(5, 11, 3.0);
+  std::vector<float> joint(125);
+  for (std::size_t a = 0; a < 5; ++a)
+    for (std::size_t b = 0; b < 5; ++b)
+      for (std::size_t e = 0; e < 5; ++e) joint[a * 25 + b * 5 + e] = c.p[0][a] * c.p[a + 1][b] * c.p[b + 1][e];
+  std::vector<long> wrong(125, 0);
+  for (int t = 0; t < kTrials; ++t) {
+    Token prev = kNoToken;
+    std::size_t idx = 0;
+    for (int k = 0; k < 3; ++k) {
+      prev = sample_from(c.q[static_cast<std::size_t>(prev + 1)], uniform(t, Purpose::draft_sample, k, 0));
+      idx = idx * 5 + static_cast<std::size_t>(prev);
+    }
+    ++wrong[idx];
+  }
+  CHECK_FALSE(chi_square(joint, wrong, kTrials).pass());
+}
+
+TEST_CASE("block verification with one draft is token-level verification; sizes are checked", "[rejection][block]") {
+  const auto p = random_dist(16, 1, 4.0), q = random_dist(16, 2, 4.0);
+  for (std::uint64_t pos = 0; pos < 500; ++pos) {
+    const Token d = sample_from(q, uniform(3, Purpose::draft_sample, pos, 0));
+    const Token one[1] = {d};
+    const DenseView ps[1] = {p}, qs[1] = {q};
+    const BlockVerdict b = block_verify(one, ps, qs, 3, pos, 0);
+    const auto x = static_cast<std::size_t>(d);
+    const bool ok = accept_draft(p[x], q[x], uniform(3, Purpose::accept, pos, 0));
+    CHECK(b.accepted == (ok ? 1u : 0u));
+    if (!ok) CHECK(b.correction == residual_dense(p, q, uniform(3, Purpose::residual, pos, 0)));
+  }
+  const Token two[2] = {1, 2};
+  const DenseView ps[1] = {p};
+  CHECK_THROWS_AS(block_verify(two, ps, ps, 1, 0, 0), Error);
+}

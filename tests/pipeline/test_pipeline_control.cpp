@@ -294,7 +294,7 @@ TEST_CASE("the cloud answers bad frames with errors and keeps serving", "[pipeli
     const auto r = raw->recv(Millis(5000));
     REQUIRE(r.ok());
     const auto msg = wire::decode(r.frame);
-    const auto* e = std::get_if<wire::Error>(&msg.body);
+    const auto* e = std::get_if<wire::ErrorMessage>(&msg.body);
     REQUIRE(e != nullptr);
     REQUIRE(e->code == code);
   };
@@ -321,7 +321,7 @@ TEST_CASE("the cloud answers bad frames with errors and keeps serving", "[pipeli
   REQUIRE(raw->send(wire::encode(wire::Header{}, wire::Hello{wire::kVersion, wire::fingerprint(
                                                                  synthetic::make_draft_lm(pair)->info()),
                                                              SamplingParams{}, RejectionMode::candidates,
-                                                             wire::PipelineMode::picospec, "", 10, 8, 1, 4, 10})));
+                                                             PipelineMode::picospec, "", 10, 8, 1, 4, 10})));
   // Drain error replies to the garbage until the Welcome.
   std::uint64_t sid = 0;
   for (int i = 0; i < 400 && sid == 0; ++i) {
@@ -412,7 +412,7 @@ TEST_CASE("the cloud refuses a candidate count no verdict frame can carry", "[pi
   auto raw = cloud.hub->connect();
   auto hello_reply = [&](std::uint32_t m) {
     const wire::Hello hello{wire::kVersion, wire::fingerprint(synthetic::make_draft_lm(pair)->info()),
-                            SamplingParams{}, RejectionMode::candidates, wire::PipelineMode::picospec, "", 10, m, 1,
+                            SamplingParams{}, RejectionMode::candidates, PipelineMode::picospec, "", 10, m, 1,
                             4, 10};
     REQUIRE(raw->send(wire::encode(wire::Header{}, hello)));
     const auto r = raw->recv(Millis(5000));
@@ -420,10 +420,10 @@ TEST_CASE("the cloud refuses a candidate count no verdict frame can carry", "[pi
     return wire::decode(r.frame);
   };
   const auto refused = hello_reply(0xffffffffu);
-  const auto* e = std::get_if<wire::Error>(&refused.body);
+  const auto* e = std::get_if<wire::ErrorMessage>(&refused.body);
   REQUIRE(e != nullptr);
   REQUIRE(e->code == wire::ErrorCode::invalid_params);
-  REQUIRE(std::holds_alternative<wire::Error>(hello_reply(kMaxCandidatesPerFrame + 1).body));
+  REQUIRE(std::holds_alternative<wire::ErrorMessage>(hello_reply(kMaxCandidatesPerFrame + 1).body));
   REQUIRE(std::holds_alternative<wire::Welcome>(hello_reply(kMaxCandidatesPerFrame).body));
 }
 
@@ -463,8 +463,8 @@ TEST_CASE("late answers from an earlier generation are not taken for this genera
   FakeCloud cloud(test::small_pair(0.7, 128), Millis(5000), [](FakeCloud& c, PeerId peer, const wire::Message& msg) {
     if (std::holds_alternative<wire::Hello>(msg.body)) {
       const std::uint32_t s = msg.header.seq;
-      c.send(peer, 7, s - 1, 0, wire::Error{wire::ErrorCode::invalid_params, "stale: about an earlier session"});
-      c.send(peer, 0, s + 100, 0, wire::Error{wire::ErrorCode::busy, "stale: answer to another Hello"});
+      c.send(peer, 7, s - 1, 0, wire::ErrorMessage{wire::ErrorCode::invalid_params, "stale: about an earlier session"});
+      c.send(peer, 0, s + 100, 0, wire::ErrorMessage{wire::ErrorCode::busy, "stale: answer to another Hello"});
       c.send(peer, 99, s + 1, 0, wire::Welcome{c.target, "stale welcome"});
       c.welcome(peer, msg);
     } else if (const auto* p = std::get_if<wire::Prefill>(&msg.body)) {

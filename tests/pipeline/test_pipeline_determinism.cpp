@@ -93,6 +93,103 @@ TEST_CASE("pipeline output equals the sequential keyed reference across gamma, d
   }
 }
 
+TEST_CASE("branches (no flush on a miss) give the reference's tokens across modes, gamma, depth, schedules, links",
+          "[pipeline][determinism][branches]") {
+  // Wrong implementations caught: keying a branch's drafts by the old epoch or by their branch, adopting a
+  // branch whose head differs from the correction (or at another position), sending the adopted drafts without
+  // their fixed correction, reusing a branch's q rows for another position.
+  const auto pair = test::small_pair(0.6, 128);
+  test::Cloud cloud(pair);
+  const std::uint32_t n = 48;
+  const ModeCase cases[] = {kCases[0], kCases[1], kCases[2], kCases[4]};  // the pipelined modes
+  for (const auto& c : cases) {
+    std::uint64_t hits = 0, used = 0;
+    for (std::uint64_t seed : {1ull, 99ull}) {
+      const auto ref = test::reference_generate(pair, test::test_prompt(), ref_for(c, seed, n));
+      struct Cfg {
+        std::uint32_t gamma, depth, heads, length;
+        BranchSchedule schedule;
+        SendPolicy policy;
+        std::optional<LinkProfile> link;
+      };
+      const Cfg cfgs[] = {
+          {4, 1, 1, 0, BranchSchedule::fused, SendPolicy::full_chunks, std::nullopt},
+          {4, 1, 2, 0, BranchSchedule::fused, SendPolicy::full_chunks, std::nullopt},
+          {2, 2, 2, 5, BranchSchedule::fused, SendPolicy::full_chunks, std::nullopt},
+          {8, 1, 1, 3, BranchSchedule::fused, SendPolicy::when_idle, std::nullopt},
+          {4, 3, 2, 0, BranchSchedule::fused, SendPolicy::full_chunks, scaled(LinkProfile::lan(), 1.0)},
+          {4, 1, 2, 0, BranchSchedule::idle, SendPolicy::full_chunks, scaled(LinkProfile::wan(), 0.05)},
+          {2, 2, 1, 0, BranchSchedule::idle, SendPolicy::when_idle, scaled(LinkProfile::cellular(), 0.05)},
+      };
+      for (const auto& cfg : cfgs) {
+        auto edge = cloud.edge(pair, cfg.link);
+        auto gp = params_for(c, seed, n);
+        gp.gamma = cfg.gamma;
+        gp.depth = cfg.depth;
+        gp.send_policy = cfg.policy;
+        gp.branch_heads = cfg.heads;
+        gp.branch_length = cfg.length;
+        gp.branch_schedule = cfg.schedule;
+        const auto got = edge->generate(test::test_prompt(), gp);
+        INFO(to_string(c.mode) << "/" << to_string(c.rejection) << " seed " << seed << " gamma " << cfg.gamma
+                               << " depth " << cfg.depth << " heads " << cfg.heads << " link "
+                               << (cfg.link ? cfg.link->name : "none"));
+        REQUIRE(got.tokens == ref);
+        const auto& m = got.metrics;
+        CHECK(m.branch_used <= m.branch_drafted);
+        CHECK(m.branch_hits <= m.corrections);
+        hits += m.branch_hits;
+        used += m.branch_used;
+      }
+    }
+    INFO(to_string(c.rejection) << ": branch hits " << hits << ", branch drafts used " << used);
+    CHECK(hits > 0);  // the adopted-branch path ran
+    CHECK(used > 0);
+  }
+}
+
+TEST_CASE("adaptive draft length and the confidence stop give the reference's tokens", "[pipeline][determinism]") {
+  // Chunk lengths chosen at run time (measured acceptance, draft/verify times, RTT) or cut by --draft-p-min
+  // change where chunks end, never which tokens are committed.
+  const auto pair = test::small_pair(0.6, 128, 0.2);  // real (scaled) forward times so the measurements mean something
+  test::Cloud cloud(pair);
+  std::uint64_t choices = 0, short_chunks = 0;
+  for (const auto& c : {kCases[0], kCases[1], kCases[2], kCases[4]}) {
+    const auto ref = test::reference_generate(pair, test::test_prompt(), ref_for(c, 7, 40));
+    for (const auto& [adaptive, p_min, depth] : {std::tuple{true, 0.0f, 1u}, std::tuple{true, 0.0f, 2u},
+                                                 std::tuple{false, 0.3f, 1u}, std::tuple{true, 0.2f, 2u}}) {
+      auto edge = cloud.edge(pair, scaled(LinkProfile::wan(), 0.05));
+      auto gp = params_for(c, 7, 40);
+      gp.gamma = 6;
+      gp.depth = depth;
+      gp.adaptive_gamma = adaptive;
+      gp.draft_p_min = p_min;
+      const auto got = edge->generate(test::test_prompt(), gp);
+      INFO(to_string(c.rejection) << " adaptive " << adaptive << " p_min " << p_min << " depth " << depth);
+      REQUIRE(got.tokens == ref);
+      choices += got.metrics.gamma_choices;
+      if (got.metrics.rounds > 0 && got.metrics.sent_drafts < 6 * got.metrics.rounds) ++short_chunks;
+    }
+  }
+  CHECK(choices > 0);       // the model chose lengths
+  CHECK(short_chunks > 0);  // and chunks shorter than gamma went up
+}
+
+TEST_CASE("branches need a batch-invariant drafter and bounded parameters", "[pipeline][branches]") {
+  const auto pair = test::small_pair(0.6, 128);
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  auto gp = params_for(kCases[0], 1, 8);
+  gp.branch_heads = 17;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  gp.branch_heads = 1;
+  gp.branch_length = 5000;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+  gp.branch_length = 0;
+  gp.draft_p_min = 1.5f;
+  REQUIRE_THROWS_AS(edge->generate(test::test_prompt(), gp), Error);
+}
+
 TEST_CASE("cloud-ar equals target-alone sampling; edge-only is deterministic", "[pipeline][determinism]") {
   const auto pair = test::small_pair(0.6, 128);
   test::Cloud cloud(pair);
@@ -131,6 +228,11 @@ TEST_CASE("zmq tcp transport gives the same tokens as loopback", "[pipeline][det
     const auto got = edge.generate(test::test_prompt(), gp);
     INFO(to_string(c.rejection));
     REQUIRE(got.tokens == ref);
+    if (c.mode != PipelineMode::vanilla) {  // and with branches (no flush on a miss)
+      gp.branch_heads = 2;
+      gp.branch_schedule = BranchSchedule::fused;
+      REQUIRE(edge.generate(test::test_prompt(), gp).tokens == ref);
+    }
   }
   server.stop();
 }

@@ -141,3 +141,83 @@ TEST_CASE("the pipeline commits the reference's tokens on many seeds (sampled mo
     }
   }
 }
+
+TEST_CASE("with branches (no flush on a miss) the pipeline samples the target's joint distribution",
+          "[pipeline][stat][branches]") {
+  // The pipeline itself (not the reference) with pre-drafted branches adopted on a matching correction:
+  // chi-square of the first two committed tokens against the target's joint, per exact mode. A rejection of
+  // the first draft whose correction matches a head makes the second token come from that head's branch.
+  auto pair = test::small_pair(0.5, kVocab);
+  pair.zipf_s = 0.9;
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  const std::vector<Token> prompt{2, 5};
+  const auto joint = target_joint(pair, prompt);
+  for (RejectionMode mode : {RejectionMode::candidates, RejectionMode::sparse_draft}) {
+    std::vector<int> counts(kVocab * kVocab, 0);
+    std::uint64_t hits = 0;
+    const int samples = kSamples / 4;
+    for (int s = 0; s < samples; ++s) {
+      GenerateParams gp;
+      gp.mode = PipelineMode::picospec;
+      gp.rejection = mode;
+      gp.candidates_m = 2;
+      gp.sparse_codec = "topk_q:8";
+      gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
+      gp.max_tokens = 3;  // a third draft step extends the branches of the first chunk (fused)
+      gp.gamma = 2;
+      gp.branch_heads = 3;
+      gp.branch_schedule = BranchSchedule::fused;
+      const auto r = edge->generate(prompt, gp);
+      hits += r.metrics.branch_hits;
+      ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
+    }
+    const Chi2 c = chi2_of(joint, counts, samples);
+    INFO(to_string(mode) << " chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv << " branch hits "
+                         << hits);
+    REQUIRE(c.stat < c.critical);
+    REQUIRE(hits > static_cast<std::uint64_t>(samples) / 20);  // the branch path carried many samples
+  }
+}
+
+TEST_CASE("with block verification the pipeline samples the target's joint distribution and accepts more",
+          "[pipeline][stat][block]") {
+  // The cloud verifies each chunk jointly (rejection.hpp block_verify) in the two modes that upload q (vanilla
+  // with full, picospec with sparse_draft); chi-square of the first two committed tokens against the target's
+  // joint, and more drafts accepted than token-level verification on the same seeds.
+  auto pair = test::small_pair(0.5, kVocab);
+  pair.zipf_s = 0.9;
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  const std::vector<Token> prompt{2, 5};
+  const auto joint = target_joint(pair, prompt);
+  for (const auto& [mode, rejection] : {std::pair{PipelineMode::vanilla, RejectionMode::full},
+                                        std::pair{PipelineMode::picospec, RejectionMode::sparse_draft}}) {
+    std::vector<int> counts(kVocab * kVocab, 0);
+    std::uint64_t acc_block = 0, acc_token = 0;  // over the first quarter of the seeds, both ways
+    const int samples = kSamples / 4;
+    for (int s = 0; s < samples; ++s) {
+      GenerateParams gp;
+      gp.mode = mode;
+      gp.rejection = rejection;
+      gp.sparse_codec = "topk_q:8";
+      gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
+      gp.max_tokens = 2;
+      gp.gamma = 3;
+      gp.block_verify = true;
+      const auto r = edge->generate(prompt, gp);
+      ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
+      if (s < samples / 4) {
+        acc_block += r.metrics.accepted;
+        gp.block_verify = false;
+        acc_token += edge->generate(prompt, gp).metrics.accepted;
+      }
+    }
+    const Chi2 c = chi2_of(joint, counts, samples);
+    INFO(to_string(rejection) << " chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv
+                              << "; drafts accepted with block verification " << acc_block << ", token-level "
+                              << acc_token);
+    REQUIRE(c.stat < c.critical);
+    CHECK(acc_block >= acc_token);
+  }
+}

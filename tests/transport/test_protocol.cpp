@@ -63,7 +63,7 @@ std::vector<Message> samples() {
       msg(Tokens{50, {3, 4, 5}, true}),
       msg(Cancel{"user stop"}),
       msg(Bye{}),
-      msg(wire::Error{ErrorCode::incompatible_vocab, "vocab 32000 != 32001"}),
+      msg(wire::ErrorMessage{ErrorCode::incompatible_vocab, "vocab 32000 != 32001"}),
   };
 }
 
@@ -201,8 +201,8 @@ TEST_CASE("protocol: encode refuses messages the wire cannot carry", "[protocol]
   CHECK_THROWS_AS(encode(msg(h), buf), picospec::Error);
   CHECK(buf == std::vector<std::uint8_t>{1, 2, 3});  // unchanged on failure
   // Error messages are truncated rather than refused (an error path must not throw).
-  const auto e = decode(encode(msg(wire::Error{ErrorCode::internal, std::string(5000, 'e')})));
-  CHECK(std::get<wire::Error>(e.body).message.size() == 1024);
+  const auto e = decode(encode(msg(wire::ErrorMessage{ErrorCode::internal, std::string(5000, 'e')})));
+  CHECK(std::get<wire::ErrorMessage>(e.body).message.size() == 1024);
 }
 
 TEST_CASE("protocol: decode rejects non-finite q scalars and non-canonical varints", "[protocol]") {

@@ -45,7 +45,7 @@ std::vector<std::vector<std::uint8_t>> corpus() {
   ms.push_back({{}, Tokens{1, {5, 6}, true}});
   ms.push_back({{}, Cancel{"x"}});
   ms.push_back({{}, Bye{}});
-  ms.push_back({{}, wire::Error{ErrorCode::busy, "later"}});
+  ms.push_back({{}, wire::ErrorMessage{ErrorCode::busy, "later"}});
   std::vector<std::vector<std::uint8_t>> out;
   for (auto& m : ms) out.push_back(encode(m));
   return out;
@@ -137,7 +137,7 @@ TEST_CASE("robust: a live ROUTER endpoint survives garbage and answers every fra
         (void)server.send(r.peer, encode(Message{{}, Bye{}}));
       } else {
         ++answered_err;
-        (void)server.send(r.peer, encode(Message{{}, wire::Error{error_code_for(d.failure), d.reason}}));
+        (void)server.send(r.peer, encode(Message{{}, wire::ErrorMessage{error_code_for(d.failure), d.reason}}));
       }
     }
   });

@@ -132,6 +132,29 @@ void SyntheticLM::do_forward(std::span<const Token> tokens, LogitRows& out) {
 
 void SyntheticLM::do_truncate(std::size_t n) { tokens_.resize(n); }
 
+bool SyntheticLM::do_forward_with_branches(std::span<const Token> tokens, LogitRows& out,
+                                           std::span<const Branch> branches, LogitRows& branch_out) {
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    tokens_.push_back(tokens[i]);
+    logits_for(tokens_, out.row(i));
+  }
+  // A row depends only on the last context_order tokens: evaluate each branch on that window.
+  const auto order = static_cast<std::size_t>(params_.context_order);
+  for (std::size_t b = 0; b < branches.size(); ++b) {
+    const auto& br = branches[b];
+    window_.assign(tokens_.begin() + static_cast<std::ptrdiff_t>(br.base - std::min(br.base, order)),
+                   tokens_.begin() + static_cast<std::ptrdiff_t>(br.base));
+    window_.insert(window_.end(), br.tail.begin(), br.tail.end());
+    logits_for(window_, branch_out.row(b));
+  }
+  const double ms = params_.time_scale * params_.latency.forward_ms(tokens.size() + branches.size());
+  if (ms > 0.0)
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                              std::chrono::duration<double, std::milli>(ms)));
+  return true;
+}
+
 Profile profile(const std::string& name) {
   if (name == "qwen-paper")  // a + b = 72, a + 4b = 87
     return Profile{name, 151936, Latency{20.0, 4.0}, Latency{67.0, 5.0}};

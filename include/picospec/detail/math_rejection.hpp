@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "picospec/detail/math_topk.hpp"
 
@@ -17,25 +18,6 @@ inline bool finite_nonneg(float v) noexcept { return v >= 0.0f && v <= std::nume
 inline double pos_part(double r) noexcept { return (r + std::abs(r)) * 0.5; }
 
 }  // namespace detail
-
-inline std::string_view to_string(RejectionMode mode) noexcept {
-  switch (mode) {
-    case RejectionMode::greedy: return "greedy";
-    case RejectionMode::full: return "full";
-    case RejectionMode::topk: return "topk";
-    case RejectionMode::candidates: return "candidates";
-    case RejectionMode::sparse_draft: return "sparse_draft";
-  }
-  return "unknown";
-}
-
-inline RejectionMode parse_rejection_mode(std::string_view text) {
-  for (const auto m : {RejectionMode::greedy, RejectionMode::full, RejectionMode::topk, RejectionMode::candidates,
-                       RejectionMode::sparse_draft})
-    if (to_string(m) == text) return m;
-  throw Error("unknown rejection mode '" + std::string(text) +
-              "' (expected greedy, full, topk, candidates or sparse_draft)");
-}
 
 // ----------------------------------------------------------------------------------------------- cloud half
 
@@ -82,6 +64,62 @@ inline Token residual_dense(DenseView p, DenseView q, double u) {
   return static_cast<Token>(detail::inverse_cdf(p.size(), z, u, [&](std::size_t i) {
     return detail::pos_part(static_cast<double>(p[i]) - static_cast<double>(q[i]));
   }));
+}
+
+inline BlockVerdict block_verify(std::span<const Token> drafts, std::span<const DenseView> p_rows,
+                                 std::span<const DenseView> q_rows, std::uint64_t seed, std::uint64_t first_position,
+                                 std::uint64_t epoch) {
+  const std::size_t g = drafts.size();
+  if (g == 0 || p_rows.size() != g || q_rows.size() != g) throw Error("block_verify: need one p and q row per draft");
+  const std::size_t v = p_rows[0].size();
+  for (std::size_t i = 0; i < g; ++i) {
+    if (p_rows[i].size() != v || q_rows[i].size() != v || v == 0) throw Error("block_verify: rows differ in size");
+    if (drafts[i] < 0 || static_cast<std::size_t>(drafts[i]) >= v) throw Error("block_verify: draft out of range");
+  }
+  // S(w, i) = Σ_x max(0, w·p_i(x) − q_i(x)) in double.
+  const auto residual_mass = [&](double w, std::size_t i) {
+    double z = 0.0;
+    for (std::size_t x = 0; x < v; ++x) {
+      const float pv = p_rows[i][x], qv = q_rows[i][x];
+      if (!detail::finite_nonneg(pv) || !detail::finite_nonneg(qv))
+        throw Error("block_verify: probabilities must be finite and >= 0");
+      z += detail::pos_part(w * static_cast<double>(pv) - static_cast<double>(qv));
+    }
+    return z;
+  };
+  std::vector<double> w(g + 1, 1.0);
+  std::uint32_t tau = 0;
+  for (std::size_t i = 1; i <= g; ++i) {
+    const auto d = static_cast<std::size_t>(drafts[i - 1]);
+    const double pd = p_rows[i - 1][d], qd = q_rows[i - 1][d];
+    const double ratio = qd > 0.0 ? w[i - 1] * pd / qd : (w[i - 1] * pd > 0.0 ? 1.0 : 0.0);
+    w[i] = std::min(1.0, ratio);
+    double h;
+    if (i < g) {
+      const double s = residual_mass(w[i], i);
+      const double den = s + (1.0 - w[i]);
+      h = den > 0.0 ? s / den : 1.0;  // w_i = 1 and p = q next: nothing to gain by stopping here
+    } else {
+      h = w[i];
+    }
+    if (uniform(seed, Purpose::accept, first_position + i - 1, epoch) < h) tau = static_cast<std::uint32_t>(i);
+  }
+  BlockVerdict r;
+  r.accepted = tau;
+  if (tau == g) return r;
+  r.rejected = true;
+  const double u = uniform(seed, Purpose::residual, first_position + tau, epoch);
+  const DenseView p = p_rows[tau], q = q_rows[tau];
+  const double wt = w[tau];
+  const double z = residual_mass(wt, tau);
+  if (!(z > 0.0)) {
+    r.correction = sample_from(p, u);
+    return r;
+  }
+  r.correction = static_cast<Token>(detail::inverse_cdf(v, z, u, [&](std::size_t x) {
+    return detail::pos_part(wt * static_cast<double>(p[x]) - static_cast<double>(q[x]));
+  }));
+  return r;
 }
 
 inline Token residual_sparse_q(DenseView p, const SparseDist& q_hat, double u) {

@@ -121,6 +121,55 @@ inline void check_drafter_conformance(const DrafterFactory& factory, std::vector
   d->begin(prompt);
   REQUIRE(d->length() == prompt.size());
   require_rows_match(rows[0], d->next_logits(), exact, tol);
+
+  // Multi-branch drafting: each branch's row equals a fresh drafter's row on base prefix + tail; the main row
+  // and the context are unchanged (with the main tokens evaluated lazily or already cached).
+  std::vector<Token> all = prompt;
+  all.insert(all.end(), extra.begin(), extra.end());
+  for (const bool cached : {false, true}) {
+    auto b = factory();
+    b->begin(prompt);
+    for (Token t : extra) b->append(t);
+    if (cached) (void)b->next_logits();
+    const std::vector<std::vector<Token>> tails = {{static_cast<Token>(1 % v)},
+                                                   {static_cast<Token>(2 % v), static_cast<Token>(3 % v)},
+                                                   {static_cast<Token>(v - 1)},
+                                                   {static_cast<Token>(4 % v), static_cast<Token>(5 % v), 0}};
+    const std::vector<std::size_t> bases = {prompt.size(), prompt.size() + 2, all.size(), prompt.size() + 1};
+    std::vector<Drafter::Branch> q;
+    for (std::size_t i = 0; i < tails.size(); ++i) q.push_back(Drafter::Branch{bases[i], tails[i]});
+    LogitRows out;
+    const auto main = copy_row(b->next_logits_with_branches(q, out));
+    require_rows_match(rows.back(), main, exact, tol);
+    REQUIRE(out.rows() == q.size());
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      auto fresh = factory();
+      std::vector<Token> ctx(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(bases[i]));
+      ctx.insert(ctx.end(), tails[i].begin(), tails[i].end());
+      fresh->begin(ctx);
+      require_rows_match(fresh->next_logits(), out.row(i), exact, tol);
+    }
+    REQUIRE(b->length() == all.size());
+    require_rows_match(rows.back(), b->next_logits(), exact, tol);
+    {  // again, without appending in between (a backend may have left its cache shorter than the context)
+      LogitRows again;
+      require_rows_match(rows.back(), b->next_logits_with_branches(q, again), exact, tol);
+      for (std::size_t i = 0; i < q.size(); ++i) require_rows_match(out.row(i), again.row(i), exact, tol);
+    }
+    b->append(other);
+    auto fresh = factory();
+    std::vector<Token> ctx = all;
+    ctx.push_back(other);
+    fresh->begin(ctx);
+    require_rows_match(fresh->next_logits(), b->next_logits(), exact, tol);
+    const std::vector<Token> one{0};
+    const Drafter::Branch bad_base[1] = {Drafter::Branch{0, one}};
+    REQUIRE_THROWS_AS(b->next_logits_with_branches(bad_base, out), Error);
+    const Drafter::Branch too_far[1] = {Drafter::Branch{b->length() + 1, one}};
+    REQUIRE_THROWS_AS(b->next_logits_with_branches(too_far, out), Error);
+    const Drafter::Branch empty_tail[1] = {Drafter::Branch{prompt.size(), {}}};
+    REQUIRE_THROWS_AS(b->next_logits_with_branches(empty_tail, out), Error);
+  }
 }
 
 }  // namespace picospec::testing

@@ -69,11 +69,17 @@ class SyntheticLM final : public CausalLM {
  protected:
   void do_forward(std::span<const Token> tokens, LogitRows& out) override;
   void do_truncate(std::size_t n) override;
+  /// Batched multi-branch evaluation: the appended tokens and every branch in one call lasting
+  /// time_scale·(a + b·(tokens.size() + branches.size())), i.e. one new token per sequence, as a backend that
+  /// keeps a KV cache per branch and evaluates all sequences of a step in one batched forward would.
+  bool do_forward_with_branches(std::span<const Token> tokens, LogitRows& out, std::span<const Branch> branches,
+                                LogitRows& branch_out) override;
 
  private:
   ModelParams params_;
   std::vector<Token> tokens_;
   mutable std::vector<float> scratch_p_, scratch_w_;
+  std::vector<Token> window_;  // a branch's last context_order tokens
 };
 
 /// A named pair of latency profiles, as measured in the PicoSpec paper (converted to a + b n).
