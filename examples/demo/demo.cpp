@@ -62,7 +62,11 @@ struct Options {
   float temp = 0.8f;
   std::uint64_t seed = 7;
   std::uint32_t gamma = 4;
+  std::uint32_t depth = 1;
+  bool adaptive = false;
+  std::uint32_t branches = 0;
   std::size_t threads = 1;
+  std::size_t cloud_threads = 0;  // 0: --threads
   bool json = false;
   bool quiet = false;
 };
@@ -149,7 +153,13 @@ int main(int argc, char** argv) {
   app.add_option("--temp", o.temp, "temperature, 0 = greedy")->check(examples::range(0.0f, 5.0f));
   examples::add_seed(app, o.seed);
   app.add_option("--gamma", o.gamma, "draft tokens per chunk")->check(examples::range(1u, 16u));
+  app.add_option("--depth", o.depth, "chunks in flight while the edge drafts the next")->check(examples::range(1u, 8u));
+  app.add_flag("--adaptive", o.adaptive, "adaptive draft length (at most --gamma) from measured acceptance and times");
+  app.add_option("--branches", o.branches, "pre-drafted branches per draft (no flush on a miss); 0 = off")
+      ->check(examples::range(0u, 4u));
   app.add_option("-t,--threads", o.threads, "threads of each model (edge and cloud)")
+      ->check(examples::range(std::size_t{1}, std::size_t{64}));
+  app.add_option("--cloud-threads", o.cloud_threads, "threads of the cloud's target model (default: --threads)")
       ->check(examples::range(std::size_t{1}, std::size_t{64}));
   app.add_flag("--json", o.json, "print one JSON document instead of the text and table");
   app.add_flag("-q,--quiet", o.quiet, "do not stream the generated text");
@@ -210,10 +220,11 @@ int main(int argc, char** argv) {
     CloudOptions co;
     co.workers = 1;
     const llama::LlamaParams mp{.threads = o.threads};
+    const llama::LlamaParams cp{.threads = o.cloud_threads ? o.cloud_threads : o.threads};
     CloudServer cloud(
         [&] {
           return std::make_unique<LmVerifier>(
-              std::make_unique<CountingLM>(std::make_unique<llama::LlamaModel>(target, mp), cloud_forwards));
+              std::make_unique<CountingLM>(std::make_unique<llama::LlamaModel>(target, cp), cloud_forwards));
         },
         std::move(server_transport), co);
     cloud.start();
@@ -248,6 +259,9 @@ int main(int argc, char** argv) {
         gp.seed = o.seed + pi;
         gp.max_tokens = o.n;
         gp.gamma = o.gamma;
+        gp.depth = o.depth;
+        gp.adaptive_gamma = o.adaptive;
+        gp.branch_heads = o.branches;
         std::string text;
         Token prev = prompt.back();
         if (stream) std::printf("%s", o.prompts[pi].c_str());
