@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -59,7 +60,11 @@ struct CloudSession {
   std::uint32_t seq_out = 0;
   bool awaiting_fixed = false;  // candidates / topk: the next Draft starts with the edge's correction
   std::size_t rej_position = 0;
-  LogitRows rows;
+  // A committed token the verifier has not run yet (a correction): it goes through the model together with the
+  // next Draft, in one forward pass, instead of a pass of its own. `length` counts it.
+  std::optional<Token> unscored;
+  LogitRows rows, shifted;
+  std::vector<Token> tokens;  // scratch: the unscored token followed by a Draft's tokens
   std::vector<float> probs;  // cloud-ar sampling
   SamplingWorkspace ws;
 };
@@ -427,13 +432,38 @@ struct CloudServer::Impl {
     detail::CloudPolicy& policy = *s.policy;
     policy.check_draft(d);
 
-    timed_verify([&] { s.verifier->score(d.tokens, s.rows); });
     const std::size_t base = s.length;
+    if (n == d.n_fixed) {
+      // Only the edge's correction: commit it untested (as always) and run it through the model with the next
+      // Draft rather than in a forward pass of its own.
+      s.unscored = d.tokens[0];
+      s.awaiting_fixed = false;
+      s.length = base + 1;
+      bump([](CloudStats& st) { ++st.chunks_verified; });
+      wire::Verdict v;
+      v.start_position = d.start_position;
+      v.accepted = 1;
+      v.kind = wire::VerdictKind::all_accepted;
+      return send(s, s.epoch, std::move(v));
+    }
+    // Row i of `rows` is the target's distribution for d.tokens[i].
+    LogitRows* rows = &s.rows;
+    if (s.unscored) {
+      s.tokens.assign(1, *s.unscored);
+      s.tokens.insert(s.tokens.end(), d.tokens.begin(), d.tokens.end());
+      s.unscored.reset();
+      timed_verify([&] { s.verifier->score(s.tokens, s.rows); });
+      s.shifted.resize(s.rows.rows() - 1, s.rows.vocab());
+      std::copy(s.rows.data() + s.rows.vocab(), s.rows.data() + s.rows.rows() * s.rows.vocab(), s.shifted.data());
+      rows = &s.shifted;
+    } else {
+      timed_verify([&] { s.verifier->score(d.tokens, s.rows); });
+    }
     std::size_t accepted = d.n_fixed;
     bool rejected = false;
     std::uint64_t tested = 0;
     if (const auto block = d.tokens.size() > d.n_fixed
-                               ? policy.verify_block(d, d.n_fixed, s.rows, base + d.n_fixed, s.epoch)
+                               ? policy.verify_block(d, d.n_fixed, *rows, base + d.n_fixed, s.epoch)
                                : std::nullopt) {
       accepted += block->first;
       rejected = block->second;
@@ -441,7 +471,7 @@ struct CloudServer::Impl {
     } else {
       for (std::size_t i = d.n_fixed; i < n; ++i) {
         ++tested;
-        if (!policy.test(d, i, s.rows.row(i), base + i, s.epoch)) {
+        if (!policy.test(d, i, rows->row(i), base + i, s.epoch)) {
           rejected = true;
           break;
         }
@@ -477,13 +507,10 @@ struct CloudServer::Impl {
       s.length = pos;
       return sent;
     }
-    // The cloud decided: tell the edge first, then pre-verify the correction.
-    const Token one[1] = {v.correction};
+    // The cloud decided: tell the edge first; the correction goes through the model with the next Draft.
+    s.unscored = v.correction;
     const bool sent = send(s, s.epoch, std::move(v));
-    timed_verify([&] {
-      s.verifier->rollback(pos);
-      s.verifier->score(one, s.rows);
-    });
+    timed_verify([&] { s.verifier->rollback(pos); });
     s.length = pos + 1;
     return sent;
   }
