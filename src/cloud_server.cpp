@@ -171,6 +171,33 @@ struct CloudServer::Impl {
     }
   }
 
+  // ---- peer lifetime (issue 12): a peer whose connection ended holds nothing; one peer holds few sessions.
+  std::size_t sessions_of_locked(PeerId peer) const {  // mu held
+    std::size_t n = 0;
+    for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer; ++it) ++n;
+    return n;
+  }
+  void free_peer_sessions(PeerId peer) {
+    std::vector<std::shared_ptr<CloudSession>> gone;
+    {
+      std::lock_guard lk(mu);
+      for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer;) {
+        gone.push_back(it->second);
+        it = sessions.erase(it);
+      }
+    }
+    for (auto& s : gone) {
+      s->cancel = true;  // a worker serving it stops between tokens; its replies to the departed peer are dropped
+      {
+        std::lock_guard lk(s->mu);
+        s->closed = true;
+        s->inbox.clear();
+      }
+      if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+      bump([](CloudStats& st) { ++st.sessions_disconnected; });
+    }
+  }
+
   void io_loop() {
     wire::DecodeLimits limits;
     limits.max_frame_bytes = options.max_frame_bytes;
@@ -178,6 +205,7 @@ struct CloudServer::Impl {
     auto last_sweep = Clock::now();
     while (!stop_flag.load()) {
       PeerReceived r = transport.recv(Millis(100));
+      for (const PeerId gone : transport.take_disconnected()) free_peer_sessions(gone);
       const auto now = Clock::now();
       if (now - last_sweep > std::chrono::seconds(1)) {
         sweep_idle(now);
@@ -201,6 +229,12 @@ struct CloudServer::Impl {
           lk.unlock();
           bump([](CloudStats& st) { ++st.sessions_refused; });
           send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions", h.seq);
+          continue;
+        }
+        if (sessions_of_locked(r.peer) >= options.max_sessions_per_peer) {
+          lk.unlock();
+          bump([](CloudStats& st) { ++st.sessions_refused; });
+          send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions on this connection", h.seq);
           continue;
         }
         s = std::make_shared<CloudSession>();
@@ -564,7 +598,7 @@ CloudServer::CloudServer(VerifierFactory factory, std::unique_ptr<ServerTranspor
   if (!factory) throw Error("CloudServer: empty verifier factory");
   if (!transport_) throw Error("CloudServer: null transport");
   if (options.workers == 0) throw Error("CloudServer: workers must be >= 1");
-  if (options.inbox_frames == 0 || options.max_sessions == 0) throw Error("CloudServer: zero-sized limits");
+  if (options.inbox_frames == 0 || options.max_sessions == 0 || options.max_sessions_per_peer == 0) throw Error("CloudServer: zero-sized limits");
   impl_ = std::make_unique<Impl>(std::move(factory), *transport_, std::move(options));
 }
 

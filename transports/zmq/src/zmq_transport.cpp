@@ -21,6 +21,8 @@
 #include <deque>
 #include <optional>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 #include <zmq.hpp>
 
 namespace picospec::zmq {
@@ -37,6 +39,54 @@ void check_key(const std::string& key, const char* what) {
 }
 
 std::atomic<std::uint64_t> g_monitor_counter{0};
+
+/// The port of a tcp:// endpoint ("tcp://host:port", "tcp://[::1]:port"), or "" for other transports.
+std::string tcp_port(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) return {};
+  const auto colon = endpoint.rfind(':');
+  return colon == std::string::npos || colon < 6 ? std::string() : endpoint.substr(colon + 1);
+}
+
+/// libzmq parses a tcp port with a wrap-around (":99999" binds 34463): refuse anything but "*", "0" or 1..65535.
+/// Returns the requested port, 0 for an ephemeral one.
+unsigned parse_bind_port(const std::string& endpoint) {
+  const std::string port = tcp_port(endpoint);
+  if (port.empty() && endpoint.rfind("tcp://", 0) == 0) throw Error("zmq: cannot bind " + endpoint + ": no port");
+  if (port.empty() || port == "*") return 0;
+  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw Error("zmq: cannot bind " + endpoint + ": port '" + port + "' is not a number in 0..65535");
+  const unsigned long v = std::stoul(port);
+  if (v > 65535) throw Error("zmq: cannot bind " + endpoint + ": port " + port + " is out of range 0..65535");
+  return static_cast<unsigned>(v);
+}
+
+/// Frames at least this large are handed to libzmq without a copy: the vector moves to the heap and the message's
+/// free function deletes it once libzmq is done (possibly on its I/O thread). Smaller ones are copied, which is
+/// cheaper than the extra allocation (and frames up to 33 bytes live inside the message itself).
+constexpr std::size_t kZeroCopyMinBytes = 4096;
+
+/// Server: id_of_ maps a departed routing id to this for kGraveyardTime (then the entry is erased).
+constexpr PeerId kDepartedPeer = 0;
+constexpr auto kGraveyardTime = std::chrono::seconds(2);
+
+::zmq::message_t to_message(Frame&& frame) {
+  if (frame.size() < kZeroCopyMinBytes) return ::zmq::message_t(frame.data(), frame.size());
+  auto* owned = new Frame(std::move(frame));
+  try {
+    return ::zmq::message_t(
+        owned->data(), owned->size(), [](void*, void* hint) noexcept { delete static_cast<Frame*>(hint); }, owned);
+  } catch (...) {
+    delete owned;
+    throw;
+  }
+}
+
+/// The one copy on the receive side (a std::vector cannot adopt libzmq's buffer). Uninitialised growth: assign()
+/// from the message's bytes writes each byte once.
+Frame to_frame(const ::zmq::message_t& part) {
+  const auto* p = static_cast<const std::uint8_t*>(part.data());
+  return Frame(p, p + part.size());
+}
 }  // namespace
 
 bool curve_available() { return zmq_has("curve") != 0; }
@@ -71,7 +121,7 @@ struct SocketCore {
   enum class OutState { pending, in_flight, sent, failed };
   struct Outgoing {
     PeerId peer = 0;
-    Frame* frame = nullptr;
+    ::zmq::message_t msg;  // owns the payload (zero-copy for large frames, see to_message)
     OutState state = OutState::pending;
   };
 
@@ -87,14 +137,27 @@ struct SocketCore {
     std::lock_guard lk(mu_);
     return rid_of_.size();
   }
+  std::vector<PeerId> take_departed() {
+    std::lock_guard lk(mu_);
+    return std::exchange(departed_, {});
+  }
 
  private:
   enum class TryResult { done, again, failed };
   template <class Pred>
   void lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::optional<Clock::time_point> deadline);
-  TryResult try_send(const Outgoing& o);         // socket owner only, no lock held
+  TryResult try_send(Outgoing& o);               // socket owner only, no lock held
   bool try_recv(std::optional<Inbound>& out);    // socket owner only; false = nothing to read
   void drain_monitor();                          // socket owner only; updates flags under lock
+  void forget_peer_locked(PeerId peer);
+  void bury_locked(Clock::time_point now) {  // server, mu_ held: routing ids departed long enough ago are erased
+    while (!graveyard_.empty() && graveyard_.front().first <= now) {
+      if (const auto it = id_of_.find(graveyard_.front().second); it != id_of_.end() && it->second == kDepartedPeer)
+        id_of_.erase(it);
+      graveyard_.pop_front();
+    }
+  }
+  void start_monitor(::zmq::context_t& zctx, int events);          // server, mu_ held: drop the routing entry, report it departed
   void wake() {
     const std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
@@ -119,13 +182,19 @@ struct SocketCore {
   bool sockets_closed_ = false;
   bool established_ = false;  // client: a connection completed its handshake
   bool peer_lost_ = false;    // client: an established connection was lost
-  bool monitor_ready_ = true; // client: the monitor socket may have events to read
+  bool monitor_ready_ = true; // the monitor socket may have events to read
   std::deque<Inbound> inbound_;
   std::deque<Outgoing*> pending_;
   std::atomic<std::uint64_t> dropped_{0};
   // server: routing id <-> PeerId (guarded by mu_)
   std::unordered_map<std::string, PeerId> id_of_;
   std::unordered_map<PeerId, std::string> rid_of_;
+  // server: the connection (file descriptor) each peer's first frame came through, so that the monitor's
+  // DISCONNECTED(fd) event names the peer (tcp/ipc; inproc has no fd and no disconnect events).
+  std::unordered_map<int, PeerId> peer_of_fd_;
+  std::unordered_map<PeerId, int> fd_of_peer_;
+  std::vector<PeerId> departed_;  // server: peers whose connection ended, not yet taken
+  std::deque<std::pair<Clock::time_point, std::string>> graveyard_;  // server: departed routing ids, expiry order
   PeerId next_peer_ = 1;
 };
 
@@ -162,18 +231,17 @@ SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::strin
     }
     if (kind == Kind::server) {
       sock_.set(::zmq::sockopt::router_mandatory, 1);
+      start_monitor(zctx, ZMQ_EVENT_DISCONNECTED);  // before bind: no connection goes unseen
+      const unsigned asked_port = parse_bind_port(endpoint);
       sock_.bind(endpoint);
       last_endpoint_ = sock_.get(::zmq::sockopt::last_endpoint);
+      // Bound exactly what was asked, or not at all (an operator's firewall rules name that port).
+      const std::string got = tcp_port(last_endpoint_);
+      if (asked_port != 0 && got != std::to_string(asked_port))
+        throw Error("zmq: cannot bind " + endpoint + ": bound " + last_endpoint_ + " instead");
     } else {
       sock_.set(::zmq::sockopt::reconnect_ivl, opt_.reconnect_ivl_ms);
-      if (opt_.closed_on_disconnect) {
-        const std::string mon = "inproc://picospec-zmq-monitor-" + std::to_string(g_monitor_counter.fetch_add(1));
-        if (zmq_socket_monitor(sock_.handle(), mon.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
-          throw ::zmq::error_t();
-        monitor_.emplace(zctx, ::zmq::socket_type::pair);
-        monitor_->set(::zmq::sockopt::linger, 0);
-        monitor_->connect(mon);
-      }
+      if (opt_.closed_on_disconnect) start_monitor(zctx, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
       sock_.connect(endpoint);
       last_endpoint_ = endpoint;
     }
@@ -182,6 +250,32 @@ SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::strin
   }
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw Error(std::string("zmq: eventfd failed: ") + std::strerror(errno));
+}
+
+void SocketCore::start_monitor(::zmq::context_t& zctx, int events) {
+  const std::string mon = "inproc://picospec-zmq-monitor-" + std::to_string(g_monitor_counter.fetch_add(1));
+  if (zmq_socket_monitor(sock_.handle(), mon.c_str(), events) != 0) throw ::zmq::error_t();
+  monitor_.emplace(zctx, ::zmq::socket_type::pair);
+  monitor_->set(::zmq::sockopt::linger, 0);
+  monitor_->connect(mon);
+}
+
+void SocketCore::forget_peer_locked(PeerId peer) {
+  const auto it = rid_of_.find(peer);
+  if (it == rid_of_.end()) return;
+  // libzmq may still hold frames this connection sent; for a while they are dropped rather than opening a new peer.
+  id_of_[it->second] = kDepartedPeer;
+  bury_locked(Clock::now());
+  graveyard_.emplace_back(Clock::now() + kGraveyardTime, it->second);
+  rid_of_.erase(it);
+  if (const auto f = fd_of_peer_.find(peer); f != fd_of_peer_.end()) {
+    if (const auto p = peer_of_fd_.find(f->second); p != peer_of_fd_.end() && p->second == peer) peer_of_fd_.erase(p);
+    fd_of_peer_.erase(f);
+  }
+  departed_.push_back(peer);
+  // Frames it sent that are still queued here would reopen sessions for a peer already reported gone.
+  const auto n = std::erase_if(inbound_, [&](const Inbound& in) { return in.peer == peer; });
+  if (n) dropped_.fetch_add(n, std::memory_order_relaxed);
 }
 
 SocketCore::~SocketCore() {
@@ -205,7 +299,7 @@ void SocketCore::close() {
   }
 }
 
-SocketCore::TryResult SocketCore::try_send(const Outgoing& o) {
+SocketCore::TryResult SocketCore::try_send(Outgoing& o) {
   try {
     if (kind_ == Kind::server) {
       std::string rid;
@@ -221,15 +315,14 @@ SocketCore::TryResult SocketCore::try_send(const Outgoing& o) {
       } catch (const ::zmq::error_t& e) {
         if (e.num() != EHOSTUNREACH) throw;
         std::lock_guard lk(mu_);  // the peer is gone: forget it
-        id_of_.erase(rid);
-        rid_of_.erase(o.peer);
+        forget_peer_locked(o.peer);
         return TryResult::failed;
       }
       // The routing part was accepted, so the pipe has room for the rest of this message.
-      if (!sock_.send(::zmq::buffer(*o.frame), ::zmq::send_flags::none)) return TryResult::failed;
+      if (!sock_.send(o.msg, ::zmq::send_flags::none)) return TryResult::failed;
       return TryResult::done;
     }
-    if (!sock_.send(::zmq::buffer(*o.frame), ::zmq::send_flags::dontwait)) return TryResult::again;
+    if (!sock_.send(o.msg, ::zmq::send_flags::dontwait)) return TryResult::again;  // msg kept on EAGAIN
     return TryResult::done;
   } catch (const ::zmq::error_t&) {
     return TryResult::failed;  // context terminated or socket unusable
@@ -244,6 +337,7 @@ bool SocketCore::try_recv(std::optional<Inbound>& out) {
     Inbound in;
     std::size_t parts = 1;
     std::string rid;
+    int fd = -1;
     if (kind_ == Kind::server) {
       rid.assign(static_cast<const char*>(part.data()), part.size());
       if (!part.more()) {
@@ -252,9 +346,11 @@ bool SocketCore::try_recv(std::optional<Inbound>& out) {
       }
       (void)sock_.recv(part, ::zmq::recv_flags::none);  // rest of a multipart message is already here
       parts = 1;
+      // The connection it came through (the payload part carries it; the routing-id part ROUTER makes up may not).
+      // ZMQ_SRCFD is deprecated in libzmq's docs and still supported by 4.3.
+      fd = zmq_msg_get(part.handle(), ZMQ_SRCFD);
     }
-    in.frame.assign(static_cast<const std::uint8_t*>(part.data()),
-                    static_cast<const std::uint8_t*>(part.data()) + part.size());
+    in.frame = to_frame(part);
     while (part.more()) {  // we only send single-part frames: drop anything else
       (void)sock_.recv(part, ::zmq::recv_flags::none);
       ++parts;
@@ -266,9 +362,20 @@ bool SocketCore::try_recv(std::optional<Inbound>& out) {
     if (kind_ == Kind::server) {
       std::lock_guard lk(mu_);
       auto it = id_of_.find(rid);
+      if (it != id_of_.end() && it->second == kDepartedPeer) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
       if (it == id_of_.end()) {
+        bury_locked(Clock::now());
         it = id_of_.emplace(rid, next_peer_++).first;
         rid_of_.emplace(it->second, rid);
+        if (fd >= 0) {
+          // A new connection on a reused descriptor: the old owner's DISCONNECTED was drained before this read.
+          if (const auto old = peer_of_fd_.find(fd); old != peer_of_fd_.end()) fd_of_peer_.erase(old->second);
+          peer_of_fd_[fd] = it->second;
+          fd_of_peer_[it->second] = fd;
+        }
       }
       in.peer = it->second;
     }
@@ -292,7 +399,15 @@ void SocketCore::drain_monitor() {
     if (ev.size() < 2) continue;
     std::uint16_t event = 0;
     std::memcpy(&event, ev.data(), sizeof event);
+    std::int32_t value = -1;
+    if (ev.size() >= 6) std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, sizeof value);
     std::lock_guard lk(mu_);
+    if (kind_ == Kind::server) {
+      if (event == ZMQ_EVENT_DISCONNECTED) {
+        if (const auto it = peer_of_fd_.find(value); it != peer_of_fd_.end()) forget_peer_locked(it->second);
+      }
+      continue;
+    }
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) established_ = true;
     if (event == ZMQ_EVENT_DISCONNECTED && established_ && opt_.closed_on_disconnect) {
       peer_lost_ = true;
@@ -323,7 +438,15 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
       o->state = r == TryResult::done ? OutState::sent : OutState::failed;
       cv_.notify_all();
     }
-    // 2. Read what has arrived, up to the queue bound.
+    // 2. Connection events first (only when the monitor socket signalled some): a DISCONNECTED(fd) must be
+    //    applied before a frame from a new connection on the same, reused descriptor is read.
+    if (monitor_ && monitor_ready_) {
+      monitor_ready_ = false;
+      lk.unlock();
+      drain_monitor();
+      lk.lock();
+    }
+    // 3. Read what has arrived, up to the queue bound.
     while (inbound_.size() < static_cast<std::size_t>(std::max(1, opt_.recv_hwm))) {
       lk.unlock();
       std::optional<Inbound> in;
@@ -334,13 +457,6 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
         inbound_.push_back(std::move(*in));
         cv_.notify_all();
       }
-    }
-    // 3. Connection events (only when the monitor socket signalled some).
-    if (monitor_ && monitor_ready_) {
-      monitor_ready_ = false;
-      lk.unlock();
-      drain_monitor();
-      lk.lock();
     }
     if (closed_ || satisfied()) break;
     auto now = Clock::now();
@@ -374,10 +490,10 @@ bool SocketCore::send(PeerId peer, Frame& frame) {
   if (frame.size() > opt_.max_message_bytes)
     throw Error("zmq: frame of " + std::to_string(frame.size()) + " bytes above max_message_bytes " +
                 std::to_string(opt_.max_message_bytes));
+  Outgoing o{peer, to_message(std::move(frame)), OutState::pending};  // before the lock: may allocate / copy
   std::unique_lock lk(mu_);
   if (closed_) return false;
   if (kind_ == Kind::server && rid_of_.find(peer) == rid_of_.end()) return false;
-  Outgoing o{peer, &frame, OutState::pending};
   pending_.push_back(&o);
   if (leader_) wake();
   while (o.state == OutState::pending || o.state == OutState::in_flight) {
@@ -458,6 +574,8 @@ std::size_t ZmqServerTransport::peer_count() const { return core_->peer_count();
 std::string ZmqServerTransport::describe() const { return "zmq router " + core_->last_endpoint(); }
 
 bool ZmqServerTransport::do_send(PeerId peer, Frame frame) { return core_->send(peer, frame); }
+
+std::vector<PeerId> ZmqServerTransport::do_take_disconnected() { return core_->take_departed(); }
 
 PeerReceived ZmqServerTransport::do_recv(Millis timeout) {
   detail::SocketCore::Inbound in;

@@ -118,7 +118,13 @@ class ZmqClientTransport final : public Transport {
 
 /// The cloud: a ROUTER bound to `endpoint`. endpoint() is the resolved address (ZMQ_LAST_ENDPOINT), e.g. the
 /// actual port for "tcp://127.0.0.1:*". Frames from peers that are not [routing id, payload] are dropped and
-/// counted. Throws picospec::Error when binding fails.
+/// counted. Throws picospec::Error when binding fails, and when it would not bind exactly what was asked
+/// (a tcp port outside 0..65535, which libzmq would wrap around, or any port other than the one named;
+/// "*" and 0 ask for an ephemeral port).
+/// Peer lifetime: a socket monitor reports each tcp/ipc connection that ends (closed by the peer, the peer
+/// killed, heartbeats lost after heartbeat_timeout_ms); that peer is forgotten at once (routing tables shrink,
+/// its frames still queued here are dropped and counted) and returned once by take_disconnected(). A PeerId is
+/// never reused: a reconnecting edge is a new peer. inproc:// has no connection events (peers are never reported).
 class ZmqServerTransport final : public ServerTransport {
  public:
   explicit ZmqServerTransport(std::string endpoint, ZmqOptions options = {},
@@ -134,6 +140,7 @@ class ZmqServerTransport final : public ServerTransport {
   bool do_send(PeerId peer, Frame frame) override;
   PeerReceived do_recv(Millis timeout) override;
   void do_close() override;
+  std::vector<PeerId> do_take_disconnected() override;
 
  private:
   std::string endpoint_;
