@@ -15,6 +15,7 @@
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/sparse_codec.hpp"
+#include "seq_order.hpp"
 
 namespace picospec {
 namespace {
@@ -46,6 +47,7 @@ struct CloudSession {
 
   // Guarded by the server mutex.
   Clock::time_point last_seen{};
+  detail::SeqOrder<Frame> order;  // I/O thread only: frames after the Hello, released in seq order
 
   std::atomic<bool> cancel{false};
   std::atomic<bool> counted{false};  // included in CloudStats::sessions_active
@@ -142,6 +144,19 @@ struct CloudServer::Impl {
     }
   }
 
+  // Frames after the Hello are enqueued in seq order, each once (src/seq_order.hpp): duplicates and stale copies
+  // are dropped and counted. Bye / Cancel / Error end the session and skip the order. I/O thread only.
+  void enqueue_in_order(const std::shared_ptr<CloudSession>& s, const wire::Header& h, Frame frame) {
+    using T = wire::MessageType;
+    if (h.type == T::hello || h.type == T::bye || h.type == T::cancel || h.type == T::error)
+      return enqueue(s, std::move(frame));
+    std::vector<Frame> in_order;
+    const auto o = s->order.offer(h.seq, std::move(frame), in_order);
+    if (o == detail::SeqOrder<Frame>::Outcome::duplicate || o == detail::SeqOrder<Frame>::Outcome::dropped)
+      bump([](CloudStats& st) { ++st.stale_dropped; });
+    for (auto& f : in_order) enqueue(s, std::move(f));
+  }
+
   void sweep_idle(Clock::time_point now) {
     std::vector<std::shared_ptr<CloudSession>> dead;
     {
@@ -176,6 +191,11 @@ struct CloudServer::Impl {
     std::size_t n = 0;
     for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer; ++it) ++n;
     return n;
+  }
+  bool repeated_hello_locked(PeerId peer, std::uint32_t hello_seq) const {  // mu held
+    for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer; ++it)
+      if (it->second->hello_seq == hello_seq) return true;
+    return false;
   }
   void free_peer_sessions(PeerId peer) {
     std::vector<std::shared_ptr<CloudSession>> gone;
@@ -237,6 +257,11 @@ struct CloudServer::Impl {
           send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions on this connection", h.seq);
           continue;
         }
+        if (repeated_hello_locked(r.peer, h.seq)) {  // a duplicated Hello (faulty link): not a second session
+          lk.unlock();
+          bump([](CloudStats& st) { ++st.stale_dropped; });
+          continue;
+        }
         s = std::make_shared<CloudSession>();
         s->peer = r.peer;
         s->id = ++next_id;
@@ -259,7 +284,7 @@ struct CloudServer::Impl {
             h.type == wire::MessageType::error)
           s->cancel = true;  // a cloud-ar loop in a worker stops between tokens
       }
-      enqueue(s, std::move(r.frame));
+      enqueue_in_order(s, h, std::move(r.frame));
     }
   }
 

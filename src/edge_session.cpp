@@ -4,12 +4,14 @@
 #include <condition_variable>
 #include <deque>
 #include <thread>
+#include <utility>
 #include <variant>
 
 #include "picospec/protocol.hpp"
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "picospec/sparse_codec.hpp"
+#include "seq_order.hpp"
 
 namespace picospec {
 namespace {
@@ -75,6 +77,8 @@ struct EdgeSession::Run {
   std::thread io;
   std::atomic<std::uint64_t> session_id{0};
   std::atomic<std::uint64_t> foreign_dropped{0};
+  detail::SeqOrder<wire::Message> order;  // I/O thread only
+  bool hello_answered = false;            // I/O thread only: the Welcome / Error for this Hello was pushed
 
   // Drafting-thread state.
   std::uint32_t epoch = 0;
@@ -159,9 +163,28 @@ struct EdgeSession::Run {
         ++foreign_dropped;  // a frame of an earlier generation
         continue;
       }
+      if (sid == 0 ? std::exchange(hello_answered, true) : release_in_order(std::move(*d.message))) {
+        if (sid == 0) ++foreign_dropped;  // a second answer to the Hello: a duplicate (faulty link)
+        continue;
+      }
       push(std::move(*d.message));
     }
   }
+  // After the Welcome, the session's frames are pushed in seq order, each once (src/seq_order.hpp): duplicates
+  // and stale copies (a faulty link, a late Welcome) are dropped and counted. Errors skip the order. I/O thread.
+  bool release_in_order(wire::Message&& msg) {
+    if (msg.type() == wire::MessageType::error) return false;
+    std::vector<wire::Message> ready;
+    const auto o = msg.type() == wire::MessageType::welcome
+                       ? detail::SeqOrder<wire::Message>::Outcome::duplicate
+                       : order.offer(msg.header.seq, std::move(msg), ready);
+    if (o == detail::SeqOrder<wire::Message>::Outcome::duplicate ||
+        o == detail::SeqOrder<wire::Message>::Outcome::dropped)
+      ++foreign_dropped;
+    for (auto& next : ready) push(std::move(next));
+    return true;
+  }
+
   // Pops one event; waits at most `timeout` (0 = do not wait). nullopt on timeout or cancel.
   std::optional<Event> pop(Clock::duration timeout) {
     std::unique_lock lk(qmu);

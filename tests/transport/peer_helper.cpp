@@ -1,12 +1,13 @@
 // peer_helper: a separate process that plays an edge to be killed (tests/transport/test_peer_lifetime.cpp).
 // Usage: peer_helper ENDPOINT FRAME_FILE COUNT
-// Connects a ZmqClientTransport to ENDPOINT, sends the bytes of FRAME_FILE COUNT times, waits (at most 10 s) for
+// Connects a ZmqClientTransport to ENDPOINT, sends the bytes of FRAME_FILE.0 .. FRAME_FILE.<COUNT-1>, waits (at most 10 s) for
 // COUNT replies, prints "ready <replies>" on stdout, then sleeps until killed (exits by itself after 60 s).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <string>
 #include <thread>
 
 #include "picospec/zmq/zmq_transport.hpp"
@@ -16,13 +17,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: peer_helper ENDPOINT FRAME_FILE COUNT\n");
     return 2;
   }
-  std::ifstream in(argv[2], std::ios::binary);
-  const picospec::Frame frame((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const int count = std::atoi(argv[3]);
-  if (frame.empty() || count <= 0 || count > 1000) return 2;
+  if (count <= 0 || count > 1000) return 2;
   picospec::zmq::ZmqClientTransport t(argv[1]);
-  for (int i = 0; i < count; ++i)
+  for (int i = 0; i < count; ++i) {
+    std::ifstream in(std::string(argv[2]) + "." + std::to_string(i), std::ios::binary);
+    const picospec::Frame frame((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (frame.empty()) return 2;
     if (!t.send(frame)) return 3;
+  }
   int replies = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (replies < count && std::chrono::steady_clock::now() < deadline)

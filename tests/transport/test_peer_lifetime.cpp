@@ -272,10 +272,10 @@ TEST_CASE("cloud: squatted sessions are freed when their peers disconnect or die
 
   // Squatter 2: another process, 8 Hellos, all admitted; the server is now full.
   const std::string frame_file = "/tmp/picospec-squat-hello-" + std::to_string(::getpid());
-  {
-    const auto f = hello_frame(pair, 1);
-    std::ofstream(frame_file, std::ios::binary).write(reinterpret_cast<const char*>(f.data()),
-                                                      static_cast<std::streamsize>(f.size()));
+  for (int i = 0; i < 8; ++i) {  // distinct Hellos (the same Hello twice is one session: a duplicate)
+    const auto f = hello_frame(pair, static_cast<std::uint32_t>(i + 1));
+    std::ofstream(frame_file + "." + std::to_string(i), std::ios::binary)
+        .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
   }
   int out_pipe[2];
   REQUIRE(::pipe(out_pipe) == 0);
@@ -294,7 +294,7 @@ TEST_CASE("cloud: squatted sessions are freed when their peers disconnect or die
   REQUIRE(child != nullptr);
   char line[64] = {};
   const bool got_line = std::fgets(line, sizeof line, child) != nullptr;  // "ready 8" once it holds 8 sessions
-  ::remove(frame_file.c_str());
+  for (int i = 0; i < 8; ++i) ::remove((frame_file + "." + std::to_string(i)).c_str());
   if (!got_line) ::kill(pid, SIGKILL);
   REQUIRE(got_line);
   CHECK(std::string(line) == "ready 8\n");
