@@ -144,7 +144,7 @@ struct EdgeSession::Run {
         return;
       }
       if (r.status == RecvStatus::closed) {
-        push(IoFailure{"transport closed"});
+        push(IoFailure{"transport closed" + transport_problem()});
         return;
       }
       if (r.status != RecvStatus::ok) continue;
@@ -170,6 +170,12 @@ struct EdgeSession::Run {
       push(std::move(*d.message));
     }
   }
+  // " (connection refused ...)" when the transport can tell why nothing arrives (Transport::problem), else "".
+  std::string transport_problem() const {
+    std::string p = es.transport_->problem();
+    return p.empty() ? p : " (" + p + ")";
+  }
+
   // After the Welcome, the session's frames are pushed in seq order, each once (src/seq_order.hpp): duplicates
   // and stale copies (a faulty link, a late Welcome) are dropped and counted. Errors skip the order. I/O thread.
   bool release_in_order(wire::Message&& msg) {
@@ -519,7 +525,7 @@ struct EdgeSession::Run {
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return false;
-      throw Error("EdgeSession: no Welcome from the cloud");
+      throw Error("EdgeSession: no Welcome from the cloud" + transport_problem());
     }
     if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(*ev);

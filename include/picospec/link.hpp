@@ -97,6 +97,7 @@ class LinkTransport final : public Transport {
   /// Faults injected so far (lost frames are not counted in stats().frames_dropped).
   [[nodiscard]] LinkFaultStats faults() const;
   [[nodiscard]] std::string describe() const override;
+  [[nodiscard]] std::string problem() const override { return inner_->problem(); }
 
  protected:
   bool do_send(Frame frame) override;

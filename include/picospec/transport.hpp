@@ -110,6 +110,10 @@ class Transport {
   /// Human-readable description ("loopback", "zmq tcp://127.0.0.1:5555", "link(wan) over ...").
   [[nodiscard]] virtual std::string describe() const = 0;
 
+  /// Why frames do not flow, when the transport can tell ("connection refused ...", "... wrong server public
+  /// key?"); empty when it cannot or all is well. For error messages; thread-safe.
+  [[nodiscard]] virtual std::string problem() const { return {}; }
+
  protected:
   virtual bool do_send(Frame frame) = 0;
   virtual Received do_recv(Millis timeout) = 0;

@@ -20,7 +20,10 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <functional>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 #include <zmq.hpp>
@@ -100,9 +103,137 @@ CurveKeyPair generate_curve_keypair() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// ZAP (ZeroMQ Authentication Protocol, RFC 27) handler: one per context, started by the first server socket with
+// an allow-list. libzmq asks it about every CURVE handshake on that context's server sockets; each such socket has
+// its own ZAP domain, mapped here to its allow-list. Unknown domains (servers without an allow-list) are accepted,
+// so adding one listed server to a context changes nothing for the others.
+class ZapHandler {
+ public:
+  struct Domain {
+    std::unordered_set<std::string> allowed;  // Z85 public keys
+    std::function<void(const std::string&)> log;
+    std::shared_ptr<std::atomic<std::uint64_t>> refused;
+  };
+
+  explicit ZapHandler(::zmq::context_t& ctx) : ctx_(ctx) {
+    rep_ = ::zmq::socket_t(ctx_, ::zmq::socket_type::rep);
+    rep_.set(::zmq::sockopt::linger, 0);
+    try {
+      rep_.bind("inproc://zeromq.zap.01");
+    } catch (const ::zmq::error_t& e) {
+      throw Error(std::string("zmq: cannot start the ZAP handler (another one runs on this context?): ") + e.what());
+    }
+    const std::string ctl = "inproc://picospec-zap-ctl-" + std::to_string(g_monitor_counter.fetch_add(1));
+    ctl_in_ = ::zmq::socket_t(ctx_, ::zmq::socket_type::pair);
+    ctl_in_.set(::zmq::sockopt::linger, 0);
+    ctl_in_.bind(ctl);
+    ctl_out_ = ::zmq::socket_t(ctx_, ::zmq::socket_type::pair);
+    ctl_out_.set(::zmq::sockopt::linger, 0);
+    ctl_out_.connect(ctl);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~ZapHandler() {
+    {
+      std::lock_guard lk(ctl_mu_);
+      (void)ctl_out_.send(::zmq::str_buffer("stop"), ::zmq::send_flags::none);
+    }
+    thread_.join();
+    ctl_out_.close();
+  }
+  ZapHandler(const ZapHandler&) = delete;
+  ZapHandler& operator=(const ZapHandler&) = delete;
+
+  void add(const std::string& domain, Domain d) {
+    std::lock_guard lk(mu_);
+    domains_[domain] = std::move(d);
+  }
+  void remove(const std::string& domain) {
+    std::lock_guard lk(mu_);
+    domains_.erase(domain);
+  }
+
+ private:
+  void loop() {
+    while (true) {
+      zmq_pollitem_t items[2] = {{rep_.handle(), 0, ZMQ_POLLIN, 0}, {ctl_in_.handle(), 0, ZMQ_POLLIN, 0}};
+      if (zmq_poll(items, 2, -1) < 0) {
+        if (zmq_errno() == EINTR) continue;
+        break;
+      }
+      if (items[1].revents & ZMQ_POLLIN) break;
+      if (items[0].revents & ZMQ_POLLIN) serve_one();
+    }
+    rep_.close();
+    ctl_in_.close();
+  }
+  void serve_one() {
+    // Request: version, request id, domain, address, identity, mechanism, credentials...
+    std::vector<::zmq::message_t> req;
+    try {
+      do {
+        req.emplace_back();
+        if (!rep_.recv(req.back(), ::zmq::recv_flags::none)) return;
+      } while (req.back().more() && req.size() < 16);
+      while (req.back().more()) {  // ignore surplus parts
+        ::zmq::message_t extra;
+        (void)rep_.recv(extra, ::zmq::recv_flags::none);
+      }
+    } catch (const ::zmq::error_t&) {
+      return;
+    }
+    auto str = [&](std::size_t i) { return i < req.size() ? req[i].to_string() : std::string(); };
+    const std::string domain = str(2), address = str(3), mechanism = str(5);
+    std::string key_z85;
+    if (mechanism == "CURVE" && req.size() > 6 && req[6].size() == 32) {
+      char z85[41] = {};
+      if (zmq_z85_encode(z85, static_cast<const std::uint8_t*>(req[6].data()), 32)) key_z85.assign(z85, 40);
+    }
+    bool ok = true;
+    std::function<void(const std::string&)> log;
+    {
+      std::lock_guard lk(mu_);
+      const auto it = domains_.find(domain);
+      if (it != domains_.end()) {
+        ok = mechanism == "CURVE" && !key_z85.empty() && it->second.allowed.count(key_z85) != 0;
+        if (!ok) {
+          it->second.refused->fetch_add(1, std::memory_order_relaxed);
+          log = it->second.log;
+        }
+      }
+    }
+    if (!ok && log)
+      log("zmq: refused " + (mechanism.empty() ? std::string("a") : mechanism) + " client " +
+          (key_z85.empty() ? std::string("(no key)") : key_z85) + " from " + address + ": not in allowed_clients");
+    try {
+      rep_.send(::zmq::str_buffer("1.0"), ::zmq::send_flags::sndmore);
+      rep_.send(::zmq::buffer(str(1)), ::zmq::send_flags::sndmore);
+      rep_.send(ok ? ::zmq::str_buffer("200") : ::zmq::str_buffer("400"), ::zmq::send_flags::sndmore);
+      rep_.send(ok ? ::zmq::str_buffer("OK") : ::zmq::str_buffer("client key not allowed"), ::zmq::send_flags::sndmore);
+      rep_.send(::zmq::buffer(ok ? key_z85 : std::string()), ::zmq::send_flags::sndmore);  // user id: the key
+      rep_.send(::zmq::message_t(), ::zmq::send_flags::none);                                // no metadata
+    } catch (const ::zmq::error_t&) {
+    }
+  }
+
+  ::zmq::context_t& ctx_;
+  ::zmq::socket_t rep_, ctl_in_, ctl_out_;  // rep_, ctl_in_: handler thread only
+  std::mutex ctl_mu_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Domain> domains_;
+  std::thread thread_;
+};
+
 struct Context::Impl {
   explicit Impl(int io_threads) : ctx(io_threads) {}
+  ~Impl() { zap.reset(); }  // its sockets close before the context terminates
   ::zmq::context_t ctx;
+  std::mutex zap_mu;
+  std::unique_ptr<ZapHandler> zap;
+  ZapHandler& zap_handler() {
+    std::lock_guard lk(zap_mu);
+    if (!zap) zap = std::make_unique<ZapHandler>(ctx);
+    return *zap;
+  }
 };
 
 Context::Context(int io_threads) : impl_(std::make_unique<Impl>(std::max(1, io_threads))) {}
@@ -137,6 +268,15 @@ struct SocketCore {
     std::lock_guard lk(mu_);
     return rid_of_.size();
   }
+  std::string problem() {
+    std::unique_lock lk(mu_);
+    if (!leader_ && !closed_) {  // nobody drives the socket: read pending connection events once, right now
+      monitor_ready_ = true;
+      lead(lk, [] { return true; }, Clock::now());
+    }
+    return problem_;
+  }
+  std::uint64_t refused() const { return refused_->load(std::memory_order_relaxed); }
   std::vector<PeerId> take_departed() {
     std::lock_guard lk(mu_);
     return std::exchange(departed_, {});
@@ -150,6 +290,7 @@ struct SocketCore {
   bool try_recv(std::optional<Inbound>& out);    // socket owner only; false = nothing to read
   void drain_monitor();                          // socket owner only; updates flags under lock
   void forget_peer_locked(PeerId peer);
+  void on_client_event_locked(std::uint16_t event, std::int32_t value);
   void bury_locked(Clock::time_point now) {  // server, mu_ held: routing ids departed long enough ago are erased
     while (!graveyard_.empty() && graveyard_.front().first <= now) {
       if (const auto it = id_of_.find(graveyard_.front().second); it != id_of_.end() && it->second == kDepartedPeer)
@@ -182,6 +323,11 @@ struct SocketCore {
   bool sockets_closed_ = false;
   bool established_ = false;  // client: a connection completed its handshake
   bool peer_lost_ = false;    // client: an established connection was lost
+  bool handshake_failed_ = false;  // client: a definitive handshake failure (fail_on_handshake_error)
+  std::string problem_;       // client: why no connection is established (empty once one is)
+  bool attempt_connected_ = false;  // client: the current connection attempt reached the server (TCP)
+  std::string zap_domain_;    // server with an allow-list: its ZAP domain
+  std::shared_ptr<std::atomic<std::uint64_t>> refused_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   bool monitor_ready_ = true; // the monitor socket may have events to read
   std::deque<Inbound> inbound_;
   std::deque<Outgoing*> pending_;
@@ -218,6 +364,18 @@ SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::strin
         check_key(opt_.curve.server_secret_key, "server_secret_key");
         sock_.set(::zmq::sockopt::curve_server, 1);
         sock_.set(::zmq::sockopt::curve_secretkey, opt_.curve.server_secret_key);
+        if (!opt_.curve.allowed_clients.empty()) {
+          ZapHandler::Domain d;
+          for (const auto& k : opt_.curve.allowed_clients) {
+            check_key(k, "an allowed_clients key");
+            d.allowed.insert(k);
+          }
+          d.log = opt_.log;
+          d.refused = refused_;
+          zap_domain_ = "picospec-" + std::to_string(g_monitor_counter.fetch_add(1));
+          sock_.set(::zmq::sockopt::zap_domain, zap_domain_);
+          ctx_->impl_->zap_handler().add(zap_domain_, std::move(d));
+        }
       } else {
         check_key(opt_.curve.server_public_key, "server_public_key");
         CurveKeyPair mine{opt_.curve.client_public_key, opt_.curve.client_secret_key};
@@ -241,7 +399,11 @@ SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::strin
         throw Error("zmq: cannot bind " + endpoint + ": bound " + last_endpoint_ + " instead");
     } else {
       sock_.set(::zmq::sockopt::reconnect_ivl, opt_.reconnect_ivl_ms);
-      if (opt_.closed_on_disconnect) start_monitor(zctx, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
+      // Connection events: lost connections (closed_on_disconnect) and why none completes (problem()).
+      start_monitor(zctx, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECTED |
+                              ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+      problem_ = "no answer from " + endpoint + " yet";
       sock_.connect(endpoint);
       last_endpoint_ = endpoint;
     }
@@ -291,6 +453,7 @@ void SocketCore::close() {
   cv_.wait(lk, [&] { return !leader_; });  // the leader notices closed_ at its next step (woken by the eventfd)
   if (!sockets_closed_) {
     sockets_closed_ = true;
+    if (!zap_domain_.empty()) ctx_->impl_->zap_handler().remove(zap_domain_);
     if (monitor_) {
       zmq_socket_monitor(sock_.handle(), nullptr, 0);
       monitor_->close();
@@ -402,6 +565,7 @@ void SocketCore::drain_monitor() {
     std::int32_t value = -1;
     if (ev.size() >= 6) std::memcpy(&value, static_cast<const char*>(ev.data()) + 2, sizeof value);
     std::lock_guard lk(mu_);
+    if (kind_ == Kind::client) on_client_event_locked(event, value);
     if (kind_ == Kind::server) {
       if (event == ZMQ_EVENT_DISCONNECTED) {
         if (const auto it = peer_of_fd_.find(value); it != peer_of_fd_.end()) forget_peer_locked(it->second);
@@ -413,6 +577,51 @@ void SocketCore::drain_monitor() {
       peer_lost_ = true;
       cv_.notify_all();
     }
+  }
+}
+
+void SocketCore::on_client_event_locked(std::uint16_t event, std::int32_t value) {
+  const std::string& ep = last_endpoint_;
+  bool fatal = false;
+  switch (event) {
+    case ZMQ_EVENT_CONNECT_RETRIED:  // a reconnect is scheduled: after a refused connect, or a failed handshake
+      if (!established_ && !attempt_connected_)
+        problem_ = "connection refused or unreachable: " + ep + " (nothing listening there?); retrying every " +
+                   std::to_string(value) + " ms";
+      attempt_connected_ = false;
+      break;
+    case ZMQ_EVENT_CONNECTED:
+      attempt_connected_ = true;
+      if (!established_) problem_ = "connected to " + ep + ", but no answer to the handshake";
+      break;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: problem_.clear(); break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      if (opt_.curve.enabled) {
+        problem_ = "the server at " + ep + " closed the connection during the CURVE handshake: wrong server public key?";
+        fatal = true;
+      } else {
+        problem_ = "handshake with " + ep + " failed (" + zmq_strerror(value) + ")";
+      }
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        problem_ = std::string("security mismatch with ") + ep +
+                   (opt_.curve.enabled ? ": the server does not use CURVE" : ": the server requires CURVE");
+        fatal = true;
+      } else {
+        problem_ = "handshake with " + ep + " failed: protocol error " + std::to_string(value);
+      }
+      break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+      problem_ = "the server at " + ep + " refused this client's key (status " + std::to_string(value) +
+                 "): not in its allowed_clients?";
+      fatal = true;
+      break;
+    default: break;
+  }
+  if (fatal && opt_.fail_on_handshake_error && !established_) {
+    handshake_failed_ = true;
+    cv_.notify_all();
   }
 }
 
@@ -523,10 +732,10 @@ RecvStatus SocketCore::recv(Inbound& out, Millis timeout) {
       if (was_full && leader_) wake();  // the leader stopped reading while the queue was full
       return RecvStatus::ok;
     }
-    if (peer_lost_) return RecvStatus::closed;
+    if (peer_lost_ || handshake_failed_) return RecvStatus::closed;
     if (tried && Clock::now() >= deadline) return RecvStatus::timeout;
     if (!leader_) {
-      lead(lk, [&] { return !inbound_.empty() || peer_lost_; }, deadline);
+      lead(lk, [&] { return !inbound_.empty() || peer_lost_ || handshake_failed_; }, deadline);
       tried = true;
     } else {
       cv_.wait_until(lk, deadline);
@@ -546,6 +755,7 @@ ZmqClientTransport::ZmqClientTransport(std::string endpoint, ZmqOptions options,
 ZmqClientTransport::~ZmqClientTransport() { close(); }
 
 std::string ZmqClientTransport::describe() const { return "zmq dealer " + endpoint_; }
+std::string ZmqClientTransport::problem() const { return core_->problem(); }
 
 bool ZmqClientTransport::do_send(Frame frame) {
   const bool ok = core_->send(0, frame);
@@ -571,6 +781,7 @@ ZmqServerTransport::~ZmqServerTransport() { close(); }
 
 std::string ZmqServerTransport::endpoint() const { return core_->last_endpoint(); }
 std::size_t ZmqServerTransport::peer_count() const { return core_->peer_count(); }
+std::uint64_t ZmqServerTransport::refused_clients() const { return core_->refused(); }
 std::string ZmqServerTransport::describe() const { return "zmq router " + core_->last_endpoint(); }
 
 bool ZmqServerTransport::do_send(PeerId peer, Frame frame) { return core_->send(peer, frame); }

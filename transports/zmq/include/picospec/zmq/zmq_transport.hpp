@@ -30,9 +30,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "picospec/transport.hpp"
 
@@ -50,14 +52,20 @@ struct CurveKeyPair {
 /// Generates a fresh key pair. Throws picospec::Error when CURVE is unavailable.
 [[nodiscard]] CurveKeyPair generate_curve_keypair();
 
-/// CURVE settings. Server: enabled + server_secret_key. Client: enabled + server_public_key; client keys are
-/// generated per transport when left empty (the server authenticates itself to the client, not the reverse).
+/// CURVE settings. Server: enabled + server_secret_key, optionally allowed_clients. Client: enabled +
+/// server_public_key; the client's own key pair is generated per transport when left empty (then only a server
+/// without an allow-list accepts it).
 struct CurveOptions {
   bool enabled = false;
   std::string server_public_key;   ///< client side: the server's public key
   std::string server_secret_key;   ///< server side: its secret key
-  std::string client_public_key;   ///< client side, optional
+  std::string client_public_key;   ///< client side, optional (needed for a server with allowed_clients)
   std::string client_secret_key;   ///< client side, optional
+  /// Server side: the client public keys (Z85) allowed to connect; empty = any client key. Enforced by a ZAP
+  /// handler (RFC 27) running on the transport's Context (one thread per Context, started on first use; a Context
+  /// can hold only one ZAP handler, so do not run your own on it). An unlisted client's handshake fails: it never
+  /// sends a frame, and the refusal is counted (refused_clients()) and logged with its key and address (`log`).
+  std::vector<std::string> allowed_clients;
 };
 
 struct ZmqOptions {
@@ -73,8 +81,18 @@ struct ZmqOptions {
   /// Client: recv() reports `closed` (after the frames already received) once an established connection to the
   /// server is lost (server closed, or heartbeats timed out). Off: the client keeps reconnecting silently.
   bool closed_on_disconnect = true;
+  /// Client: recv() reports `closed` once a handshake fails for a reason retrying cannot fix (the server refused our
+  /// CURVE key, a wrong server public key, a security mechanism mismatch); problem() says which. Off: keep retrying.
+  bool fail_on_handshake_error = false;
   CurveOptions curve;
+  /// Log sink for refusals (ZAP) and connection trouble on the server. Called from libzmq-driving threads (the
+  /// caller of send/recv, or the ZAP handler thread); must be thread-safe, quick, and not call this transport.
+  std::function<void(const std::string&)> log;
 };
+
+namespace detail {
+struct SocketCore;  // the leader/follower socket driver (zmq_transport.cpp)
+}
 
 /// A shared ZeroMQ context (owns a zmq::context_t). Needed for inproc:// and to share I/O threads.
 /// Thread-safe. Destroy only after every transport using it (each transport holds a shared_ptr to it).
@@ -88,13 +106,10 @@ class Context {
   [[nodiscard]] void* native() noexcept;
 
  private:
+  friend struct detail::SocketCore;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-namespace detail {
-struct SocketCore;  // the leader/follower socket driver (zmq_transport.cpp)
-}
 
 /// The edge: a DEALER connected to `endpoint`. Throws picospec::Error on a bad endpoint or options.
 class ZmqClientTransport final : public Transport {
@@ -105,6 +120,10 @@ class ZmqClientTransport final : public Transport {
 
   [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
   [[nodiscard]] std::string describe() const override;
+  /// Why no connection is established, from the socket monitor: "connection refused or unreachable: ...",
+  /// "... no answer to the handshake", "... wrong server public key?", "security mismatch ...", "... refused this
+  /// client's key ...", or "no answer from ... yet"; empty while connected.
+  [[nodiscard]] std::string problem() const override;
 
  protected:
   bool do_send(Frame frame) override;
@@ -134,6 +153,8 @@ class ZmqServerTransport final : public ServerTransport {
   [[nodiscard]] std::string endpoint() const;
   /// Peers seen so far and not yet known to be gone.
   [[nodiscard]] std::size_t peer_count() const;
+  /// CURVE handshakes refused by the allow-list (CurveOptions::allowed_clients).
+  [[nodiscard]] std::uint64_t refused_clients() const;
   [[nodiscard]] std::string describe() const override;
 
  protected:
