@@ -2,6 +2,8 @@
 // Usage: peer_helper ENDPOINT FRAME_FILE COUNT
 // Connects a ZmqClientTransport to ENDPOINT, sends the bytes of FRAME_FILE.0 .. FRAME_FILE.<COUNT-1>, waits (at most 10 s) for
 // COUNT replies, prints "ready <replies>" on stdout, then sleeps until killed (exits by itself after 60 s).
+// Usage: peer_helper --server SECONDS
+// An echo server on tcp://127.0.0.1:* for SECONDS: prints "endpoint <ep>", then the transport's log lines.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,7 +14,28 @@
 
 #include "picospec/zmq/zmq_transport.hpp"
 
+namespace {
+int serve(int seconds) {
+  picospec::zmq::ZmqOptions o;
+  o.log = [](const std::string& line) {
+    std::printf("log %s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  picospec::zmq::ZmqServerTransport server("tcp://127.0.0.1:*", o);
+  std::printf("endpoint %s\n", server.endpoint().c_str());
+  std::fflush(stdout);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    auto r = server.recv(std::chrono::milliseconds(100));
+    if (r.ok()) (void)server.send(r.peer, std::move(r.frame));
+    (void)server.take_disconnected();
+  }
+  return 0;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--server") return serve(std::atoi(argv[2]));
   if (argc != 4) {
     std::fprintf(stderr, "usage: peer_helper ENDPOINT FRAME_FILE COUNT\n");
     return 2;

@@ -291,6 +291,10 @@ struct SocketCore {
   void drain_monitor();                          // socket owner only; updates flags under lock
   void forget_peer_locked(PeerId peer);
   void on_client_event_locked(std::uint16_t event, std::int32_t value);
+  // Server, socket owner, mu_ held. Out of file descriptors, libzmq's listener would retry accept() in a busy loop
+  // (100% CPU, and no descriptor frees itself that way): stop listening for a while instead, and log it.
+  void pause_accepting_locked(int err);
+  void resume_accepting_locked(Clock::time_point now);
   void bury_locked(Clock::time_point now) {  // server, mu_ held: routing ids departed long enough ago are erased
     while (!graveyard_.empty() && graveyard_.front().first <= now) {
       if (const auto it = id_of_.find(graveyard_.front().second); it != id_of_.end() && it->second == kDepartedPeer)
@@ -326,6 +330,8 @@ struct SocketCore {
   bool handshake_failed_ = false;  // client: a definitive handshake failure (fail_on_handshake_error)
   std::string problem_;       // client: why no connection is established (empty once one is)
   bool attempt_connected_ = false;  // client: the current connection attempt reached the server (TCP)
+  std::optional<Clock::time_point> accept_paused_until_;  // server: not listening until then (fd exhaustion)
+  Millis accept_backoff_{250};
   std::string zap_domain_;    // server with an allow-list: its ZAP domain
   std::shared_ptr<std::atomic<std::uint64_t>> refused_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   bool monitor_ready_ = true; // the monitor socket may have events to read
@@ -389,7 +395,7 @@ SocketCore::SocketCore(Kind kind, std::shared_ptr<Context> ctx, const std::strin
     }
     if (kind == Kind::server) {
       sock_.set(::zmq::sockopt::router_mandatory, 1);
-      start_monitor(zctx, ZMQ_EVENT_DISCONNECTED);  // before bind: no connection goes unseen
+      start_monitor(zctx, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_ACCEPT_FAILED);  // before bind: none goes unseen
       const unsigned asked_port = parse_bind_port(endpoint);
       sock_.bind(endpoint);
       last_endpoint_ = sock_.get(::zmq::sockopt::last_endpoint);
@@ -422,6 +428,32 @@ void SocketCore::start_monitor(::zmq::context_t& zctx, int events) {
   monitor_->connect(mon);
 }
 
+void SocketCore::pause_accepting_locked(int err) {
+  if (accept_paused_until_ || sockets_closed_) return;  // already paused (events queued before the unbind)
+  try {
+    sock_.unbind(last_endpoint_);
+  } catch (const ::zmq::error_t&) {
+  }
+  accept_paused_until_ = Clock::now() + accept_backoff_;
+  if (opt_.log)
+    opt_.log("zmq: out of file descriptors (" + std::string(std::strerror(err)) + ") accepting on " + last_endpoint_ +
+             " with " + std::to_string(rid_of_.size()) + " peers: not accepting new connections for " +
+             std::to_string(accept_backoff_.count()) + " ms (raise `ulimit -n`?)");
+  accept_backoff_ = std::min<Millis>(accept_backoff_ * 2, Millis(8000));
+}
+
+void SocketCore::resume_accepting_locked(Clock::time_point now) {
+  if (!accept_paused_until_ || now < *accept_paused_until_ || sockets_closed_) return;
+  try {
+    sock_.bind(last_endpoint_);
+    accept_paused_until_.reset();
+    if (opt_.log) opt_.log("zmq: accepting new connections on " + last_endpoint_ + " again");
+  } catch (const ::zmq::error_t& e) {  // e.g. still out of descriptors: try again later
+    accept_paused_until_ = now + accept_backoff_;
+    if (opt_.log) opt_.log("zmq: cannot listen on " + last_endpoint_ + " again yet: " + e.what());
+  }
+}
+
 void SocketCore::forget_peer_locked(PeerId peer) {
   const auto it = rid_of_.find(peer);
   if (it == rid_of_.end()) return;
@@ -430,6 +462,8 @@ void SocketCore::forget_peer_locked(PeerId peer) {
   bury_locked(Clock::now());
   graveyard_.emplace_back(Clock::now() + kGraveyardTime, it->second);
   rid_of_.erase(it);
+  if (accept_paused_until_) accept_paused_until_ = Clock::now();  // a descriptor was freed: listen again soon
+  accept_backoff_ = Millis(250);
   if (const auto f = fd_of_peer_.find(peer); f != fd_of_peer_.end()) {
     if (const auto p = peer_of_fd_.find(f->second); p != peer_of_fd_.end() && p->second == peer) peer_of_fd_.erase(p);
     fd_of_peer_.erase(f);
@@ -570,6 +604,7 @@ void SocketCore::drain_monitor() {
       if (event == ZMQ_EVENT_DISCONNECTED) {
         if (const auto it = peer_of_fd_.find(value); it != peer_of_fd_.end()) forget_peer_locked(it->second);
       }
+      if (event == ZMQ_EVENT_ACCEPT_FAILED && (value == EMFILE || value == ENFILE)) pause_accepting_locked(value);
       continue;
     }
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) established_ = true;
@@ -669,11 +704,18 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
     }
     if (closed_ || satisfied()) break;
     auto now = Clock::now();
+    resume_accepting_locked(now);
     if (deadline && now >= *deadline) break;
-    // 4. Sleep until the socket, a new caller / close (eventfd), a monitor event, or the deadline.
+    // 4. Sleep until the socket, a new caller / close (eventfd), a monitor event, the deadline, or (listening
+    //    paused) the time to listen again.
     long timeout_ms = -1;
     if (deadline)
       timeout_ms = static_cast<long>(std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count());
+    if (accept_paused_until_) {
+      const auto until = static_cast<long>(
+          std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::milliseconds>(*accept_paused_until_ - now).count()));
+      timeout_ms = timeout_ms < 0 ? until : std::min(timeout_ms, until);
+    }
     const bool room = inbound_.size() < static_cast<std::size_t>(std::max(1, opt_.recv_hwm));
     short sock_events = room ? ZMQ_POLLIN : 0;
     if (out_blocked) {
