@@ -281,8 +281,10 @@ struct CloudServer::Impl {
         s = it->second;
         s->last_seen = now;
         if (h.type == wire::MessageType::bye || h.type == wire::MessageType::cancel ||
-            h.type == wire::MessageType::error)
-          s->cancel = true;  // a cloud-ar loop in a worker stops between tokens
+            h.type == wire::MessageType::error) {
+          s->cancel = true;    // a cloud-ar loop in a worker stops between tokens
+          sessions.erase(it);  // admission counts live sessions only; a worker still finishes this one's frames
+        }
       }
       enqueue_in_order(s, h, std::move(r.frame));
     }
