@@ -214,7 +214,8 @@ struct EdgeSession::Run {
     h.session_id = session_id.load();
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
-    if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
+    if (!es.transport_->send(wire::encode(h, std::move(body))))
+      throw Error("EdgeSession: transport closed" + transport_problem());
   }
 
   // ------------------------------------------------------------------------------------------- commit

@@ -145,7 +145,7 @@ TEST_CASE("curve allow-list: listed clients talk, unlisted ones never deliver a 
   pz::ZmqClientTransport copen(s_open.endpoint(), client_opts(keys2.public_key, listed));
   REQUIRE(ca.send(Frame{1}));
   REQUIRE(cb.send(Frame{2}));
-  REQUIRE(cb_wrong.send(Frame{3}));
+  (void)cb_wrong.send(Frame{3});  // fails once the refusal is known (libzmq drops the refused client's pipe)
   REQUIRE(copen.send(Frame{4}));
   CHECK(s_a.recv(5000ms).frame == Frame{1});
   CHECK(s_b.recv(5000ms).frame == Frame{2});
@@ -236,8 +236,8 @@ TEST_CASE("cloud: an unlisted CURVE edge gets no Welcome and no verdict; a liste
     EdgeSession edge(synthetic::make_drafter(pair),
                      std::make_unique<pz::ZmqClientTransport>(endpoint, client_opts(server_keys.public_key, unlisted)),
                      eo);
-    CHECK_THROWS_WITH(edge.generate(prompt, gp), Catch::Contains("no Welcome") &&
-                                                     Catch::Contains("refused this client's key"));
+    // "no Welcome (...)" when the Hello left before the refusal, "transport closed (...)" when it came after.
+    CHECK_THROWS_WITH(edge.generate(prompt, gp), Catch::Contains("refused this client's key"));
   }
   CHECK(cloud.stats().frames_in == 0);  // not one frame of the unlisted edge reached the cloud
   CHECK(cloud.stats().sessions_opened == 0);

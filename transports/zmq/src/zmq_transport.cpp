@@ -72,12 +72,36 @@ constexpr std::size_t kZeroCopyMinBytes = 4096;
 constexpr PeerId kDepartedPeer = 0;
 constexpr auto kGraveyardTime = std::chrono::seconds(2);
 
+// ThreadSanitizer cannot see libzmq's hand-offs (the distro's libzmq is not instrumented): a buffer written here and
+// read by the receiving thread (inproc passes the same buffer) or freed on libzmq's I/O thread would be reported as
+// a race. Release on the buffer before the hand-off, acquire on it after: the happens-before libzmq provides.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+void handoff_release(const void* p) { __tsan_release(const_cast<void*>(p)); }
+void handoff_acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
+#else
+void handoff_release(const void*) {}
+void handoff_acquire(const void*) {}
+#endif
+
 ::zmq::message_t to_message(Frame&& frame) {
-  if (frame.size() < kZeroCopyMinBytes) return ::zmq::message_t(frame.data(), frame.size());
+  if (frame.size() < kZeroCopyMinBytes) {
+    ::zmq::message_t m(frame.data(), frame.size());
+    handoff_release(m.data());
+    return m;
+  }
   auto* owned = new Frame(std::move(frame));
   try {
-    return ::zmq::message_t(
-        owned->data(), owned->size(), [](void*, void* hint) noexcept { delete static_cast<Frame*>(hint); }, owned);
+    ::zmq::message_t m(
+        owned->data(), owned->size(),
+        [](void* data, void* hint) noexcept {
+          handoff_acquire(data);
+          delete static_cast<Frame*>(hint);
+        },
+        owned);
+    handoff_release(m.data());
+    return m;
   } catch (...) {
     delete owned;
     throw;
@@ -87,6 +111,7 @@ constexpr auto kGraveyardTime = std::chrono::seconds(2);
 /// The one copy on the receive side (a std::vector cannot adopt libzmq's buffer). Uninitialised growth: assign()
 /// from the message's bytes writes each byte once.
 Frame to_frame(const ::zmq::message_t& part) {
+  handoff_acquire(part.data());
   const auto* p = static_cast<const std::uint8_t*>(part.data());
   return Frame(p, p + part.size());
 }
@@ -328,6 +353,7 @@ struct SocketCore {
   bool established_ = false;  // client: a connection completed its handshake
   bool peer_lost_ = false;    // client: an established connection was lost
   bool handshake_failed_ = false;  // client: a definitive handshake failure (fail_on_handshake_error)
+  bool refused_seen_ = false;      // client: a definitive handshake failure was seen (libzmq may drop the pipe)
   std::string problem_;       // client: why no connection is established (empty once one is)
   bool attempt_connected_ = false;  // client: the current connection attempt reached the server (TCP)
   std::optional<Clock::time_point> accept_paused_until_;  // server: not listening until then (fd exhaustion)
@@ -654,6 +680,7 @@ void SocketCore::on_client_event_locked(std::uint16_t event, std::int32_t value)
       break;
     default: break;
   }
+  if (fatal && !established_) refused_seen_ = true;
   if (fatal && opt_.fail_on_handshake_error && !established_) {
     handshake_failed_ = true;
     cv_.notify_all();
@@ -673,6 +700,12 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
       lk.unlock();
       const TryResult r = try_send(*o);
       lk.lock();
+      if (r == TryResult::again && kind_ == Kind::client && refused_seen_) {
+        // After a refused handshake libzmq may have dropped the DEALER's pipe: the frame would wait forever.
+        o->state = OutState::failed;
+        cv_.notify_all();
+        continue;
+      }
       if (r == TryResult::again) {
         o->state = OutState::pending;
         pending_.push_front(o);
@@ -722,6 +755,7 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
       // DEALER: POLLOUT means the pipe has room. ROUTER: POLLOUT does not tell which peer has room, so retry soon.
       if (kind_ == Kind::client) sock_events = static_cast<short>(sock_events | ZMQ_POLLOUT);
       else timeout_ms = timeout_ms < 0 ? 1 : std::min<long>(timeout_ms, 1);
+      if (kind_ == Kind::client && refused_seen_) timeout_ms = 0;  // step 1 fails the frame on the next pass
     }
     zmq_pollitem_t items[3] = {{sock_.handle(), 0, sock_events, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                {monitor_ ? monitor_->handle() : nullptr, 0, ZMQ_POLLIN, 0}};

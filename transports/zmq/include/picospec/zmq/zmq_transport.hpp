@@ -9,7 +9,8 @@
 // Thread-safety: the Transport contract (transport.hpp). ZeroMQ sockets are not thread-safe, so one caller at a
 // time drives the socket ("leader") while the others wait on a condition variable; a blocked leader sleeps in
 // zmq_poll on the socket and an eventfd, so a concurrent send() or close() wakes it at once (no busy-wait).
-// Blocking: send() returns once libzmq has taken the frame (blocks while the high-water mark is reached);
+// Blocking: send() returns once libzmq has taken the frame (blocks while the high-water mark is reached; a client
+// whose handshake was refused -- see problem() -- fails the send instead of waiting for a pipe libzmq dropped);
 // recv() waits for a frame, the timeout, or close().
 // Lifetime: destroy a transport only after every call on it returned; close() wakes blocked callers.
 //
