@@ -349,21 +349,33 @@ struct CloudServer::Impl {
       return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
     } catch (const SessionFailure& f) {
       if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
-      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
+      end_with_error(s, f.code, f.message);
       return false;
     } catch (const detail::PolicyFailure& f) {
-      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
+      end_with_error(s, f.code, f.message);
       return false;
     } catch (const DecodeError& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what(), reply_seq(s));
+      end_with_error(s, wire::ErrorCode::malformed, e.what());
       return false;
     } catch (const std::exception& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, e.what(), reply_seq(s));
+      end_with_error(s, wire::ErrorCode::internal, e.what());
       return false;
     } catch (...) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, "unknown exception", reply_seq(s));
+      end_with_error(s, wire::ErrorCode::internal, "unknown exception");
       return false;
     }
+  }
+
+  // Ends a session with an Error: out of the admission table first, then the Error. A peer that has the Error may
+  // send its next Hello at once (even with the same seq, on the same connection); it must not find the ended session
+  // still counted (refused `busy`) or still holding that seq (dropped as a duplicated Hello). Worker thread.
+  void end_with_error(CloudSession& s, wire::ErrorCode code, std::string message) {
+    {
+      std::lock_guard lk(mu);
+      const auto it = sessions.find({s.peer, s.id});
+      if (it != sessions.end() && it->second.get() == &s) sessions.erase(it);
+    }
+    send_error(s.peer, s.id, code, std::move(message), reply_seq(s));
   }
 
   // An error that answers the Hello echoes its seq (the edge matches it to its Hello); later ones carry the session.
