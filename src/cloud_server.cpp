@@ -432,6 +432,12 @@ struct CloudServer::Impl {
       ++st.sessions_opened;
       ++st.sessions_active;
     });
+    {
+      // Its peer left while this Hello was served: free_peer_sessions closed the session before it was counted,
+      // so it is uncounted here (exactly one of the two exchanges sees `true`).
+      std::lock_guard lk(s.mu);
+      if (s.closed && s.counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+    }
     wire::Welcome w;
     w.target = wire::fingerprint(s.verifier->info());
     w.server_name = options.name;

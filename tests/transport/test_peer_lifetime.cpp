@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -349,6 +350,59 @@ TEST_CASE("cloud: squatted sessions are freed when their peers disconnect or die
   // flight when the edge finished): bounded wait, as above.
   const auto closed_by = Clock::now() + 3s;
   while (cloud.stats().sessions_active != 0 && Clock::now() < closed_by) std::this_thread::sleep_for(10ms);
+  CHECK(cloud.stats().sessions_active == 0);
+  cloud.stop();
+}
+
+TEST_CASE("cloud: a peer that leaves while a worker serves its Hello leaves no session counted",
+          "[loopback][cloud][peers]") {
+  // Wrong implementation caught: the peer's sessions were freed on its disconnect while a worker was still serving
+  // the Hello; the worker then counted the session in sessions_active, and nothing ever took it out again.
+  const auto pair = tiny_pair();
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool in_factory = false, open_gate = false;
+  auto hub_owned = std::make_unique<loopback::LoopbackHub>();
+  auto* hub = hub_owned.get();
+  CloudServer cloud(
+      [&, pair] {
+        std::unique_lock lk(gate_mu);
+        in_factory = true;
+        gate_cv.notify_all();
+        gate_cv.wait(lk, [&] { return open_gate; });  // the worker is now inside handle(Hello)
+        return synthetic::make_verifier(pair);
+      },
+      std::move(hub_owned));
+  struct Opener {  // opens the gate on every exit path, before ~CloudServer joins the worker
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& open;
+    void operator()() {
+      {
+        std::lock_guard lk(mu);
+        open = true;
+      }
+      cv.notify_all();
+    }
+    ~Opener() { (*this)(); }
+  } opener{gate_mu, gate_cv, open_gate};
+  cloud.start();
+
+  auto edge = hub->connect();
+  REQUIRE(edge->send(hello_frame(pair, 1)));
+  {
+    std::unique_lock lk(gate_mu);
+    REQUIRE(gate_cv.wait_for(lk, 5s, [&] { return in_factory; }));
+  }
+  edge->close();  // gone while its Hello is being served
+  const auto freed_by = Clock::now() + 5s;
+  while (cloud.stats().sessions_disconnected < 1 && Clock::now() < freed_by) std::this_thread::sleep_for(5ms);
+  REQUIRE(cloud.stats().sessions_disconnected == 1);
+  opener();  // the worker finishes the Hello of a session already freed
+  const auto served_by = Clock::now() + 5s;
+  while (cloud.stats().sessions_opened < 1 && Clock::now() < served_by) std::this_thread::sleep_for(5ms);
+  REQUIRE(cloud.stats().sessions_opened == 1);
+  std::this_thread::sleep_for(50ms);  // a worker that would still uncount it later has had the time
   CHECK(cloud.stats().sessions_active == 0);
   cloud.stop();
 }
