@@ -17,6 +17,7 @@
 #include "picospec/sampling.hpp"
 #include "picospec/sparse_codec.hpp"
 #include "policies/policy.hpp"
+#include "seq_order.hpp"
 
 namespace picospec {
 namespace {
@@ -45,6 +46,7 @@ struct CloudSession {
 
   // Guarded by the server mutex.
   Clock::time_point last_seen{};
+  detail::SeqOrder<Frame> order;  // I/O thread only: frames after the Hello, released in seq order
 
   std::atomic<bool> cancel{false};
   std::atomic<bool> counted{false};  // included in CloudStats::sessions_active
@@ -140,6 +142,19 @@ struct CloudServer::Impl {
     }
   }
 
+  // Frames after the Hello are enqueued in seq order, each once (src/seq_order.hpp): duplicates and stale copies
+  // are dropped and counted. Bye / Cancel / Error end the session and skip the order. I/O thread only.
+  void enqueue_in_order(const std::shared_ptr<CloudSession>& s, const wire::Header& h, Frame frame) {
+    using T = wire::MessageType;
+    if (h.type == T::hello || h.type == T::bye || h.type == T::cancel || h.type == T::error)
+      return enqueue(s, std::move(frame));
+    std::vector<Frame> in_order;
+    const auto o = s->order.offer(h.seq, std::move(frame), in_order);
+    if (o == detail::SeqOrder<Frame>::Outcome::duplicate || o == detail::SeqOrder<Frame>::Outcome::dropped)
+      bump([](CloudStats& st) { ++st.stale_dropped; });
+    for (auto& f : in_order) enqueue(s, std::move(f));
+  }
+
   void sweep_idle(Clock::time_point now) {
     std::vector<std::shared_ptr<CloudSession>> dead;
     {
@@ -169,6 +184,38 @@ struct CloudServer::Impl {
     }
   }
 
+  // ---- peer lifetime (issue 12): a peer whose connection ended holds nothing; one peer holds few sessions.
+  std::size_t sessions_of_locked(PeerId peer) const {  // mu held
+    std::size_t n = 0;
+    for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer; ++it) ++n;
+    return n;
+  }
+  bool repeated_hello_locked(PeerId peer, std::uint32_t hello_seq) const {  // mu held
+    for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer; ++it)
+      if (it->second->hello_seq == hello_seq) return true;
+    return false;
+  }
+  void free_peer_sessions(PeerId peer) {
+    std::vector<std::shared_ptr<CloudSession>> gone;
+    {
+      std::lock_guard lk(mu);
+      for (auto it = sessions.lower_bound({peer, 0}); it != sessions.end() && it->first.first == peer;) {
+        gone.push_back(it->second);
+        it = sessions.erase(it);
+      }
+    }
+    for (auto& s : gone) {
+      s->cancel = true;  // a worker serving it stops between tokens; its replies to the departed peer are dropped
+      {
+        std::lock_guard lk(s->mu);
+        s->closed = true;
+        s->inbox.clear();
+      }
+      if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+      bump([](CloudStats& st) { ++st.sessions_disconnected; });
+    }
+  }
+
   void io_loop() {
     wire::DecodeLimits limits;
     limits.max_frame_bytes = options.max_frame_bytes;
@@ -176,6 +223,7 @@ struct CloudServer::Impl {
     auto last_sweep = Clock::now();
     while (!stop_flag.load()) {
       PeerReceived r = transport.recv(Millis(100));
+      for (const PeerId gone : transport.take_disconnected()) free_peer_sessions(gone);
       const auto now = Clock::now();
       if (now - last_sweep > std::chrono::seconds(1)) {
         sweep_idle(now);
@@ -201,6 +249,17 @@ struct CloudServer::Impl {
           send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions", h.seq);
           continue;
         }
+        if (sessions_of_locked(r.peer) >= options.max_sessions_per_peer) {
+          lk.unlock();
+          bump([](CloudStats& st) { ++st.sessions_refused; });
+          send_error(r.peer, 0, wire::ErrorCode::busy, "too many sessions on this connection", h.seq);
+          continue;
+        }
+        if (repeated_hello_locked(r.peer, h.seq)) {  // a duplicated Hello (faulty link): not a second session
+          lk.unlock();
+          bump([](CloudStats& st) { ++st.stale_dropped; });
+          continue;
+        }
         s = std::make_shared<CloudSession>();
         s->peer = r.peer;
         s->id = ++next_id;
@@ -220,10 +279,12 @@ struct CloudServer::Impl {
         s = it->second;
         s->last_seen = now;
         if (h.type == wire::MessageType::bye || h.type == wire::MessageType::cancel ||
-            h.type == wire::MessageType::error)
-          s->cancel = true;  // a cloud-ar loop in a worker stops between tokens
+            h.type == wire::MessageType::error) {
+          s->cancel = true;    // a cloud-ar loop in a worker stops between tokens
+          sessions.erase(it);  // admission counts live sessions only; a worker still finishes this one's frames
+        }
       }
-      enqueue(s, std::move(r.frame));
+      enqueue_in_order(s, h, std::move(r.frame));
     }
   }
 
@@ -293,21 +354,33 @@ struct CloudServer::Impl {
       return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
     } catch (const SessionFailure& f) {
       if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
-      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
+      end_with_error(s, f.code, f.message);
       return false;
     } catch (const detail::PolicyFailure& f) {
-      send_error(s.peer, s.id, f.code, f.message, reply_seq(s));
+      end_with_error(s, f.code, f.message);
       return false;
     } catch (const DecodeError& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::malformed, e.what(), reply_seq(s));
+      end_with_error(s, wire::ErrorCode::malformed, e.what());
       return false;
     } catch (const std::exception& e) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, e.what(), reply_seq(s));
+      end_with_error(s, wire::ErrorCode::internal, e.what());
       return false;
     } catch (...) {
-      send_error(s.peer, s.id, wire::ErrorCode::internal, "unknown exception", reply_seq(s));
+      end_with_error(s, wire::ErrorCode::internal, "unknown exception");
       return false;
     }
+  }
+
+  // Ends a session with an Error: out of the admission table first, then the Error. A peer that has the Error may
+  // send its next Hello at once (even with the same seq, on the same connection); it must not find the ended session
+  // still counted (refused `busy`) or still holding that seq (dropped as a duplicated Hello). Worker thread.
+  void end_with_error(CloudSession& s, wire::ErrorCode code, std::string message) {
+    {
+      std::lock_guard lk(mu);
+      const auto it = sessions.find({s.peer, s.id});
+      if (it != sessions.end() && it->second.get() == &s) sessions.erase(it);
+    }
+    send_error(s.peer, s.id, code, std::move(message), reply_seq(s));
   }
 
   // An error that answers the Hello echoes its seq (the edge matches it to its Hello); later ones carry the session.
@@ -364,6 +437,12 @@ struct CloudServer::Impl {
       ++st.sessions_opened;
       ++st.sessions_active;
     });
+    {
+      // Its peer left while this Hello was served: free_peer_sessions closed the session before it was counted,
+      // so it is uncounted here (exactly one of the two exchanges sees `true`).
+      std::lock_guard lk(s.mu);
+      if (s.closed && s.counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+    }
     wire::Welcome w;
     w.target = wire::fingerprint(s.verifier->info());
     w.server_name = options.name;
@@ -542,7 +621,7 @@ CloudServer::CloudServer(VerifierFactory factory, std::unique_ptr<ServerTranspor
   if (!factory) throw Error("CloudServer: empty verifier factory");
   if (!transport_) throw Error("CloudServer: null transport");
   if (options.workers == 0) throw Error("CloudServer: workers must be >= 1");
-  if (options.inbox_frames == 0 || options.max_sessions == 0) throw Error("CloudServer: zero-sized limits");
+  if (options.inbox_frames == 0 || options.max_sessions == 0 || options.max_sessions_per_peer == 0) throw Error("CloudServer: zero-sized limits");
   impl_ = std::make_unique<Impl>(std::move(factory), *transport_, std::move(options));
 }
 

@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <thread>
+#include <utility>
 #include <variant>
 
 #include "picospec/detail/bounded_queue.hpp"
@@ -12,6 +13,7 @@
 #include "picospec/rng.hpp"
 #include "picospec/sampling.hpp"
 #include "policies/policy.hpp"
+#include "seq_order.hpp"
 
 namespace picospec {
 namespace {
@@ -23,6 +25,12 @@ struct IoFailure {
   std::string message;
 };
 using Event = std::variant<wire::Message, IoFailure>;
+
+// " (connection refused ...)" when the transport can tell why nothing arrives (Transport::problem), else "".
+std::string problem_suffix(const Transport& t) {
+  std::string p = t.problem();
+  return p.empty() ? p : " (" + p + ")";
+}
 
 using Spec = detail::SpecToken;  // one speculative (drafted, not yet committed) token
 
@@ -61,7 +69,7 @@ std::string_view to_string(FinishReason r) noexcept {
 // The edge's I/O: one thread per EdgeSession (started by its first generation that talks to a cloud) blocks in
 // Transport::recv, decodes each frame (bounds-checked) and queues it; ~EdgeSession closes the queue and the
 // transport, which wakes it, and joins it. It does not poll: it wakes only for a frame or the close. Frames of
-// another generation are filtered by the drafting thread (Run::next_event). A transport or decode failure is
+// another generation are filtered, and this session's put in seq order, by the drafting thread (Run::next_event). A transport or decode failure is
 // queued once and then reported to every later pop (the queue is closed behind it).
 struct EdgeSession::Io {
   Io(Transport& t, const EdgeOptions& options) : transport(t), queue(options.event_queue) {
@@ -95,7 +103,7 @@ struct EdgeSession::Io {
         return;
       }
       if (r.status == RecvStatus::closed) {
-        fail("transport closed");
+        fail("transport closed" + problem_suffix(transport));
         return;
       }
       if (r.status != RecvStatus::ok) continue;
@@ -142,6 +150,10 @@ struct EdgeSession::Run {
   std::atomic<bool> cancelled{false};
   std::uint64_t session_id = 0;
   std::uint64_t foreign_dropped = 0;
+  // Receive order (next_event, drafting thread): frames of this session in seq order, each once.
+  detail::SeqOrder<wire::Message> order;
+  std::deque<wire::Message> released;  // released by `order` in one batch, not yet handed out
+  bool hello_answered = false;         // the Welcome / Error for this generation's Hello was handed out
 
   // Drafting-thread state.
   std::uint32_t epoch = 0;
@@ -187,10 +199,16 @@ struct EdgeSession::Run {
   // ------------------------------------------------------------------------------------------- events
   // Pops the next event of this generation, waiting at most `timeout` (0 = do not wait); nullopt on timeout or
   // cancel. Before the Welcome only the answer to this generation's Hello counts; after it, only this session's
-  // frames; anything else is a late frame of an earlier generation (dropped, counted).
+  // frames, handed out in seq order, each once (release_in_order); anything else is a late frame of an earlier
+  // generation or a duplicate (dropped, counted).
   std::optional<Event> next_event(Clock::duration timeout) {
     const auto deadline = Clock::now() + timeout;
     for (;;) {
+      if (!released.empty()) {
+        Event ev{std::move(released.front())};
+        released.pop_front();
+        return ev;
+      }
       const auto left = timeout > Clock::duration::zero() ? std::max(deadline - Clock::now(), Clock::duration(1))
                                                           : Clock::duration::zero();
       auto ev = es.io_->pop(left, [this] { return cancelled.load(); });
@@ -206,12 +224,38 @@ struct EdgeSession::Run {
           if (timeout > Clock::duration::zero() && Clock::now() >= deadline) return std::nullopt;
           continue;
         }
+        // The first answer to the Hello is handed out, a second one is a duplicate (faulty link); after the
+        // Welcome, frames go through the receive order (the loop's head hands out what it released).
+        if (session_id == 0 ? std::exchange(hello_answered, true) : release_in_order(std::move(*msg))) {
+          if (session_id == 0) ++foreign_dropped;
+          if (released.empty() && timeout > Clock::duration::zero() && Clock::now() >= deadline)
+            return std::nullopt;
+          continue;
+        }
       }
       return ev;
     }
   }
   void wake() {  // from cancel(), under es.run_mu_ (which also guards the creation of es.io_)
     if (es.io_) es.io_->queue.interrupt();
+  }
+  // " (connection refused ...)" when the transport can tell why nothing arrives (Transport::problem), else "".
+  std::string transport_problem() const { return problem_suffix(*es.transport_); }
+
+  // After the Welcome, the session's frames are handed out in seq order, each once (src/seq_order.hpp): duplicates
+  // and stale copies (a faulty link, a late Welcome) are dropped and counted. Errors skip the order. Appends what
+  // is now deliverable to `released`; false when `msg` is to be handed out as is (an Error).
+  bool release_in_order(wire::Message&& msg) {
+    if (msg.type() == wire::MessageType::error) return false;
+    std::vector<wire::Message> ready;
+    const auto o = msg.type() == wire::MessageType::welcome
+                       ? detail::SeqOrder<wire::Message>::Outcome::duplicate
+                       : order.offer(msg.header.seq, std::move(msg), ready);
+    if (o == detail::SeqOrder<wire::Message>::Outcome::duplicate ||
+        o == detail::SeqOrder<wire::Message>::Outcome::dropped)
+      ++foreign_dropped;
+    for (auto& next : ready) released.push_back(std::move(next));
+    return true;
   }
 
   // ------------------------------------------------------------------------------------------- sending
@@ -221,7 +265,8 @@ struct EdgeSession::Run {
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
     if (std::holds_alternative<wire::Hello>(body) && gp.block_verify) h.flags = wire::kHelloFlagBlockVerify;
-    if (!es.transport_->send(wire::encode(h, std::move(body)))) throw Error("EdgeSession: transport closed");
+    if (!es.transport_->send(wire::encode(h, std::move(body))))
+      throw Error("EdgeSession: transport closed" + transport_problem());
   }
 
   // ------------------------------------------------------------------------------------------- commit
@@ -686,7 +731,7 @@ struct EdgeSession::Run {
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return false;
-      throw Error("EdgeSession: no Welcome from the cloud");
+      throw Error("EdgeSession: no Welcome from the cloud" + transport_problem());
     }
     if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
     auto& msg = std::get<wire::Message>(*ev);

@@ -2,7 +2,8 @@
 //  * raw memcpy of the frame (the floor for any in-process hand-off),
 //  * raw cppzmq DEALER/ROUTER ping-pong without picospec's layer (same context settings, same endpoints).
 // Each iteration is one round trip of a `size`-byte frame: edge send -> cloud echo thread -> edge recv.
-// After the Google Benchmark table, a summary prints our/raw ratios; the bar is zmq-tcp 64 B < 2.0x raw.
+// After the Google Benchmark table, a summary prints our/raw ratios; the bars are zmq-tcp 64 B < 2.0x raw and
+// zmq-tcp 512 KiB <= 1.5x raw (frames >= 4 KiB are handed to libzmq without a copy).
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -204,7 +206,7 @@ void BM_bar_pair_tcp(benchmark::State& state) {
   stop = true;
   raw_echo.join();
 }
-BENCHMARK(BM_bar_pair_tcp)->Arg(64)->Arg(4096)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_bar_pair_tcp)->Arg(64)->Arg(4096)->Arg(512 * 1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 #define SIZES ->Arg(64)->Arg(4096)->Arg(512 * 1024)->UseRealTime()->Unit(benchmark::kMicrosecond)
 BENCHMARK(BM_memcpy) SIZES;
@@ -239,12 +241,16 @@ int main(int argc, char** argv) {
       std::printf("%-12s %10lld %12.2f %12s %12.2f %8.2fx\n", ours_name, static_cast<long long>(size), a->second, base,
                   b->second, a->second / b->second);
     }
-  auto a = g_rtt_us.find({"pair-ours-tcp", 64});
-  auto b = g_rtt_us.find({"pair-raw-tcp", 64});
-  if (a != g_rtt_us.end() && b != g_rtt_us.end()) {
+  // Bars: 64 B (per-token latency: the layer's fixed cost) and 512 KiB (vanilla's full distributions: copies).
+  const std::tuple<std::int64_t, const char*, double> bars[] = {{64, "64 B", 2.0}, {512 * 1024, "512 KiB", 1.5}};
+  for (auto [size, label, bar] : bars) {
+    auto a = g_rtt_us.find({"pair-ours-tcp", size});
+    auto b = g_rtt_us.find({"pair-raw-tcp", size});
+    if (a == g_rtt_us.end() || b == g_rtt_us.end()) continue;
     const double ratio = a->second / b->second;
-    std::printf("\nBAR zmq-tcp 64 B round trip (paired, alternating): %.2f us vs raw cppzmq %.2f us = %.2fx "
-                "(bar < 2.00x): %s\n", a->second, b->second, ratio, ratio < 2.0 ? "PASS" : "FAIL");
+    std::printf("%sBAR zmq-tcp %s round trip (paired, alternating): %.2f us vs raw cppzmq %.2f us = %.2fx "
+                "(bar <= %.2fx): %s\n", size == 64 ? "\n" : "", label, a->second, b->second, ratio, bar,
+                ratio <= bar ? "PASS" : "FAIL");
   }
   return 0;
 }

@@ -13,6 +13,8 @@
 // Threads: start() launches one I/O thread (receives, routes frames to sessions) and `workers` verify
 // workers; a session is served by at most one worker at a time, so its frames are handled in arrival order.
 // stop() closes the transport and joins every thread (also done by the destructor); it is final.
+// Sessions end with a Bye / Cancel / Error, after session_idle_timeout of silence, or at once when the transport
+// reports their peer's connection gone (ServerTransport::take_disconnected: closed, killed, heartbeats lost).
 // A failure while serving a session (bad frame, backend exception) sends an Error frame to that peer and ends
 // that session only; it never reaches std::terminate.
 //
@@ -34,6 +36,7 @@ namespace picospec {
 struct CloudOptions {
   std::size_t workers = 2;                          ///< verify worker threads
   std::size_t max_sessions = 64;                    ///< Hello beyond this is refused (busy)
+  std::size_t max_sessions_per_peer = 8;  ///< open sessions per connection (PeerId); a Hello beyond is refused (busy)
   std::size_t inbox_frames = 256;                   ///< frames queued per session; more are dropped
   std::size_t max_frame_bytes = std::size_t{64} << 20;  ///< decode limit (vanilla mode uploads dense rows)
   std::chrono::milliseconds session_idle_timeout{300000};  ///< sessions silent this long are closed
@@ -43,6 +46,7 @@ struct CloudOptions {
 /// Counters since start(); monotonic; safe to read from any thread.
 struct CloudStats {
   std::uint64_t sessions_opened = 0, sessions_refused = 0, sessions_active = 0;
+  std::uint64_t sessions_disconnected = 0;  ///< freed because their peer's connection ended (take_disconnected)
   std::uint64_t frames_in = 0, stale_dropped = 0, malformed = 0, errors_sent = 0;
   std::uint64_t chunks_verified = 0, drafts_tested = 0, drafts_accepted = 0, rejections = 0;
   std::uint64_t more_candidates = 0, cloud_ar_tokens = 0;

@@ -110,6 +110,10 @@ class Transport {
   /// Human-readable description ("loopback", "zmq tcp://127.0.0.1:5555", "link(wan) over ...").
   [[nodiscard]] virtual std::string describe() const = 0;
 
+  /// Why frames do not flow, when the transport can tell ("connection refused ...", "... wrong server public
+  /// key?"); empty when it cannot or all is well. For error messages; thread-safe.
+  [[nodiscard]] virtual std::string problem() const { return {}; }
+
  protected:
   virtual bool do_send(Frame frame) = 0;
   virtual Received do_recv(Millis timeout) = 0;
@@ -148,6 +152,11 @@ class ServerTransport {
 
   void close() { do_close(); }
 
+  /// Peers whose connection ended (closed, killed, heartbeats lost) since the last call; each is reported once
+  /// and never sends again (a reconnecting client is a new PeerId). Call it after each recv() to free what those
+  /// peers held. Thread-safe; never blocks. Transports that cannot tell return nothing (the default).
+  [[nodiscard]] std::vector<PeerId> take_disconnected() { return do_take_disconnected(); }
+
   [[nodiscard]] TransportStats stats() const noexcept { return counters_.snapshot(); }
 
   [[nodiscard]] virtual std::string describe() const = 0;
@@ -156,6 +165,7 @@ class ServerTransport {
   virtual bool do_send(PeerId peer, Frame frame) = 0;
   virtual PeerReceived do_recv(Millis timeout) = 0;
   virtual void do_close() = 0;
+  virtual std::vector<PeerId> do_take_disconnected() { return {}; }
   void count_dropped(std::uint64_t n = 1) noexcept { counters_.dropped(n); }
 
  private:

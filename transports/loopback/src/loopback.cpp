@@ -8,6 +8,7 @@
 #include <deque>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace picospec::loopback {
 
@@ -123,6 +124,10 @@ struct HubState {
   BoundedQueue<std::pair<PeerId, Frame>> inbound;
   std::mutex mu;
   std::unordered_map<PeerId, std::shared_ptr<FrameQueue>> peers;
+  // Disconnect reports: a closed peer is reported once every frame it sent has been received (data before the
+  // "FIN", as on a stream socket), so nothing it sent arrives after the cloud freed what it held.
+  std::unordered_map<PeerId, std::size_t> in_hub;  // frames queued in `inbound` per peer (entries > 0 only)
+  std::vector<PeerId> closed_peers;                 // closed, not reported yet
   PeerId next_id = 1;
   bool closed = false;
 };
@@ -140,7 +145,17 @@ class HubEnd final : public Transport {
  protected:
   bool do_send(Frame frame) override {
     check_size(frame, st_->params);
-    if (closed_.load(std::memory_order_acquire) || !st_->inbound.push({id_, std::move(frame)})) {
+    if (closed_.load(std::memory_order_acquire)) {
+      count_dropped();
+      return false;
+    }
+    {
+      std::lock_guard lk(st_->mu);
+      ++st_->in_hub[id_];
+    }
+    if (!st_->inbound.push({id_, std::move(frame)})) {
+      std::lock_guard lk(st_->mu);
+      if (--st_->in_hub[id_] == 0) st_->in_hub.erase(id_);
       count_dropped();
       return false;
     }
@@ -158,6 +173,7 @@ class HubEnd final : public Transport {
     in_->close();
     std::lock_guard lk(st_->mu);
     st_->peers.erase(id_);
+    if (!st_->closed) st_->closed_peers.push_back(id_);
   }
 
  private:
@@ -213,8 +229,22 @@ PeerReceived LoopbackHub::do_recv(Millis timeout) {
   if (r.ok()) {
     r.peer = item.first;
     r.frame = std::move(item.second);
+    std::lock_guard lk(state_->mu);
+    if (const auto it = state_->in_hub.find(r.peer); it != state_->in_hub.end() && --it->second == 0)
+      state_->in_hub.erase(it);
   }
   return r;
+}
+
+std::vector<PeerId> LoopbackHub::do_take_disconnected() {
+  std::lock_guard lk(state_->mu);
+  std::vector<PeerId> out;
+  std::erase_if(state_->closed_peers, [&](PeerId p) {
+    if (state_->in_hub.count(p) != 0) return false;  // still has frames to deliver
+    out.push_back(p);
+    return true;
+  });
+  return out;
 }
 
 void LoopbackHub::do_close() {
@@ -223,6 +253,7 @@ void LoopbackHub::do_close() {
   state_->closed = true;
   for (auto& [id, q] : state_->peers) q->close();
   state_->peers.clear();
+  state_->closed_peers.clear();
   state_->inbound.close();
 }
 

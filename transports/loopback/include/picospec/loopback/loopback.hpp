@@ -8,7 +8,8 @@
 //  * frames are delivered whole and in order; each direction holds at most `capacity` frames, send() blocks
 //    while it is full;
 //  * close() on an end: its own recv() returns `closed` at once; the other side receives the frames already
-//    queued, then `closed` (point-to-point) -- or, for the hub, sends to that peer fail and are counted as dropped;
+//    queued, then `closed` (point-to-point) -- or, for the hub, sends to that peer fail and are counted as dropped,
+//    and once the hub has received every frame that peer sent, take_disconnected() reports it (once);
 //  * destroying an end closes it; ends may outlive the hub and vice versa (shared state).
 //  * frames above `max_frame_bytes` make send() throw picospec::Error (a caller bug, not a network event).
 
@@ -50,6 +51,7 @@ class LoopbackHub final : public ServerTransport {
   bool do_send(PeerId peer, Frame frame) override;
   PeerReceived do_recv(Millis timeout) override;
   void do_close() override;
+  std::vector<PeerId> do_take_disconnected() override;
 
  private:
   std::shared_ptr<detail::HubState> state_;

@@ -9,7 +9,8 @@
 // Thread-safety: the Transport contract (transport.hpp). ZeroMQ sockets are not thread-safe, so one caller at a
 // time drives the socket ("leader") while the others wait on a condition variable; a blocked leader sleeps in
 // zmq_poll on the socket and an eventfd, so a concurrent send() or close() wakes it at once (no busy-wait).
-// Blocking: send() returns once libzmq has taken the frame (blocks while the high-water mark is reached);
+// Blocking: send() returns once libzmq has taken the frame (blocks while the high-water mark is reached; a client
+// whose handshake was refused -- see problem() -- fails the send instead of waiting for a pipe libzmq dropped);
 // recv() waits for a frame, the timeout, or close().
 // Lifetime: destroy a transport only after every call on it returned; close() wakes blocked callers.
 //
@@ -30,9 +31,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "picospec/transport.hpp"
 
@@ -50,14 +53,20 @@ struct CurveKeyPair {
 /// Generates a fresh key pair. Throws picospec::Error when CURVE is unavailable.
 [[nodiscard]] CurveKeyPair generate_curve_keypair();
 
-/// CURVE settings. Server: enabled + server_secret_key. Client: enabled + server_public_key; client keys are
-/// generated per transport when left empty (the server authenticates itself to the client, not the reverse).
+/// CURVE settings. Server: enabled + server_secret_key, optionally allowed_clients. Client: enabled +
+/// server_public_key; the client's own key pair is generated per transport when left empty (then only a server
+/// without an allow-list accepts it).
 struct CurveOptions {
   bool enabled = false;
   std::string server_public_key;   ///< client side: the server's public key
   std::string server_secret_key;   ///< server side: its secret key
-  std::string client_public_key;   ///< client side, optional
+  std::string client_public_key;   ///< client side, optional (needed for a server with allowed_clients)
   std::string client_secret_key;   ///< client side, optional
+  /// Server side: the client public keys (Z85) allowed to connect; empty = any client key. Enforced by a ZAP
+  /// handler (RFC 27) running on the transport's Context (one thread per Context, started on first use; a Context
+  /// can hold only one ZAP handler, so do not run your own on it). An unlisted client's handshake fails: it never
+  /// sends a frame, and the refusal is counted (refused_clients()) and logged with its key and address (`log`).
+  std::vector<std::string> allowed_clients;
 };
 
 struct ZmqOptions {
@@ -73,8 +82,18 @@ struct ZmqOptions {
   /// Client: recv() reports `closed` (after the frames already received) once an established connection to the
   /// server is lost (server closed, or heartbeats timed out). Off: the client keeps reconnecting silently.
   bool closed_on_disconnect = true;
+  /// Client: recv() reports `closed` once a handshake fails for a reason retrying cannot fix (the server refused our
+  /// CURVE key, a wrong server public key, a security mechanism mismatch); problem() says which. Off: keep retrying.
+  bool fail_on_handshake_error = false;
   CurveOptions curve;
+  /// Log sink for refusals (ZAP) and connection trouble on the server. Called from libzmq-driving threads (the
+  /// caller of send/recv, or the ZAP handler thread); must be thread-safe, quick, and not call this transport.
+  std::function<void(const std::string&)> log;
 };
+
+namespace detail {
+struct SocketCore;  // the leader/follower socket driver (zmq_transport.cpp)
+}
 
 /// A shared ZeroMQ context (owns a zmq::context_t). Needed for inproc:// and to share I/O threads.
 /// Thread-safe. Destroy only after every transport using it (each transport holds a shared_ptr to it).
@@ -88,13 +107,10 @@ class Context {
   [[nodiscard]] void* native() noexcept;
 
  private:
+  friend struct detail::SocketCore;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-namespace detail {
-struct SocketCore;  // the leader/follower socket driver (zmq_transport.cpp)
-}
 
 /// The edge: a DEALER connected to `endpoint`. Throws picospec::Error on a bad endpoint or options.
 class ZmqClientTransport final : public Transport {
@@ -105,6 +121,10 @@ class ZmqClientTransport final : public Transport {
 
   [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
   [[nodiscard]] std::string describe() const override;
+  /// Why no connection is established, from the socket monitor: "connection refused or unreachable: ...",
+  /// "... no answer to the handshake", "... wrong server public key?", "security mismatch ...", "... refused this
+  /// client's key ...", or "no answer from ... yet"; empty while connected.
+  [[nodiscard]] std::string problem() const override;
 
  protected:
   bool do_send(Frame frame) override;
@@ -118,7 +138,13 @@ class ZmqClientTransport final : public Transport {
 
 /// The cloud: a ROUTER bound to `endpoint`. endpoint() is the resolved address (ZMQ_LAST_ENDPOINT), e.g. the
 /// actual port for "tcp://127.0.0.1:*". Frames from peers that are not [routing id, payload] are dropped and
-/// counted. Throws picospec::Error when binding fails.
+/// counted. Throws picospec::Error when binding fails, and when it would not bind exactly what was asked
+/// (a tcp port outside 0..65535, which libzmq would wrap around, or any port other than the one named;
+/// "*" and 0 ask for an ephemeral port).
+/// Peer lifetime: a socket monitor reports each tcp/ipc connection that ends (closed by the peer, the peer
+/// killed, heartbeats lost after heartbeat_timeout_ms); that peer is forgotten at once (routing tables shrink,
+/// its frames still queued here are dropped and counted) and returned once by take_disconnected(). A PeerId is
+/// never reused: a reconnecting edge is a new peer. inproc:// has no connection events (peers are never reported).
 class ZmqServerTransport final : public ServerTransport {
  public:
   explicit ZmqServerTransport(std::string endpoint, ZmqOptions options = {},
@@ -128,12 +154,15 @@ class ZmqServerTransport final : public ServerTransport {
   [[nodiscard]] std::string endpoint() const;
   /// Peers seen so far and not yet known to be gone.
   [[nodiscard]] std::size_t peer_count() const;
+  /// CURVE handshakes refused by the allow-list (CurveOptions::allowed_clients).
+  [[nodiscard]] std::uint64_t refused_clients() const;
   [[nodiscard]] std::string describe() const override;
 
  protected:
   bool do_send(PeerId peer, Frame frame) override;
   PeerReceived do_recv(Millis timeout) override;
   void do_close() override;
+  std::vector<PeerId> do_take_disconnected() override;
 
  private:
   std::string endpoint_;
