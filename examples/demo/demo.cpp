@@ -51,8 +51,8 @@ using namespace picospec;
 // flight keep the cloud busy across it, and chunks of 3 drafts balance acceptance against verify cost.
 constexpr const char* kDefaultLink = "lan";
 constexpr const char* kDefaultWhy =
-    "a LAN-class edge-cloud link (RTT 1 ms): the cloud's verify time, not the round trip, bounds every mode; "
-    "cloud-ar overtakes picospec at a few ms RTT on this CPU (docs/benchmarks.md sweeps 0.5-100 ms)";
+    "a LAN-class edge-cloud link (RTT 1 ms): on a CPU a chunk costs the target ~2 "
+    "decode steps, so speculation only pays at sub-ms RTT and cloud-ar catches up near 1 ms (docs/benchmarks.md)";
 
 struct Options {
   std::string models;
