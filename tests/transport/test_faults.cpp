@@ -311,6 +311,7 @@ TEST_CASE("a run over an emulated WAN frees its cloud session with the Bye, even
   {
     auto link = LinkProfile::wan();
     link.time_scale = 0.2;  // 5 ms one way
+    link.close_linger_ms = 5000;  // an upper bound: close() returns once the Bye is handed over (slow sanitizer runs)
     EdgeSession edge(synthetic::make_drafter(pair), std::make_unique<LinkTransport>(s.hub->connect(), link));
     const auto gp = params(0.0f, 1);
     CHECK(edge.generate(kPrompt, gp).tokens == reference(pair, gp));
