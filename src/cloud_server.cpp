@@ -2,6 +2,7 @@
 #include "picospec/cloud_server.hpp"
 
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -41,6 +42,7 @@ struct CloudSession {
   // Guarded by `mu`.
   std::mutex mu;
   std::deque<Frame> inbox;
+  std::size_t inbox_bytes = 0;  // bytes of the frames in `inbox`
   bool scheduled = false;
   bool closed = false;
 
@@ -69,6 +71,17 @@ struct CloudSession {
   std::vector<Token> tokens;  // scratch: the unscored token followed by a Draft's tokens
   std::vector<float> probs;  // cloud-ar sampling
   SamplingWorkspace ws;
+
+  // A chunk waiting for the worker's batched evaluation (Verifier::score_batch), worker-only: a Draft whose
+  // verdict follows the evaluation, or one cloud-ar step (the token just sent, to be appended).
+  enum class Pending : std::uint8_t { none, draft, ar_step } pending = Pending::none;
+  std::optional<wire::Message> pending_msg;  // the Draft
+  std::span<const Token> pending_chunk;      // what goes through the model
+  bool pending_shifted = false;              // pending_chunk = unscored + Draft tokens: rows shift by one
+  // cloud-ar: generating in steps (one token per worker pass, batched with other sessions' chunks).
+  bool ar_active = false;
+  std::uint32_t ar_k = 0;
+  Token ar_token = 0;
 };
 
 struct CloudServer::Impl {
@@ -90,6 +103,23 @@ struct CloudServer::Impl {
 
   mutable std::mutex stats_mu;
   CloudStats stats;
+  std::atomic<std::uint64_t> queued_bytes{0}, queued_frames{0};  // all inboxes together
+
+  // Pops / clears under s.mu (held by the caller), keeping the totals.
+  Frame pop_frame_locked(CloudSession& s) {
+    Frame f = std::move(s.inbox.front());
+    s.inbox.pop_front();
+    s.inbox_bytes -= f.size();
+    queued_bytes -= f.size();
+    --queued_frames;
+    return f;
+  }
+  void clear_inbox_locked(CloudSession& s) {
+    queued_bytes -= s.inbox_bytes;
+    queued_frames -= s.inbox.size();
+    s.inbox_bytes = 0;
+    s.inbox.clear();
+  }
 
   std::thread io_thread;
   std::vector<std::thread> workers;
@@ -123,6 +153,7 @@ struct CloudServer::Impl {
   // ------------------------------------------------------------------------------------------- I/O thread
   void enqueue(const std::shared_ptr<CloudSession>& s, Frame frame) {
     bool schedule = false;
+    bool over = false;
     {
       std::lock_guard lk(s->mu);
       if (s->closed) return;
@@ -130,7 +161,26 @@ struct CloudServer::Impl {
         bump([](CloudStats& st) { ++st.malformed; });
         return;
       }
-      s->inbox.push_back(std::move(frame));
+      const std::size_t n = frame.size();
+      over = s->inbox_bytes + n > options.max_queued_bytes_per_session ||
+             queued_bytes.load() + n > options.max_queued_bytes_total;
+      if (!over) {
+        s->inbox_bytes += n;
+        queued_bytes += n;
+        ++queued_frames;
+        s->inbox.push_back(std::move(frame));
+      }
+    }
+    if (over) {  // memory is bounded by bytes: the session that would exceed a limit ends, its frames freed
+      s->cancel = true;
+      close_session(s);
+      bump([](CloudStats& st) { ++st.sessions_over_limit; });
+      send_error(s->peer, s->id, wire::ErrorCode::too_large,
+                 "frames queued for this session exceed the server's byte limit");
+      return;
+    }
+    {
+      std::lock_guard lk(s->mu);
       if (!s->scheduled) s->scheduled = schedule = true;
     }
     if (schedule) {
@@ -178,9 +228,10 @@ struct CloudServer::Impl {
       {
         std::lock_guard lk(s->mu);
         s->closed = true;
-        s->inbox.clear();
+        clear_inbox_locked(*s);
       }
       if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
+      bump([](CloudStats& st) { ++st.sessions_timed_out; });
     }
   }
 
@@ -209,7 +260,7 @@ struct CloudServer::Impl {
       {
         std::lock_guard lk(s->mu);
         s->closed = true;
-        s->inbox.clear();
+        clear_inbox_locked(*s);
       }
       if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
       bump([](CloudStats& st) { ++st.sessions_disconnected; });
@@ -294,7 +345,7 @@ struct CloudServer::Impl {
       std::lock_guard lk(s->mu);
       if (s->closed) return;
       s->closed = true;
-      s->inbox.clear();
+      clear_inbox_locked(*s);
     }
     {
       std::lock_guard lk(mu);
@@ -302,41 +353,6 @@ struct CloudServer::Impl {
       if (it != sessions.end() && it->second == s) sessions.erase(it);
     }
     if (s->counted.exchange(false)) bump([](CloudStats& st) { --st.sessions_active; });
-  }
-
-  void worker_loop() {
-    for (;;) {
-      std::shared_ptr<CloudSession> s;
-      {
-        std::unique_lock lk(mu);
-        ready_cv.wait(lk, [&] { return stopping || !ready.empty(); });
-        if (stopping) return;
-        s = std::move(ready.front());
-        ready.pop_front();
-      }
-      for (;;) {
-        Frame frame;
-        {
-          std::lock_guard lk(s->mu);
-          if (s->inbox.empty() || s->closed || stop_flag.load()) {
-            s->scheduled = false;
-            break;
-          }
-          frame = std::move(s->inbox.front());
-          s->inbox.pop_front();
-        }
-        const auto t0 = Clock::now();
-        const bool keep = serve(*s, frame);
-        const double ms = ms_between(t0, Clock::now());
-        bump([&](CloudStats& st) { st.busy_ms += ms; });
-        if (!keep) {
-          close_session(s);
-          std::lock_guard lk(s->mu);
-          s->scheduled = false;
-          break;
-        }
-      }
-    }
   }
 
   // Serves one frame; false ends the session. Never throws.
@@ -350,24 +366,23 @@ struct CloudServer::Impl {
         bump([](CloudStats& st) { ++st.malformed; });
         throw SessionFailure{wire::error_code_for(decoded.failure), decoded.reason};
       }
+      if (std::holds_alternative<wire::Draft>(decoded.message->body)) {
+        // Kept in the session: its verdict is finished after the batched evaluation (finish_pending).
+        s.pending_msg = std::move(*decoded.message);
+        const bool keep = prepare_draft(s, s.pending_msg->header, std::get<wire::Draft>(s.pending_msg->body));
+        if (s.pending == CloudSession::Pending::none) s.pending_msg.reset();
+        return keep;
+      }
       wire::Message& msg = *decoded.message;
       return std::visit([&](auto& body) { return handle(s, msg.header, body); }, msg.body);
     } catch (const SessionFailure& f) {
       if (!s.hello_ok) bump([](CloudStats& st) { ++st.sessions_refused; });
+      s.pending = CloudSession::Pending::none;
+      s.pending_msg.reset();
       end_with_error(s, f.code, f.message);
-      return false;
-    } catch (const detail::PolicyFailure& f) {
-      end_with_error(s, f.code, f.message);
-      return false;
-    } catch (const DecodeError& e) {
-      end_with_error(s, wire::ErrorCode::malformed, e.what());
-      return false;
-    } catch (const std::exception& e) {
-      end_with_error(s, wire::ErrorCode::internal, e.what());
       return false;
     } catch (...) {
-      end_with_error(s, wire::ErrorCode::internal, "unknown exception");
-      return false;
+      return guarded(s, [] () -> bool { throw; });
     }
   }
 
@@ -385,6 +400,164 @@ struct CloudServer::Impl {
 
   // An error that answers the Hello echoes its seq (the edge matches it to its Hello); later ones carry the session.
   static std::uint32_t reply_seq(const CloudSession& s) noexcept { return s.hello_ok ? 0u : s.hello_seq; }
+
+  // ------------------------------------------------------------------------------------------- batching
+  // A worker takes up to options.max_batch ready sessions, advances each to its next chunk that needs the model
+  // (a Draft, a cloud-ar step), evaluates all those chunks as one Verifier::score_batch (one backend call when the
+  // verifiers share a batch key), then finishes each (verdict) and puts the sessions that have more work at the
+  // back of the ready queue: every session gets one chunk per pass, so none starves and cloud-ar holds no worker.
+  void worker_loop() {
+    std::vector<std::shared_ptr<CloudSession>> batch, scoring;
+    for (;;) {
+      batch.clear();
+      {
+        std::unique_lock lk(mu);
+        ready_cv.wait(lk, [&] { return stopping || !ready.empty(); });
+        if (stopping) return;
+        while (!ready.empty() && batch.size() < options.max_batch) {
+          batch.push_back(std::move(ready.front()));
+          ready.pop_front();
+        }
+      }
+      scoring.clear();
+      for (auto& s : batch) {
+        const auto t0 = Clock::now();
+        const bool keep = advance(*s);
+        bump([&](CloudStats& st) { st.busy_ms += ms_between(t0, Clock::now()); });
+        if (!keep) {
+          close_session(s);
+        } else if (s->pending != CloudSession::Pending::none) {
+          scoring.push_back(s);
+        }
+      }
+      if (!scoring.empty()) {
+        const auto t0 = Clock::now();
+        score_all(scoring);
+        for (auto& s : scoring)
+          if (!finish_pending(*s)) close_session(s);
+        bump([&](CloudStats& st) { st.busy_ms += ms_between(t0, Clock::now()); });
+      }
+      for (auto& s : batch) release(s);
+    }
+  }
+
+  // Serves the session's queued frames until one needs the model (then pending is set) or none is left; a
+  // cloud-ar session with nothing queued prepares its next step. False ends the session.
+  bool advance(CloudSession& s) {
+    for (;;) {
+      Frame frame;
+      {
+        std::lock_guard lk(s.mu);
+        if (s.closed || stop_flag.load()) return true;
+        if (s.inbox.empty()) break;
+        frame = pop_frame_locked(s);
+      }
+      if (!serve(s, frame)) return false;
+      if (s.pending != CloudSession::Pending::none) return true;
+    }
+    if (s.ar_active) return guarded(s, [&] { return step_cloud_ar(s); });
+    return true;
+  }
+
+  // Back to the ready queue when it has more to do, else unscheduled (the I/O thread schedules it again).
+  void release(const std::shared_ptr<CloudSession>& s) {
+    bool again;
+    {
+      std::lock_guard lk(s->mu);
+      again = !s->closed && !stop_flag.load() && (!s->inbox.empty() || s->ar_active);
+      if (!again) s->scheduled = false;
+    }
+    if (again) {
+      {
+        std::lock_guard lk(mu);
+        ready.push_back(s);
+      }
+      ready_cv.notify_one();
+    }
+  }
+
+  // One evaluation for every pending chunk (validated when it was prepared). A backend failure of the whole
+  // batch is retried one session at a time, so it ends only the sessions whose own chunk fails.
+  void score_all(std::vector<std::shared_ptr<CloudSession>>& ss) {
+    std::vector<Verifier::ScoreItem> items;
+    items.reserve(ss.size());
+    for (auto& s : ss) items.push_back({s->verifier.get(), s->pending_chunk, &s->rows});
+    const auto t0 = Clock::now();
+    bool ok = true;
+    try {
+      Verifier::score_batch(items);
+    } catch (...) {
+      ok = false;
+    }
+    if (!ok) {
+      for (auto& s : ss) {
+        try {
+          s->verifier->score(s->pending_chunk, s->rows);
+        } catch (const std::exception& e) {
+          s->pending = CloudSession::Pending::none;
+          s->pending_msg.reset();
+          end_with_error(*s, wire::ErrorCode::internal, e.what());
+          close_session(s);
+        }
+      }
+    }
+    const double ms = ms_between(t0, Clock::now());
+    const std::size_t n = ss.size();
+    bump([&](CloudStats& st) {
+      st.verify_ms += ms;
+      ++st.verify_batches;
+      st.verify_batch_items += n;
+      std::size_t b = 0;
+      while (b + 1 < st.batch_size_hist.size() && n > (std::size_t{1} << b)) ++b;
+      ++st.batch_size_hist[b];
+      if (n > st.max_batch_seen) st.max_batch_seen = n;
+    });
+  }
+
+  // Runs `f` (returning keep/end) with serve()'s failure handling: a failure sends an Error and ends the session.
+  template <class F>
+  bool guarded(CloudSession& s, F&& f) {
+    try {
+      return f();
+    } catch (const SessionFailure& fl) {
+      end_with_error(s, fl.code, fl.message);
+    } catch (const detail::PolicyFailure& fl) {
+      end_with_error(s, fl.code, fl.message);
+    } catch (const DecodeError& e) {
+      end_with_error(s, wire::ErrorCode::malformed, e.what());
+    } catch (const std::exception& e) {
+      end_with_error(s, wire::ErrorCode::internal, e.what());
+    } catch (...) {
+      end_with_error(s, wire::ErrorCode::internal, "unknown exception");
+    }
+    s.pending = CloudSession::Pending::none;
+    s.pending_msg.reset();
+    s.ar_active = false;
+    return false;
+  }
+
+  bool finish_pending(CloudSession& s) {
+    {
+      std::lock_guard lk(s.mu);
+      if (s.closed) {  // ended while it was evaluated (its peer left, an error): nothing more to send
+        s.pending = CloudSession::Pending::none;
+        s.pending_msg.reset();
+        return true;
+      }
+    }
+    const auto kind = s.pending;
+    s.pending = CloudSession::Pending::none;
+    if (kind == CloudSession::Pending::ar_step) {
+      ++s.length;
+      ++s.ar_k;
+      return true;
+    }
+    return guarded(s, [&] {
+      const bool keep = finish_draft(s, s.pending_msg->header, std::get<wire::Draft>(s.pending_msg->body));
+      s.pending_msg.reset();
+      return keep;
+    });
+  }
 
   template <class F>
   auto timed_verify(F&& f) {
@@ -462,39 +635,50 @@ struct CloudServer::Impl {
     }
     s.length = p.tokens.size();
     s.prefilled = true;
-    if (s.hello.pipeline == PipelineMode::cloud_ar) return run_cloud_ar(s);
-    return true;
-  }
-
-  bool run_cloud_ar(CloudSession& s) {
-    const auto& sp = s.hello.sampling;
-    const Token eos = s.verifier->info().eos;
-    for (std::uint32_t k = 0; k < s.hello.max_new_tokens; ++k) {
-      if (s.cancel.load() || stop_flag.load()) return true;
-      const auto row = s.verifier->pending_logits();
-      Token tok;
-      if (sp.greedy()) {
-        tok = argmax(row);
-      } else {
-        logits_to_probs(row, sp, s.probs, s.ws);
-        tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
-      }
-      const bool done = k + 1 == s.hello.max_new_tokens || (eos != kNoToken && tok == eos);
-      wire::Tokens t;
-      t.start_position = static_cast<std::uint32_t>(s.length);
-      t.tokens = {tok};
-      t.done = done;
-      if (!send(s, 0, std::move(t))) return false;
-      bump([](CloudStats& st) { ++st.cloud_ar_tokens; });
-      if (done) return true;
-      const Token one[1] = {tok};
-      timed_verify([&] { s.verifier->score(one, s.rows); });
-      ++s.length;
+    if (s.hello.pipeline == PipelineMode::cloud_ar) {
+      s.ar_active = s.hello.max_new_tokens > 0;  // generates in steps: advance() -> step_cloud_ar()
+      s.ar_k = 0;
     }
     return true;
   }
 
-  bool handle(CloudSession& s, const wire::Header& h, wire::Draft& d) {
+  // One cloud-ar token: sample it from the pending row, send it, and (unless it ends the generation) leave it
+  // pending for the batched evaluation that appends it. Stops quietly when the session is cancelled.
+  bool step_cloud_ar(CloudSession& s) {
+    if (s.cancel.load() || stop_flag.load() || s.ar_k >= s.hello.max_new_tokens) {
+      s.ar_active = false;
+      return true;
+    }
+    const auto& sp = s.hello.sampling;
+    const Token eos = s.verifier->info().eos;
+    const auto row = s.verifier->pending_logits();
+    Token tok;
+    if (sp.greedy()) {
+      tok = argmax(row);
+    } else {
+      logits_to_probs(row, sp, s.probs, s.ws);
+      tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
+    }
+    const bool done = s.ar_k + 1 == s.hello.max_new_tokens || (eos != kNoToken && tok == eos);
+    wire::Tokens t;
+    t.start_position = static_cast<std::uint32_t>(s.length);
+    t.tokens = {tok};
+    t.done = done;
+    if (!send(s, 0, std::move(t))) return false;
+    bump([](CloudStats& st) { ++st.cloud_ar_tokens; });
+    if (done) {
+      s.ar_active = false;
+      return true;
+    }
+    s.ar_token = tok;
+    s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
+    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
+    s.pending = CloudSession::Pending::ar_step;
+    return true;
+  }
+
+  // First half of a Draft: checks, and the chunk to evaluate (pending) unless it needs none.
+  bool prepare_draft(CloudSession& s, const wire::Header& h, wire::Draft& d) {
     require(s.prefilled, wire::ErrorCode::bad_state, "Draft before Prefill");
     require(s.hello.pipeline != PipelineMode::cloud_ar, wire::ErrorCode::bad_state,
             "Draft in a cloud-ar session");
@@ -525,18 +709,32 @@ struct CloudServer::Impl {
       v.kind = wire::VerdictKind::all_accepted;
       return send(s, s.epoch, std::move(v));
     }
-    // Row i of `rows` is the target's distribution for d.tokens[i].
-    LogitRows* rows = &s.rows;
     if (s.unscored) {
       s.tokens.assign(1, *s.unscored);
       s.tokens.insert(s.tokens.end(), d.tokens.begin(), d.tokens.end());
+      s.pending_chunk = s.tokens;
+      s.pending_shifted = true;
+    } else {
+      s.pending_chunk = d.tokens;
+      s.pending_shifted = false;
+    }
+    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
+    s.pending = CloudSession::Pending::draft;
+    return true;
+  }
+
+  // Second half, after the batched evaluation filled s.rows: the acceptance tests and the verdict.
+  bool finish_draft(CloudSession& s, const wire::Header&, wire::Draft& d) {
+    const std::size_t n = d.tokens.size();
+    detail::CloudPolicy& policy = *s.policy;
+    const std::size_t base = s.length;
+    // Row i of `rows` is the target's distribution for d.tokens[i].
+    LogitRows* rows = &s.rows;
+    if (s.pending_shifted) {
       s.unscored.reset();
-      timed_verify([&] { s.verifier->score(s.tokens, s.rows); });
       s.shifted.resize(s.rows.rows() - 1, s.rows.vocab());
       std::copy(s.rows.data() + s.rows.vocab(), s.rows.data() + s.rows.rows() * s.rows.vocab(), s.shifted.data());
       rows = &s.shifted;
-    } else {
-      timed_verify([&] { s.verifier->score(d.tokens, s.rows); });
     }
     std::size_t accepted = d.n_fixed;
     bool rejected = false;
@@ -621,7 +819,9 @@ CloudServer::CloudServer(VerifierFactory factory, std::unique_ptr<ServerTranspor
   if (!factory) throw Error("CloudServer: empty verifier factory");
   if (!transport_) throw Error("CloudServer: null transport");
   if (options.workers == 0) throw Error("CloudServer: workers must be >= 1");
-  if (options.inbox_frames == 0 || options.max_sessions == 0 || options.max_sessions_per_peer == 0) throw Error("CloudServer: zero-sized limits");
+  if (options.inbox_frames == 0 || options.max_sessions == 0 || options.max_sessions_per_peer == 0 ||
+      options.max_batch == 0)
+    throw Error("CloudServer: zero-sized limits");
   impl_ = std::make_unique<Impl>(std::move(factory), *transport_, std::move(options));
 }
 
@@ -651,8 +851,106 @@ void CloudServer::stop() {
 }
 
 CloudStats CloudServer::stats() const {
+  std::size_t ready = 0;
+  {
+    std::lock_guard lk(impl_->mu);
+    ready = impl_->ready.size();
+  }
   std::lock_guard lk(impl_->stats_mu);
-  return impl_->stats;
+  CloudStats s = impl_->stats;
+  s.ready_sessions = ready;
+  s.queued_frames = impl_->queued_frames.load();
+  s.queued_bytes = impl_->queued_bytes.load();
+  return s;
+}
+
+namespace {
+struct Metric {
+  const char* name;
+  const char* type;  // counter | gauge
+  const char* help;
+  double value;
+};
+
+std::vector<Metric> metrics_of(const CloudStats& s) {
+  auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+  return {
+      {"sessions_opened_total", "counter", "Sessions opened (Hello accepted).", d(s.sessions_opened)},
+      {"sessions_refused_total", "counter", "Hellos refused (limits, incompatibility).", d(s.sessions_refused)},
+      {"sessions_active", "gauge", "Sessions open now.", d(s.sessions_active)},
+      {"sessions_disconnected_total", "counter", "Sessions freed because their peer's connection ended.",
+       d(s.sessions_disconnected)},
+      {"sessions_timed_out_total", "counter", "Sessions closed after the idle timeout.", d(s.sessions_timed_out)},
+      {"sessions_over_limit_total", "counter", "Sessions ended for queuing more bytes than allowed.",
+       d(s.sessions_over_limit)},
+      {"frames_in_total", "counter", "Frames received.", d(s.frames_in)},
+      {"frames_stale_dropped_total", "counter", "Stale, duplicate or out-of-epoch frames dropped.", d(s.stale_dropped)},
+      {"frames_malformed_total", "counter", "Frames that failed to decode or overflowed an inbox.", d(s.malformed)},
+      {"errors_sent_total", "counter", "Error frames sent.", d(s.errors_sent)},
+      {"chunks_verified_total", "counter", "Draft chunks verified.", d(s.chunks_verified)},
+      {"drafts_tested_total", "counter", "Draft tokens tested.", d(s.drafts_tested)},
+      {"drafts_accepted_total", "counter", "Draft tokens accepted.", d(s.drafts_accepted)},
+      {"rejections_total", "counter", "Chunks with a rejected draft.", d(s.rejections)},
+      {"cloud_ar_tokens_total", "counter", "Tokens generated in cloud-ar sessions.", d(s.cloud_ar_tokens)},
+      {"busy_seconds_total", "counter", "Worker time serving sessions.", s.busy_ms / 1000.0},
+      {"ready_sessions", "gauge", "Sessions waiting for a worker.", d(s.ready_sessions)},
+      {"queued_frames", "gauge", "Frames received and not yet served.", d(s.queued_frames)},
+      {"queued_bytes", "gauge", "Bytes of frames received and not yet served.", d(s.queued_bytes)},
+      {"max_batch_seen", "gauge", "Largest batch evaluated so far.", d(s.max_batch_seen)},
+  };
+}
+
+std::string number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+}  // namespace
+
+std::string to_prometheus(const CloudStats& s, const std::string& prefix) {
+  std::string out;
+  for (const Metric& m : metrics_of(s)) {
+    const std::string name = prefix + "_" + m.name;
+    out += "# HELP " + name + " " + m.help + "\n# TYPE " + name + " " + m.type + "\n" + name + " " + number(m.value) + "\n";
+  }
+  // Batch sizes (chunks per evaluation) as a cumulative histogram with the CloudStats buckets.
+  const std::string h = prefix + "_batch_size";
+  out += "# HELP " + h + " Chunks evaluated together per Verifier::score_batch call.\n# TYPE " + h + " histogram\n";
+  static const char* le[] = {"1", "2", "4", "8", "16", "32", "64", "+Inf"};
+  std::uint64_t cum = 0;
+  for (std::size_t i = 0; i < s.batch_size_hist.size(); ++i) {
+    cum += s.batch_size_hist[i];
+    out += h + "_bucket{le=\"" + le[i] + "\"} " + std::to_string(cum) + "\n";
+  }
+  out += h + "_sum " + std::to_string(s.verify_batch_items) + "\n" + h + "_count " + std::to_string(s.verify_batches) + "\n";
+  // Verify time: the model time per chunk is _sum / _count.
+  const std::string v = prefix + "_verify_seconds";
+  out += "# HELP " + v + " Time inside Verifier calls; per chunk = _sum / _count.\n# TYPE " + v + " summary\n";
+  out += v + "_sum " + number(s.verify_ms / 1000.0) + "\n" + v + "_count " + std::to_string(s.verify_batch_items) + "\n";
+  return out;
+}
+
+std::string to_json(const CloudStats& s) {
+  std::string out = "{";
+  for (const Metric& m : metrics_of(s)) {
+    out += '"';
+    out += m.name;
+    out += "\":";
+    out += number(m.value);
+    out += ',';
+  }
+  out += "\"verify_batches\":" + std::to_string(s.verify_batches);
+  out += ",\"verify_batch_items\":" + std::to_string(s.verify_batch_items);
+  out += ",\"verify_ms\":" + number(s.verify_ms);
+  out += ",\"verify_ms_per_chunk\":";
+  out += s.verify_batch_items ? number(s.verify_ms / static_cast<double>(s.verify_batch_items)) : std::string("null");
+  out += ",\"batch_size_hist\":[";
+  for (std::size_t i = 0; i < s.batch_size_hist.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(s.batch_size_hist[i]);
+  }
+  out += "]}";
+  return out;
 }
 
 }  // namespace picospec

@@ -101,6 +101,11 @@ void LmVerifier::do_score(std::span<const Token> chunk, LogitRows& out) {
   if (chunk.empty()) return;
   base_ = tokens_.size();
   lm_->forward(chunk, rows_);
+  after_forward(chunk, out);
+}
+
+// rows_ holds the forward() rows of `chunk` (already appended to lm_): record them as score() does.
+void LmVerifier::after_forward(std::span<const Token> chunk, LogitRows& out) {
   tokens_.insert(tokens_.end(), chunk.begin(), chunk.end());
   for (std::size_t i = 0; i < chunk.size(); ++i) {
     const auto src = rows_.row(i);
@@ -110,6 +115,27 @@ void LmVerifier::do_score(std::span<const Token> chunk, LogitRows& out) {
   const auto last = rows_.row(chunk.size() - 1);
   pending_.assign(last.begin(), last.end());
   cache_valid_ = true;
+}
+
+const void* LmVerifier::do_batch_key() const noexcept { return lm_->batch_key(); }
+
+void LmVerifier::do_score_batch(std::span<const ScoreItem> items) {
+  // Every verifier here shares this one's batch key (its model's); only LmVerifiers are batched here.
+  for (const ScoreItem& it : items)
+    if (dynamic_cast<LmVerifier*>(it.verifier) == nullptr) return Verifier::do_score_batch(items);
+  std::vector<CausalLM::BatchItem> lms;
+  lms.reserve(items.size());
+  for (const ScoreItem& it : items) {
+    auto& v = static_cast<LmVerifier&>(*it.verifier);
+    const auto r0 = it.out->row(0);
+    std::copy(v.pending_.begin(), v.pending_.end(), r0.begin());
+    if (it.chunk.empty()) continue;
+    v.base_ = v.tokens_.size();
+    lms.push_back({v.lm_.get(), it.chunk, &v.rows_});
+  }
+  CausalLM::forward_batch(lms);
+  for (const ScoreItem& it : items)
+    if (!it.chunk.empty()) static_cast<LmVerifier&>(*it.verifier).after_forward(it.chunk, *it.out);
 }
 
 void LmVerifier::do_rollback(std::size_t n) {

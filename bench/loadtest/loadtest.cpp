@@ -1,7 +1,15 @@
 // picospec-loadtest: N edge clients against one CloudServer over ZeroMQ tcp on 127.0.0.1, synthetic backend.
 //
 //   picospec-loadtest [--clients N] [--requests R] [--tokens T] [--profile P] [--time-scale S] [--alpha A]
-//                     [--workers W] [--mode M] [--temp T] [--time-limit SEC] [--json]
+//                     [--workers W] [--max-batch B] [--mode M] [--temp T] [--time-limit SEC] [--json]
+//
+// The cloud is ONE emulated accelerator (synthetic::Device shared by every session's target): forwards run one
+// at a time, and a batch of chunks from different sessions costs a + b * (all their tokens), the profile's
+// latency (see synthetic.hpp). The N-client run is done twice, unbatched (--max-batch 1: one session's chunk per
+// evaluation) and batched (--max-batch B), so the batching gain is measured in the same run.
+// --vocab V replaces the profile's vocabulary: synthetic rows cost O(V) CPU each (hashes and logs), so with a
+// 128k vocabulary and 64 clients on a small machine the run measures that machine's CPU, not the server; the
+// latencies (the profile's a + b n) stay as stated.
 //
 // Each client is a thread with its own EdgeSession and ZmqClientTransport (one connection each) that runs R
 // generations of T tokens one after the other. Bounded: N <= 256, R <= 1000, T <= 4096, and the whole run stops
@@ -41,6 +49,8 @@ struct Options {
   double time_scale = 1.0;
   double alpha = 0.8;
   int workers = 2;
+  int max_batch = 32;
+  int vocab = 0;  // 0 = the profile's
   std::string mode = "picospec";
   float temp = 0.0f;
   double time_limit_s = 60.0;
@@ -51,7 +61,8 @@ struct Options {
   std::fprintf(stderr,
                "picospec-loadtest: %s\n"
                "usage: picospec-loadtest [--clients N<=256] [--requests R<=1000] [--tokens T<=4096] [--profile P]\n"
-               "                         [--time-scale S] [--alpha A] [--workers W<=64] [--mode M] [--temp T]\n"
+               "                         [--time-scale S] [--alpha A] [--workers W<=64] [--max-batch B<=256] [--mode M]\n"
+               "                         [--temp T] [--vocab V]"
                "                         [--time-limit SEC<=3600] [--json]\n",
                msg.c_str());
   std::exit(2);
@@ -80,6 +91,8 @@ Options parse(int argc, char** argv) {
     else if (f == "--time-scale") o.time_scale = number("--time-scale", val(), 0, 100);
     else if (f == "--alpha") o.alpha = number("--alpha", val(), 0.01, 1);
     else if (f == "--workers") o.workers = static_cast<int>(number("--workers", val(), 1, 64));
+    else if (f == "--vocab") o.vocab = static_cast<int>(number("--vocab", val(), 16, 262144));
+    else if (f == "--max-batch") o.max_batch = static_cast<int>(number("--max-batch", val(), 1, 256));
     else if (f == "--mode") o.mode = val();
     else if (f == "--temp") o.temp = static_cast<float>(number("--temp", val(), 0, 10));
     else if (f == "--time-limit") o.time_limit_s = number("--time-limit", val(), 0.1, 3600);
@@ -98,6 +111,7 @@ double percentile(std::vector<double> v, double q) {
 
 struct RunResult {
   int clients = 0;
+  int max_batch = 1;
   double wall_s = 0.0;
   std::uint64_t tokens = 0, generations = 0, errors = 0, mismatches = 0, unfinished = 0;
   double tok_per_s = 0.0, gap_p50_ms = 0.0, gap_p99_ms = 0.0, ttft_p50_ms = 0.0, ttft_p99_ms = 0.0;
@@ -105,9 +119,11 @@ struct RunResult {
   CloudStats cloud;
 };
 
-RunResult run(const Options& o, int n_clients) {
+RunResult run(const Options& o, int n_clients, int max_batch) {
   synthetic::PairParams pair;
+  pair.target_device = std::make_shared<synthetic::Device>();  // one cloud accelerator for every session
   pair.profile = synthetic::profile(o.profile);
+  if (o.vocab != 0) pair.profile.vocab_size = static_cast<std::uint32_t>(o.vocab);
   pair.alpha = o.alpha;
   pair.time_scale = o.time_scale;
   pair.world_seed = 7;
@@ -119,6 +135,8 @@ RunResult run(const Options& o, int n_clients) {
   CloudOptions co;
   co.workers = static_cast<std::size_t>(o.workers);
   co.max_sessions = static_cast<std::size_t>(n_clients) + 8;
+  co.max_sessions_per_peer = 8;
+  co.max_batch = static_cast<std::size_t>(max_batch);
   CloudServer cloud([pair] { return synthetic::make_verifier(pair); }, std::move(st), co);
   cloud.start();
 
@@ -132,6 +150,7 @@ RunResult run(const Options& o, int n_clients) {
   std::mutex mu;
   RunResult res;
   res.clients = n_clients;
+  res.max_batch = max_batch;
   std::vector<double> gaps, ttfts;
   std::vector<Token> first_tokens;
   bool have_first = false;
@@ -241,19 +260,42 @@ std::string escaped(const std::string& s) {  // for a JSON string: quotes, backs
   return out;
 }
 
+double mean_batch(const RunResult& r) {
+  return r.cloud.verify_batches == 0
+             ? 0.0
+             : static_cast<double>(r.cloud.verify_batch_items) / static_cast<double>(r.cloud.verify_batches);
+}
+
+std::string hist_json(const RunResult& r) {  // {"1":n,"2":n,"3-4":n,...}
+  static const char* names[] = {"1", "2", "3-4", "5-8", "9-16", "17-32", "33-64", "65+"};
+  std::string out = "{";
+  for (std::size_t i = 0; i < r.cloud.batch_size_hist.size(); ++i) {
+    if (i) out += ",";
+    out += '"';
+    out += names[i];
+    out += "\":";
+    out += std::to_string(r.cloud.batch_size_hist[i]);
+  }
+  return out + "}";
+}
+
 std::string json_of(const RunResult& r) {
   char buf[2048];
   std::snprintf(buf, sizeof buf,
                 "{\"clients\":%d,\"wall_s\":%.3f,\"tokens\":%llu,\"generations\":%llu,\"unfinished\":%llu,"
                 "\"errors\":%llu,\"mismatches\":%llu,\"tokens_per_s\":%.1f,\"token_gap_p50_ms\":%.3f,"
                 "\"token_gap_p99_ms\":%.3f,\"ttft_p50_ms\":%.3f,\"ttft_p99_ms\":%.3f,\"cloud_sessions_opened\":%llu,"
-                "\"cloud_sessions_refused\":%llu,\"cloud_busy_ms\":%.1f,\"first_error\":\"%s\"}",
+                "\"cloud_sessions_refused\":%llu,\"cloud_busy_ms\":%.1f,\"max_batch\":%d,\"batches\":%llu,"
+                "\"mean_batch\":%.2f,\"max_batch_seen\":%llu,\"batch_size_hist\":%s,\"first_error\":\"%s\"}",
                 r.clients, r.wall_s, static_cast<unsigned long long>(r.tokens),
                 static_cast<unsigned long long>(r.generations), static_cast<unsigned long long>(r.unfinished),
                 static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.mismatches), r.tok_per_s,
                 r.gap_p50_ms, r.gap_p99_ms, r.ttft_p50_ms, r.ttft_p99_ms,
                 static_cast<unsigned long long>(r.cloud.sessions_opened),
-                static_cast<unsigned long long>(r.cloud.sessions_refused), r.cloud.busy_ms, escaped(r.first_error).c_str());
+                static_cast<unsigned long long>(r.cloud.sessions_refused), r.cloud.busy_ms, r.max_batch,
+                static_cast<unsigned long long>(r.cloud.verify_batches), mean_batch(r),
+                static_cast<unsigned long long>(r.cloud.max_batch_seen), hist_json(r).c_str(),
+                escaped(r.first_error).c_str());
   return buf;
 }
 
@@ -268,30 +310,41 @@ int main(int argc, char** argv) {
     usage(e.what());
   }
   try {
-    const RunResult base = run(o, 1);  // the baseline: one client alone on the same server setup
-    const RunResult load = o.clients == 1 ? base : run(o, o.clients);
+    const RunResult base = run(o, 1, 1);  // the baseline: one client alone on the same server setup
+    const RunResult unbatched = o.clients == 1 ? base : run(o, o.clients, 1);
+    const RunResult load = run(o, o.clients, o.max_batch);  // batched
     const double ratio = load.tok_per_s / std::max(1e-9, base.tok_per_s);
+    const double gain = load.tok_per_s / std::max(1e-9, unbatched.tok_per_s);
+    const synthetic::Profile prof = synthetic::profile(o.profile);
     if (o.json) {
-      std::printf("{\"profile\":\"%s\",\"time_scale\":%g,\"mode\":\"%s\",\"workers\":%d,\"tokens\":%d,"
-                  "\"requests\":%d,\"baseline\":%s,\"load\":%s,\"throughput_ratio\":%.3f}\n",
-                  o.profile.c_str(), o.time_scale, o.mode.c_str(), o.workers, o.tokens, o.requests,
-                  json_of(base).c_str(), json_of(load).c_str(), ratio);
+      std::printf("{\"profile\":\"%s\",\"time_scale\":%g,\"target_a_ms\":%g,\"target_b_ms\":%g,\"mode\":\"%s\","
+                  "\"workers\":%d,\"tokens\":%d,\"requests\":%d,\"baseline\":%s,\"unbatched\":%s,\"load\":%s,"
+                  "\"throughput_ratio\":%.3f,\"batched_vs_unbatched\":%.3f}\n",
+                  o.profile.c_str(), o.time_scale, prof.target.a_ms, prof.target.b_ms, o.mode.c_str(), o.workers,
+                  o.tokens, o.requests, json_of(base).c_str(), json_of(unbatched).c_str(), json_of(load).c_str(),
+                  ratio, gain);
     } else {
-      std::printf("picospec-loadtest: profile %s x%g, mode %s, %d workers, %d requests x %d tokens per client\n",
-                  o.profile.c_str(), o.time_scale, o.mode.c_str(), o.workers, o.requests, o.tokens);
-      std::printf("%-9s %8s %9s %10s %12s %12s %12s %12s %7s %10s\n", "run", "clients", "tokens", "tok/s",
-                  "gap p50 ms", "gap p99 ms", "ttft p50 ms", "ttft p99 ms", "errors", "unfinished");
-      for (const auto* r : {&base, &load}) {
-        if (r == &load && o.clients == 1) break;
-        std::printf("%-9s %8d %9llu %10.1f %12.2f %12.2f %12.2f %12.2f %7llu %10llu\n",
-                    r == &base ? "baseline" : "load", r->clients, static_cast<unsigned long long>(r->tokens),
-                    r->tok_per_s, r->gap_p50_ms, r->gap_p99_ms, r->ttft_p50_ms, r->ttft_p99_ms,
-                    static_cast<unsigned long long>(r->errors), static_cast<unsigned long long>(r->unfinished));
+      std::printf("picospec-loadtest: profile %s x%g (one cloud device, batch of N tokens costs %g + %g N ms), mode %s,\n"
+                  "%d workers, %d requests x %d tokens per client\n",
+                  o.profile.c_str(), o.time_scale, prof.target.a_ms * o.time_scale, prof.target.b_ms * o.time_scale,
+                  o.mode.c_str(), o.workers, o.requests, o.tokens);
+      std::printf("%-10s %8s %6s %9s %10s %12s %12s %12s %12s %10s %7s %10s\n", "run", "clients", "batch", "tokens",
+                  "tok/s", "gap p50 ms", "gap p99 ms", "ttft p50 ms", "ttft p99 ms", "mean batch", "errors",
+                  "unfinished");
+      for (const auto* r : {&base, &unbatched, &load}) {
+        if (r == &unbatched && o.clients == 1) continue;
+        std::printf("%-10s %8d %6d %9llu %10.1f %12.2f %12.2f %12.2f %12.2f %10.2f %7llu %10llu\n",
+                    r == &base ? "baseline" : r == &unbatched ? "unbatched" : "batched", r->clients, r->max_batch,
+                    static_cast<unsigned long long>(r->tokens), r->tok_per_s, r->gap_p50_ms, r->gap_p99_ms,
+                    r->ttft_p50_ms, r->ttft_p99_ms, mean_batch(*r), static_cast<unsigned long long>(r->errors),
+                    static_cast<unsigned long long>(r->unfinished));
       }
-      std::printf("aggregate throughput: %.2fx the single-client baseline with %d clients\n", ratio, o.clients);
+      std::printf("aggregate throughput: batched %.2fx unbatched, %.2fx the single-client baseline, with %d clients\n",
+                  gain, ratio, o.clients);
       if (!load.first_error.empty()) std::printf("first error: %s\n", load.first_error.c_str());
+      if (!unbatched.first_error.empty()) std::printf("first error (unbatched): %s\n", unbatched.first_error.c_str());
     }
-    return load.errors == 0 && base.errors == 0 ? 0 : 1;
+    return load.errors == 0 && base.errors == 0 && unbatched.errors == 0 ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "picospec-loadtest: %s\n", e.what());
     return 1;

@@ -81,6 +81,55 @@ class CausalLM {
   /// Clears the context.
   void reset() { truncate(0); }
 
+  /// One sequence of a multi-sequence evaluation (forward_batch): `tokens` appended to `model`'s context, one
+  /// logits row per token written into `out`.
+  struct BatchItem {
+    CausalLM* model = nullptr;
+    std::span<const Token> tokens;
+    LogitRows* out = nullptr;
+  };
+
+  /// Instances that return the same non-null key can be evaluated together by forward_batch() (one backend call:
+  /// same weights on the same device). nullptr (the default) = no batched form.
+  [[nodiscard]] const void* batch_key() const noexcept { return do_batch_key(); }
+
+  /// Evaluates several sequences, each with its own context (KV cache): the result is exactly that of calling
+  /// `item.model->forward(item.tokens, *item.out)` for every item (batch-invariant per sequence), but the items
+  /// whose models share a non-null batch_key() run as one backend call. Models must be distinct; every item is
+  /// validated (ids, context length) before anything runs, so on an Error no context has changed.
+  static void forward_batch(std::span<const BatchItem> items) {
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const BatchItem& it = items[i];
+      if (it.model == nullptr || it.out == nullptr) throw Error("CausalLM::forward_batch: null model or output");
+      for (std::size_t j = 0; j < i; ++j)
+        if (items[j].model == it.model) throw Error("CausalLM::forward_batch: a model appears twice");
+      it.model->check_append(it.tokens, "CausalLM::forward_batch");
+    }
+    std::vector<bool> done(items.size(), false);
+    std::vector<BatchItem> group;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (done[i]) continue;
+      const void* key = items[i].model->batch_key();
+      group.clear();
+      for (std::size_t j = i; j < items.size(); ++j) {
+        if (done[j] || items[j].tokens.empty()) continue;
+        if (j != i && (key == nullptr || items[j].model->batch_key() != key)) continue;
+        group.push_back(items[j]);
+        done[j] = true;
+      }
+      done[i] = true;
+      for (const BatchItem& g : group) g.out->resize(g.tokens.size(), g.model->info_.vocab_size);
+      if (group.size() > 1) {
+        group.front().model->do_forward_batch(group);
+        for (const BatchItem& g : group) g.model->length_ += g.tokens.size();
+      } else if (group.size() == 1) {
+        group.front().model->forward(group.front().tokens, *group.front().out);
+      }
+    }
+    for (const BatchItem& it : items)
+      if (it.tokens.empty()) it.out->resize(0, it.model->info_.vocab_size);
+  }
+
   /// One continuation for forward_with_branches(): the context's first `base` tokens followed by `tail`.
   struct Branch {
     std::size_t base = 0;
@@ -126,6 +175,15 @@ class CausalLM {
   }
   /// Drop KV entries at positions >= n.
   virtual void do_truncate(std::size_t n) = 0;
+  /// See batch_key(). A backend with a batched multi-sequence form returns a key shared by the instances it can
+  /// evaluate together (e.g. the address of their shared weights) and overrides do_forward_batch().
+  virtual const void* do_batch_key() const noexcept { return nullptr; }
+  /// Called on one of `items`' models with >= 2 validated, non-empty items whose models share this model's
+  /// batch_key(); outputs already sized. Must append every item's tokens to its own context, exactly as
+  /// do_forward() on each would. Models are accessed through the BatchItem pointers (same dynamic type).
+  virtual void do_forward_batch(std::span<const BatchItem> items) {
+    for (const BatchItem& it : items) it.model->do_forward(it.tokens, *it.out);
+  }
   /// Optional (see forward_with_branches): return false to say "not supported" (nothing may change then).
   virtual bool do_forward_with_branches(std::span<const Token> tokens, LogitRows& out,
                                         std::span<const Branch> branches, LogitRows& branch_out) {
@@ -139,6 +197,13 @@ class CausalLM {
   ModelInfo info_;
 
  private:
+  void check_append(std::span<const Token> tokens, const char* where) const {
+    detail::check_token_ids(tokens, info_.vocab_size, where);
+    if (info_.context_length != 0 && length_ + tokens.size() > info_.context_length)
+      throw Error(std::string(where) + ": context length " + std::to_string(info_.context_length) +
+                  " exceeded (" + std::to_string(length_) + " + " + std::to_string(tokens.size()) + ")");
+  }
+
   std::size_t length_ = 0;
 };
 

@@ -21,6 +21,7 @@
 // Thread-safety: start()/stop()/stats() may be called from any thread. Blocking: stop() waits for workers to
 // finish the frame they are serving (a cloud-ar loop notices the stop between tokens).
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -35,9 +36,16 @@ namespace picospec {
 
 struct CloudOptions {
   std::size_t workers = 2;                          ///< verify worker threads
+  /// Chunks of different sessions evaluated together in one Verifier::score_batch (one backend call when the
+  /// verifiers share a batch key, e.g. one model on one device); 1 = one session's chunk at a time.
+  std::size_t max_batch = 32;
   std::size_t max_sessions = 64;                    ///< Hello beyond this is refused (busy)
   std::size_t max_sessions_per_peer = 8;  ///< open sessions per connection (PeerId); a Hello beyond is refused (busy)
   std::size_t inbox_frames = 256;                   ///< frames queued per session; more are dropped
+  /// Bytes of frames queued (received, not yet served) per session, and in all sessions together: a frame that
+  /// would go over either ends its session with an Error (too_large), so memory is bounded by bytes, not counts.
+  std::size_t max_queued_bytes_per_session = std::size_t{160} << 20;
+  std::size_t max_queued_bytes_total = std::size_t{512} << 20;
   std::size_t max_frame_bytes = std::size_t{64} << 20;  ///< decode limit (vanilla mode uploads dense rows)
   std::chrono::milliseconds session_idle_timeout{300000};  ///< sessions silent this long are closed
   std::string name = "picospec-cloud";             ///< sent in Welcome
@@ -52,7 +60,22 @@ struct CloudStats {
   std::uint64_t more_candidates = 0, cloud_ar_tokens = 0;
   double verify_ms = 0.0;  ///< time inside Verifier calls (begin/score/rollback), all sessions
   double busy_ms = 0.0;    ///< time workers spent serving frames (verify + sampling + encoding)
+  std::uint64_t sessions_timed_out = 0;  ///< closed by session_idle_timeout
+  std::uint64_t sessions_over_limit = 0;  ///< ended because their queued bytes went over a limit
+  // Gauges, sampled by stats(): sessions waiting for a worker, frames and bytes received but not yet served.
+  std::uint64_t ready_sessions = 0, queued_frames = 0, queued_bytes = 0;
+  std::uint64_t verify_batches = 0;      ///< Verifier::score_batch calls (Drafts and cloud-ar steps)
+  std::uint64_t verify_batch_items = 0;  ///< chunks in them (items / batches = mean batch size)
+  std::uint64_t max_batch_seen = 0;
+  /// Batch sizes: [0] = 1, [1] = 2, [2] = 3-4, [3] = 5-8, [4] = 9-16, [5] = 17-32, [6] = 33-64, [7] = more.
+  std::array<std::uint64_t, 8> batch_size_hist{};
 };
+
+/// The counters as a Prometheus text exposition (version 0.0.4): `<prefix>_<name>` counters and gauges, the
+/// batch sizes as a histogram, verify time per chunk as a summary-style pair (_sum, _count).
+[[nodiscard]] std::string to_prometheus(const CloudStats& s, const std::string& prefix = "picospec_cloud");
+/// The counters as one JSON object (unknown figures are never invented: every field is a counter or gauge).
+[[nodiscard]] std::string to_json(const CloudStats& s);
 
 class CloudServer {
  public:

@@ -56,9 +56,12 @@ class LmVerifier final : public Verifier {
   std::span<const float> do_pending_logits() const override;
   void do_score(std::span<const Token> chunk, LogitRows& out) override;
   void do_rollback(std::size_t n) override;
+  const void* do_batch_key() const noexcept override;
+  void do_score_batch(std::span<const ScoreItem> items) override;
 
  private:
   void recompute_pending();
+  void after_forward(std::span<const Token> chunk, LogitRows& out);
 
   std::unique_ptr<CausalLM> lm_;
   std::vector<Token> tokens_;

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "picospec/causal_lm.hpp"
 #include "picospec/types.hpp"
@@ -60,6 +61,63 @@ class Verifier {
     length_ += chunk.size();
   }
 
+  /// Why score(chunk) would throw now (not begun, bad ids, context length), or "" when it would not.
+  [[nodiscard]] std::string score_problem(std::span<const Token> chunk) const {
+    if (!begun_) return "Verifier::score: begin() not called";
+    try {
+      check_tokens(chunk, "Verifier::score");
+      check_room(length_, chunk.size(), "Verifier::score");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return {};
+  }
+
+  /// One session's chunk in a multi-session evaluation (score_batch).
+  struct ScoreItem {
+    Verifier* verifier = nullptr;
+    std::span<const Token> chunk;
+    LogitRows* out = nullptr;
+  };
+
+  /// Instances returning the same non-null key can be scored together in one backend call (same weights, same
+  /// device); nullptr (the default) = no batched form.
+  [[nodiscard]] const void* batch_key() const noexcept { return do_batch_key(); }
+
+  /// Exactly `item.verifier->score(item.chunk, *item.out)` for every item (distinct verifiers), with the items
+  /// whose verifiers share a non-null batch_key() evaluated as one backend call (a CloudServer batches the chunks
+  /// of different sessions that are ready at the same time). Every item is validated first (score_problem), so
+  /// on an Error no verifier has changed.
+  static void score_batch(std::span<const ScoreItem> items) {
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      const ScoreItem& it = items[i];
+      if (it.verifier == nullptr || it.out == nullptr) throw Error("Verifier::score_batch: null verifier or output");
+      for (std::size_t j = 0; j < i; ++j)
+        if (items[j].verifier == it.verifier) throw Error("Verifier::score_batch: a verifier appears twice");
+      if (auto why = it.verifier->score_problem(it.chunk); !why.empty()) throw Error(why);
+    }
+    std::vector<bool> done(items.size(), false);
+    std::vector<ScoreItem> group;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (done[i]) continue;
+      const void* key = items[i].verifier->batch_key();
+      group.clear();
+      for (std::size_t j = i; j < items.size(); ++j) {
+        if (done[j]) continue;
+        if (j != i && (key == nullptr || items[j].verifier->batch_key() != key)) continue;
+        group.push_back(items[j]);
+        done[j] = true;
+      }
+      for (const ScoreItem& g : group)
+        g.out->resize(g.chunk.size() + 1, g.verifier->info_.vocab_size);
+      if (group.size() > 1)
+        group.front().verifier->do_score_batch(group);
+      else
+        group.front().verifier->do_score(group.front().chunk, *group.front().out);
+      for (const ScoreItem& g : group) g.verifier->length_ += g.chunk.size();
+    }
+  }
+
   /// Rolls the context back to its first `n` tokens (1 <= n <= length()); the pending row becomes the logits
   /// at position n.
   void rollback(std::size_t n) {
@@ -79,6 +137,13 @@ class Verifier {
   /// `out` is already sized to chunk.size() + 1 rows.
   virtual void do_score(std::span<const Token> chunk, LogitRows& out) = 0;
   virtual void do_rollback(std::size_t n) = 0;
+  /// See batch_key(); a backend with a batched form overrides both.
+  virtual const void* do_batch_key() const noexcept { return nullptr; }
+  /// Called on one of `items`' verifiers with >= 2 validated items whose verifiers share its batch_key() (same
+  /// dynamic type); outputs already sized. Must do exactly what do_score() on each would.
+  virtual void do_score_batch(std::span<const ScoreItem> items) {
+    for (const ScoreItem& it : items) it.verifier->do_score(it.chunk, *it.out);
+  }
 
   ModelInfo info_;
 

@@ -511,3 +511,70 @@ TEST_CASE("zmq server out of file descriptors: stops accepting with a log line i
   reader.join();
   std::fclose(server.out);
 }
+
+TEST_CASE("cloud: memory is bounded by bytes: a session that floods frames is ended (too_large), its bytes freed",
+          "[cloud][limits]") {
+  // The worker is held by a slow Prefill (synthetic latency) while the same connection sends ten 1 MiB frames:
+  // with 4 MiB allowed per session the fifth cannot be queued, so the session ends with an Error and every queued
+  // byte is released; counters and the Prometheus text say so.
+  auto pair = tiny_pair();
+  pair.time_scale = 50.0;  // tiny target: (4 + 1 n) ms x 50 -> a 5-token prefill takes about 450 ms
+  loopback::LoopbackParams lp;
+  lp.max_frame_bytes = 0;
+  auto hub = std::make_unique<loopback::LoopbackHub>(lp);
+  auto* h = hub.get();
+  CloudOptions co;
+  co.workers = 1;
+  co.max_queued_bytes_per_session = std::size_t{4} << 20;
+  co.max_queued_bytes_total = std::size_t{8} << 20;
+  CloudServer cloud([pair] { return synthetic::make_verifier(pair); }, std::move(hub), co);
+  cloud.start();
+  auto t = h->connect();
+  REQUIRE(t->send(hello_frame(pair, 1)));
+  std::uint64_t sid = 0;
+  for (auto end = Clock::now() + 10s; sid == 0 && Clock::now() < end;) {
+    auto r = t->recv(100ms);
+    if (!r.ok()) continue;
+    const auto m = wire::try_decode(r.frame);
+    REQUIRE(m.ok());
+    REQUIRE(std::holds_alternative<wire::Welcome>(m.message->body));
+    sid = m.message->header.session_id;
+  }
+  REQUIRE(sid != 0);
+  wire::Header hd;
+  hd.session_id = sid;
+  hd.seq = 2;
+  REQUIRE(t->send(wire::encode(hd, wire::Prefill{{3, 14, 15, 92, 65}})));
+  for (std::uint32_t i = 0; i < 10; ++i) {
+    wire::Draft d;
+    d.start_position = 5;
+    d.tokens = {1};
+    d.q_frames = {std::vector<std::uint8_t>(std::size_t{1} << 20, 0x5a)};
+    hd.seq = 3 + i;
+    REQUIRE(t->send(wire::encode(hd, d)));
+  }
+  bool too_large = false;
+  for (auto end = Clock::now() + 10s; !too_large && Clock::now() < end;) {
+    auto r = t->recv(100ms);
+    if (!r.ok()) continue;
+    const auto m = wire::try_decode(r.frame);
+    if (m.ok() && std::holds_alternative<wire::ErrorMessage>(m.message->body))
+      too_large = std::get<wire::ErrorMessage>(m.message->body).code == wire::ErrorCode::too_large;
+  }
+  CHECK(too_large);
+  CloudStats st;
+  for (auto end = Clock::now() + 10s; Clock::now() < end; std::this_thread::sleep_for(20ms)) {
+    st = cloud.stats();
+    if (st.queued_bytes == 0 && st.sessions_active == 0) break;
+  }
+  CHECK(st.sessions_over_limit == 1);
+  CHECK(st.queued_bytes == 0);
+  CHECK(st.queued_frames == 0);
+  CHECK(st.sessions_active == 0);
+  const std::string text = to_prometheus(st);
+  CHECK(text.find("# TYPE picospec_cloud_sessions_over_limit_total counter\npicospec_cloud_sessions_over_limit_total 1\n") !=
+        std::string::npos);
+  CHECK(text.find("picospec_cloud_batch_size_bucket{le=\"+Inf\"} ") != std::string::npos);
+  CHECK(to_json(st).find("\"sessions_over_limit_total\":1,") != std::string::npos);
+  cloud.stop();
+}

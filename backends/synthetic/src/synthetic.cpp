@@ -118,22 +118,55 @@ void SyntheticLM::logits_for(std::span<const Token> context, std::span<float> ou
   }
 }
 
-void SyntheticLM::do_forward(std::span<const Token> tokens, LogitRows& out) {
-  const auto start = std::chrono::steady_clock::now();
+namespace {
+void sleep_ms_from(std::chrono::steady_clock::time_point start, double ms) {
+  if (ms > 0.0)
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                              std::chrono::duration<double, std::milli>(ms)));
+}
+}  // namespace
+
+void SyntheticLM::rows_for(std::span<const Token> tokens, LogitRows& out) {
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     tokens_.push_back(tokens[i]);
     logits_for(tokens_, out.row(i));
   }
-  const double ms = params_.time_scale * params_.latency.forward_ms(tokens.size());
-  if (ms > 0.0)
-    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                              std::chrono::duration<double, std::milli>(ms)));
+}
+
+void SyntheticLM::do_forward(std::span<const Token> tokens, LogitRows& out) {
+  std::unique_lock<std::mutex> lk;
+  if (params_.device) lk = std::unique_lock(params_.device->mu);
+  const auto start = std::chrono::steady_clock::now();
+  rows_for(tokens, out);
+  sleep_ms_from(start, params_.time_scale * params_.latency.forward_ms(tokens.size()));
+}
+
+const void* SyntheticLM::do_batch_key() const noexcept { return params_.device.get(); }
+
+void SyntheticLM::do_forward_batch(std::span<const BatchItem> items) {
+  // Same device (the batch key); every model must also share this one's latency to be costed as one call.
+  for (const BatchItem& it : items) {
+    const auto* m = dynamic_cast<const SyntheticLM*>(it.model);
+    if (m == nullptr || m->params_.latency.a_ms != params_.latency.a_ms ||
+        m->params_.latency.b_ms != params_.latency.b_ms || m->params_.time_scale != params_.time_scale)
+      return CausalLM::do_forward_batch(items);
+  }
+  std::unique_lock lk(params_.device->mu);
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t total = 0;
+  for (const BatchItem& it : items) {
+    static_cast<SyntheticLM*>(it.model)->rows_for(it.tokens, *it.out);
+    total += it.tokens.size();
+  }
+  sleep_ms_from(start, params_.time_scale * params_.latency.forward_ms(total));
 }
 
 void SyntheticLM::do_truncate(std::size_t n) { tokens_.resize(n); }
 
 bool SyntheticLM::do_forward_with_branches(std::span<const Token> tokens, LogitRows& out,
                                            std::span<const Branch> branches, LogitRows& branch_out) {
+  std::unique_lock<std::mutex> lk;
+  if (params_.device) lk = std::unique_lock(params_.device->mu);
   const auto start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     tokens_.push_back(tokens[i]);
@@ -178,6 +211,7 @@ static ModelParams model_params(const PairParams& p, Role role) {
   m.time_scale = p.time_scale;
   m.eos = p.eos;
   m.name = std::string("synthetic-") + (role == Role::target ? "target" : "draft") + "(" + p.profile.name + ")";
+  if (role == Role::target) m.device = p.target_device;
   return m;
 }
 

@@ -19,11 +19,19 @@
 // budget: the model sleeps until the deadline rather than for a fixed time (a forward whose computation alone
 // takes longer simply returns late).
 //
-// Thread-safety: one thread at a time per model instance; distinct instances are independent.
+// Device: models given the same `Device` share one emulated accelerator: their forward() calls run one at a time
+// (as on one GPU), and CausalLM::forward_batch() evaluates several of them (same latency) as ONE call lasting
+// time_scale * (a + b * N), N = the tokens of all sequences together: the fixed cost `a` (reading the weights) is
+// paid once per batch, the per-token cost `b` per token. That is how a memory-bound accelerator batches sequences;
+// the a and b of each profile come from the paper's AR and verify times (see profile()).
+//
+// Thread-safety: one thread at a time per model instance; distinct instances are independent (a shared Device
+// serializes their forwards).
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,6 +51,11 @@ struct Latency {
 
 enum class Role : std::uint8_t { target, draft };
 
+/// One emulated accelerator shared by models (see the header comment). Create with std::make_shared.
+struct Device {
+  std::mutex mu;  ///< held for the whole of each forward (or batched forward) on this device
+};
+
 struct ModelParams {
   Role role = Role::target;
   std::uint32_t vocab_size = 1024;
@@ -55,6 +68,7 @@ struct ModelParams {
   Token eos = kNoToken;            ///< reported in ModelInfo (the rows do not favour it)
   std::uint32_t context_length = 0;  ///< 0 = unbounded
   std::string name;                ///< ModelInfo::name ("" = "synthetic-target" / "synthetic-draft")
+  std::shared_ptr<Device> device;  ///< null = a device of its own (forwards overlap with other models' freely)
 };
 
 /// The procedural causal LM (target or draft role). Throws Error on bad params.
@@ -74,8 +88,14 @@ class SyntheticLM final : public CausalLM {
   /// keeps a KV cache per branch and evaluates all sequences of a step in one batched forward would.
   bool do_forward_with_branches(std::span<const Token> tokens, LogitRows& out, std::span<const Branch> branches,
                                 LogitRows& branch_out) override;
+  /// The device's address when the model has a shared Device, else nullptr.
+  const void* do_batch_key() const noexcept override;
+  /// One call for all sequences: time_scale * (a + b * total tokens), under the device lock.
+  void do_forward_batch(std::span<const BatchItem> items) override;
 
  private:
+  void rows_for(std::span<const Token> tokens, LogitRows& out);
+
   ModelParams params_;
   std::vector<Token> tokens_;
   mutable std::vector<float> scratch_p_, scratch_w_;
@@ -105,6 +125,9 @@ struct PairParams {
   int context_order = 2;
   double time_scale = 1.0;
   Token eos = kNoToken;
+  /// The target's emulated accelerator: give every verifier of one server the same Device (make_shared) to model
+  /// one cloud GPU (forwards serialized, sessions batchable); null = each target model on a device of its own.
+  std::shared_ptr<Device> target_device;
 };
 
 [[nodiscard]] std::unique_ptr<SyntheticLM> make_target_lm(const PairParams& p);
