@@ -285,6 +285,12 @@ struct LlamaModel::State {
   Activations x, xn, q, k, v, att, gate, up;
   std::vector<double> inv_freq;
   std::vector<float> rope_cs;                   // per token of the current call: rope_dim/2 (cos, sin) pairs
+  // A multi-sequence call (forward_many), per row of the call: its sequence and position; the logits of
+  // several sequences are computed into one buffer and copied to each sequence's output.
+  std::vector<std::uint32_t> row_seq;
+  std::vector<std::size_t> row_pos;
+  std::vector<Token> row_tok;
+  std::vector<float> multi_logits;
 
   State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads)
       : w(weights), ctx(context), K(&kernels::select()), pool(threads) {
@@ -345,13 +351,13 @@ struct LlamaModel::State {
         (CVec(in, static_cast<Eigen::Index>(n)) * scale).cwiseProduct(CVec(weight.data(), static_cast<Eigen::Index>(n)));
   }
 
-  /// (cos, sin) of every RoPE angle of the positions pos0 .. pos0 + nt - 1, once per call for all layers.
-  void rope_table(std::size_t pos0, std::size_t nt) {
+  /// (cos, sin) of every RoPE angle of each row's position (row_pos), once per call for all layers.
+  void rope_table(std::size_t nt) {
     const std::size_t half = inv_freq.size();
     if (rope_cs.size() < nt * half * 2) rope_cs.resize(nt * half * 2);
     for (std::size_t j = 0; j < nt; ++j)
       for (std::size_t i = 0; i < half; ++i) {
-        const double a = static_cast<double>(pos0 + j) * inv_freq[i];
+        const double a = static_cast<double>(row_pos[j]) * inv_freq[i];
         rope_cs[(j * half + i) * 2] = static_cast<float>(std::cos(a));
         rope_cs[(j * half + i) * 2 + 1] = static_cast<float>(std::sin(a));
       }
@@ -395,13 +401,47 @@ struct LlamaModel::State {
     }
   }
 
+  /// One sequence of a multi-sequence call: its state (KV cache), tokens, first position and output rows.
+  struct Seq {
+    State* st;
+    std::span<const Token> tokens;
+    std::size_t pos0;
+    float* out;  // tokens.size() rows of vocab floats (rows from first_out on, for a single sequence)
+  };
+
   /// Evaluates `tokens` at positions pos0.. and writes the logits of tokens [first_out, nt) to out (one row each,
   /// `vocab` floats apart). Rows before first_out are only run as far as the KV cache needs them.
   void forward(std::span<const Token> tokens, std::size_t pos0, std::size_t first_out, float* out) {
+    const Seq one{this, tokens, pos0, out};
+    forward_many(std::span<const Seq>(&one, 1), first_out);
+  }
+
+  /// Several sequences (distinct states over these weights) in one pass: the rows of all of them go through each
+  /// weight matrix together (every weight read once per call); RoPE, the KV cache and attention are per sequence.
+  /// Every row is computed exactly as in a call of its own (the kernels' reduction order per output element does
+  /// not depend on the rows beside it), so the result is bit-identical to one call per sequence. This state's
+  /// thread pool and scratch are used. first_out applies to a single sequence only (several: every row).
+  void forward_many(std::span<const Seq> seqs, std::size_t first_out) {
     const auto& hp = w->hp;
-    const std::size_t nt = tokens.size();
     const std::size_t hd = hp.head_dim, nq = hp.n_heads * hd, nkv = hp.n_kv_heads * hd;
-    grow_cache(pos0 + nt);
+    if (seqs.size() > 1) first_out = 0;
+    std::size_t nt = 0, max_cap = 0;
+    for (const Seq& sq : seqs) {
+      sq.st->grow_cache(sq.pos0 + sq.tokens.size());
+      nt += sq.tokens.size();
+      max_cap = std::max(max_cap, sq.st->kv_cap);
+    }
+    if (scores.size() < pool.size() * max_cap) scores.resize(pool.size() * max_cap);
+    const std::size_t sc_stride = max_cap;
+    row_seq.resize(nt);
+    row_pos.resize(nt);
+    row_tok.resize(nt);
+    for (std::size_t s = 0, r = 0; s < seqs.size(); ++s)
+      for (std::size_t j = 0; j < seqs[s].tokens.size(); ++j, ++r) {
+        row_seq[r] = static_cast<std::uint32_t>(s);
+        row_pos[r] = seqs[s].pos0 + j;
+        row_tok[r] = seqs[s].tokens[j];
+      }
     x.reserve(nt, hp.dim);
     xn.reserve(nt, hp.dim);
     q.reserve(nt, nq);
@@ -410,10 +450,10 @@ struct LlamaModel::State {
     att.reserve(nt, nq);
     gate.reserve(nt, hp.ffn_dim);
     up.reserve(nt, hp.ffn_dim);
-    rope_table(pos0, nt);
+    rope_table(nt);
 
     for (std::size_t j = 0; j < nt; ++j)
-      dequantize_row(w->token_embd.type, w->token_embd.row(static_cast<std::size_t>(tokens[j])), x.row(j), hp.dim);
+      dequantize_row(w->token_embd.type, w->token_embd.row(static_cast<std::size_t>(row_tok[j])), x.row(j), hp.dim);
 
     const float att_scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const std::size_t group = hp.n_heads / hp.n_kv_heads;
@@ -431,21 +471,24 @@ struct LlamaModel::State {
       for (std::size_t j = 0; j < nt; ++j) {
         if (j >= jb) rope(q.row(j), hp.n_heads, j);
         rope(k.row(j), hp.n_kv_heads, j);
-        std::copy_n(k.row(j), nkv, k_at(l, 0, pos0 + j));
-        std::copy_n(v.row(j), nkv, v_at(l, 0, pos0 + j));
+        State& sq = *seqs[row_seq[j]].st;
+        std::copy_n(k.row(j), nkv, sq.k_at(l, 0, row_pos[j]));
+        std::copy_n(v.row(j), nkv, sq.v_at(l, 0, row_pos[j]));
       }
       // Attention: one task per (token, head); each query row is computed the same way whatever the chunk.
       const std::size_t tasks = nr * hp.n_heads;
-      const std::size_t att_work = tasks * (pos0 + nt) * hd;
+      std::size_t att_work = 0;
+      for (std::size_t j = jb; j < nt; ++j) att_work += (row_pos[j] + 1) * hd * hp.n_heads;
       pool.parallel_for(tasks, [&](std::size_t t0, std::size_t t1, std::size_t part) {
-        float* sc = scores.data() + part * kv_cap;
+        float* sc = scores.data() + part * sc_stride;
         for (std::size_t t = t0; t < t1; ++t) {
           const std::size_t j = jb + t / hp.n_heads, h = t % hp.n_heads, g = h / group;
-          const std::size_t n_pos = pos0 + j + 1;
+          const std::size_t n_pos = row_pos[j] + 1;
+          State& sq = *seqs[row_seq[j]].st;
           const float* qh = q.row(j) + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (std::size_t p = 0; p < n_pos; ++p) {
-            sc[p] = kt->dot(qh, k_at(l, g, p), hd) * att_scale;
+            sc[p] = kt->dot(qh, sq.k_at(l, g, p), hd) * att_scale;
             mx = std::max(mx, sc[p]);
           }
           float sum = 0.0f;
@@ -455,7 +498,7 @@ struct LlamaModel::State {
           }
           float* o = att.row(j) + h * hd;
           std::fill_n(o, hd, 0.0f);
-          for (std::size_t p = 0; p < n_pos; ++p) kt->axpy(sc[p], v_at(l, g, p), o, hd);
+          for (std::size_t p = 0; p < n_pos; ++p) kt->axpy(sc[p], sq.v_at(l, g, p), o, hd);
           Vec(o, static_cast<Eigen::Index>(hd)) *= 1.0f / sum;
         }
       }, att_work < kParallelWork ? 1 : 0);
@@ -476,7 +519,14 @@ struct LlamaModel::State {
         Vec(x.row(j), hp.dim) += CVec(xn.row(j), hp.dim);
     }
     for (std::size_t j = first_out; j < nt; ++j) rmsnorm(x.row(j), w->output_norm, xn.row(j));
-    matmul(w->output, xn.row(first_out), xn.stride, nt - first_out, out, hp.vocab_size);
+    if (seqs.size() == 1) {
+      matmul(w->output, xn.row(first_out), xn.stride, nt - first_out, seqs[0].out, hp.vocab_size);
+      return;
+    }
+    multi_logits.resize(nt * hp.vocab_size);
+    matmul(w->output, xn.row(0), xn.stride, nt, multi_logits.data(), hp.vocab_size);
+    for (std::size_t s = 0, r = 0; s < seqs.size(); r += seqs[s].tokens.size(), ++s)
+      std::copy_n(multi_logits.data() + r * hp.vocab_size, seqs[s].tokens.size() * hp.vocab_size, seqs[s].out);
   }
 };
 
@@ -526,6 +576,19 @@ std::size_t LlamaModel::threads() const noexcept { return st_->pool.size(); }
 
 void LlamaModel::do_forward(std::span<const Token> tokens, LogitRows& out) {
   st_->forward(tokens, length(), 0, out.data());
+}
+
+const void* LlamaModel::do_batch_key() const noexcept { return weights_.get(); }
+
+void LlamaModel::do_forward_batch(std::span<const BatchItem> items) {
+  std::vector<State::Seq> seqs;
+  seqs.reserve(items.size());
+  for (const BatchItem& it : items) {
+    auto* m = dynamic_cast<LlamaModel*>(it.model);
+    if (m == nullptr || m->weights_.get() != weights_.get()) return CausalLM::do_forward_batch(items);
+    seqs.push_back({m->st_.get(), it.tokens, m->length(), it.out->data()});
+  }
+  st_->forward_many(seqs, 0);
 }
 
 void LlamaModel::do_forward_last(std::span<const Token> tokens, LogitRows& out) {

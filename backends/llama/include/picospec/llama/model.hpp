@@ -113,6 +113,10 @@ class LlamaModel final : public CausalLM {
   void do_forward(std::span<const Token> tokens, LogitRows& out) override;
   void do_forward_last(std::span<const Token> tokens, LogitRows& out) override;
   void do_truncate(std::size_t n) override;
+  /// The shared weights' address: models over the same LlamaWeights are evaluated together by
+  /// CausalLM::forward_batch (one pass, each weight read once; per-sequence KV caches; bit-identical rows).
+  const void* do_batch_key() const noexcept override;
+  void do_forward_batch(std::span<const BatchItem> items) override;
 
  private:
   struct State;
