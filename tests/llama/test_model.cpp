@@ -305,3 +305,59 @@ TEST_CASE("forward_batch: several sequences over shared weights in one pass, bit
     }
   }
 }
+
+TEST_CASE("forward_with_branches: main tokens and branches in one pass, bit-identical to forwarding each alone",
+          "[model][invariance][branches]") {
+  // Catches: a branch reading the wrong prefix (its base), a branch's tail leaking into the cache, RoPE at the
+  // wrong position, the main rows changed by the branches beside them.
+  for (GgmlType type : {GgmlType::f32, GgmlType::q8_0}) {
+    RandomLlamaSpec s;
+    s.dim = 96;
+    s.n_heads = 6;
+    s.n_kv_heads = 2;
+    s.ffn_dim = 160;
+    s.vocab_size = 300;
+    s.type = type;
+    const auto w = weights_for(s);
+    const auto prompt = random_tokens(11, s.vocab_size, 1);
+    const auto main = random_tokens(3, s.vocab_size, 2);  // appended in the same call as the branches
+    const std::vector<std::vector<Token>> tails{random_tokens(1, s.vocab_size, 3), random_tokens(3, s.vocab_size, 4),
+                                                random_tokens(2, s.vocab_size, 5)};
+    const std::size_t bases[] = {14, 12, 5};  // after the main tokens, inside them, inside the prompt
+    for (std::size_t threads : {1u, 2u}) {
+      INFO("type " << static_cast<int>(type) << " threads " << threads);
+      LlamaModel m(w, {.threads = threads});
+      LogitRows junk, out, bout;
+      m.forward(prompt, junk);
+      std::vector<CausalLM::Branch> br;
+      for (std::size_t b = 0; b < tails.size(); ++b) br.push_back({bases[b], tails[b]});
+      REQUIRE(m.forward_with_branches(main, out, br, bout));
+      CHECK(m.length() == prompt.size() + main.size());
+      // Reference: a fresh model, main tokens, then each branch forwarded after its base and truncated away.
+      LlamaModel r(w, {.threads = 1});
+      std::vector<Token> ctx = prompt;
+      ctx.insert(ctx.end(), main.begin(), main.end());
+      LogitRows ref_main;
+      r.forward(prompt, junk);
+      r.forward(main, ref_main);
+      CHECK(bit_equal(std::vector<float>(out.data(), out.data() + out.rows() * out.vocab()),
+                      std::vector<float>(ref_main.data(), ref_main.data() + ref_main.rows() * ref_main.vocab())));
+      for (std::size_t b = 0; b < tails.size(); ++b) {
+        LlamaModel rb(w, {.threads = 1});
+        LogitRows rows;
+        rb.forward(std::span<const Token>(ctx).first(bases[b]), junk);
+        rb.forward(tails[b], rows);
+        const auto want = rows.row(rows.rows() - 1);
+        const auto got = bout.row(b);
+        CHECK(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+      }
+      // The branches left no trace: the next token continues exactly as on the reference.
+      const auto next = random_tokens(2, s.vocab_size, 6);
+      LogitRows a, b2;
+      m.forward(next, a);
+      r.forward(next, b2);
+      CHECK(bit_equal(std::vector<float>(a.data(), a.data() + a.rows() * a.vocab()),
+                      std::vector<float>(b2.data(), b2.data() + b2.rows() * b2.vocab())));
+    }
+  }
+}

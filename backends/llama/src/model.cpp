@@ -290,7 +290,9 @@ struct LlamaModel::State {
   std::vector<std::uint32_t> row_seq;
   std::vector<std::size_t> row_pos;
   std::vector<Token> row_tok;
+  std::vector<std::size_t> seq_row0;  // first row of each sequence
   std::vector<float> multi_logits;
+  std::vector<float> branch_k, branch_v;  // [layer][row][kv]: K/V of branch rows (kept out of every cache)
 
   State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads)
       : w(weights), ctx(context), K(&kernels::select()), pool(threads) {
@@ -407,6 +409,9 @@ struct LlamaModel::State {
     std::span<const Token> tokens;
     std::size_t pos0;
     float* out;  // tokens.size() rows of vocab floats (rows from first_out on, for a single sequence)
+    /// A branch: the context is st's first pos0 positions followed by `tokens`, whose K/V stay in this call's
+    /// scratch (st's cache is not written); `out` receives the last token's row only.
+    bool branch = false;
   };
 
   /// Evaluates `tokens` at positions pos0.. and writes the logits of tokens [first_out, nt) to out (one row each,
@@ -425,19 +430,27 @@ struct LlamaModel::State {
     const auto& hp = w->hp;
     const std::size_t hd = hp.head_dim, nq = hp.n_heads * hd, nkv = hp.n_kv_heads * hd;
     if (seqs.size() > 1) first_out = 0;
-    std::size_t nt = 0, max_cap = 0;
+    std::size_t nt = 0, max_pos = 0;
+    bool any_branch = false;
     for (const Seq& sq : seqs) {
-      sq.st->grow_cache(sq.pos0 + sq.tokens.size());
+      if (!sq.branch) sq.st->grow_cache(sq.pos0 + sq.tokens.size());
+      any_branch = any_branch || sq.branch;
       nt += sq.tokens.size();
-      max_cap = std::max(max_cap, sq.st->kv_cap);
+      max_pos = std::max(max_pos, sq.pos0 + sq.tokens.size());
     }
-    if (scores.size() < pool.size() * max_cap) scores.resize(pool.size() * max_cap);
-    const std::size_t sc_stride = max_cap;
+    if (scores.size() < pool.size() * max_pos) scores.resize(pool.size() * max_pos);
+    const std::size_t sc_stride = max_pos;
+    if (any_branch) {
+      branch_k.resize(hp.n_layers * nt * nkv);
+      branch_v.resize(hp.n_layers * nt * nkv);
+    }
     row_seq.resize(nt);
     row_pos.resize(nt);
     row_tok.resize(nt);
+    seq_row0.resize(seqs.size());
     for (std::size_t s = 0, r = 0; s < seqs.size(); ++s)
       for (std::size_t j = 0; j < seqs[s].tokens.size(); ++j, ++r) {
+        if (j == 0) seq_row0[s] = r;
         row_seq[r] = static_cast<std::uint32_t>(s);
         row_pos[r] = seqs[s].pos0 + j;
         row_tok[r] = seqs[s].tokens[j];
@@ -471,9 +484,11 @@ struct LlamaModel::State {
       for (std::size_t j = 0; j < nt; ++j) {
         if (j >= jb) rope(q.row(j), hp.n_heads, j);
         rope(k.row(j), hp.n_kv_heads, j);
-        State& sq = *seqs[row_seq[j]].st;
-        std::copy_n(k.row(j), nkv, sq.k_at(l, 0, row_pos[j]));
-        std::copy_n(v.row(j), nkv, sq.v_at(l, 0, row_pos[j]));
+        const Seq& sj = seqs[row_seq[j]];
+        float* kd = sj.branch ? branch_k.data() + (l * nt + j) * nkv : sj.st->k_at(l, 0, row_pos[j]);
+        float* vd = sj.branch ? branch_v.data() + (l * nt + j) * nkv : sj.st->v_at(l, 0, row_pos[j]);
+        std::copy_n(k.row(j), nkv, kd);
+        std::copy_n(v.row(j), nkv, vd);
       }
       // Attention: one task per (token, head); each query row is computed the same way whatever the chunk.
       const std::size_t tasks = nr * hp.n_heads;
@@ -484,11 +499,21 @@ struct LlamaModel::State {
         for (std::size_t t = t0; t < t1; ++t) {
           const std::size_t j = jb + t / hp.n_heads, h = t % hp.n_heads, g = h / group;
           const std::size_t n_pos = row_pos[j] + 1;
-          State& sq = *seqs[row_seq[j]].st;
+          const Seq& sj = seqs[row_seq[j]];
+          State& sq = *sj.st;
+          // Key / value of position p for this row: a branch's own tokens are in the scratch, the rest in a cache.
+          const std::size_t own0 = sj.branch ? sj.pos0 : n_pos;
+          const std::size_t scratch_row0 = seq_row0[row_seq[j]];
+          auto key = [&](std::size_t p) {
+            return p < own0 ? sq.k_at(l, g, p) : branch_k.data() + (l * nt + scratch_row0 + (p - own0)) * nkv + g * hd;
+          };
+          auto val = [&](std::size_t p) {
+            return p < own0 ? sq.v_at(l, g, p) : branch_v.data() + (l * nt + scratch_row0 + (p - own0)) * nkv + g * hd;
+          };
           const float* qh = q.row(j) + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (std::size_t p = 0; p < n_pos; ++p) {
-            sc[p] = kt->dot(qh, sq.k_at(l, g, p), hd) * att_scale;
+            sc[p] = kt->dot(qh, key(p), hd) * att_scale;
             mx = std::max(mx, sc[p]);
           }
           float sum = 0.0f;
@@ -498,7 +523,7 @@ struct LlamaModel::State {
           }
           float* o = att.row(j) + h * hd;
           std::fill_n(o, hd, 0.0f);
-          for (std::size_t p = 0; p < n_pos; ++p) kt->axpy(sc[p], sq.v_at(l, g, p), o, hd);
+          for (std::size_t p = 0; p < n_pos; ++p) kt->axpy(sc[p], val(p), o, hd);
           Vec(o, static_cast<Eigen::Index>(hd)) *= 1.0f / sum;
         }
       }, att_work < kParallelWork ? 1 : 0);
@@ -525,8 +550,13 @@ struct LlamaModel::State {
     }
     multi_logits.resize(nt * hp.vocab_size);
     matmul(w->output, xn.row(0), xn.stride, nt, multi_logits.data(), hp.vocab_size);
-    for (std::size_t s = 0, r = 0; s < seqs.size(); r += seqs[s].tokens.size(), ++s)
-      std::copy_n(multi_logits.data() + r * hp.vocab_size, seqs[s].tokens.size() * hp.vocab_size, seqs[s].out);
+    for (std::size_t s = 0, r = 0; s < seqs.size(); r += seqs[s].tokens.size(), ++s) {
+      if (seqs[s].tokens.empty()) continue;
+      if (seqs[s].branch)
+        std::copy_n(multi_logits.data() + (r + seqs[s].tokens.size() - 1) * hp.vocab_size, hp.vocab_size, seqs[s].out);
+      else
+        std::copy_n(multi_logits.data() + r * hp.vocab_size, seqs[s].tokens.size() * hp.vocab_size, seqs[s].out);
+    }
   }
 };
 
@@ -589,6 +619,20 @@ void LlamaModel::do_forward_batch(std::span<const BatchItem> items) {
     seqs.push_back({m->st_.get(), it.tokens, m->length(), it.out->data()});
   }
   st_->forward_many(seqs, 0);
+}
+
+bool LlamaModel::do_forward_with_branches(std::span<const Token> tokens, LogitRows& out,
+                                          std::span<const Branch> branches, LogitRows& branch_out) {
+  // The main tokens and every branch in one pass: a branch attends to the context's first `base` positions in the
+  // cache (the main tokens of this call included: each layer stores them before its attention) and to its own
+  // tail, whose K/V stay in scratch. Rows are bit-identical to forwarding each branch alone and truncating.
+  std::vector<State::Seq> seqs;
+  seqs.reserve(branches.size() + 1);
+  seqs.push_back({st_.get(), tokens, length(), out.data()});
+  for (std::size_t b = 0; b < branches.size(); ++b)
+    seqs.push_back({st_.get(), branches[b].tail, branches[b].base, branch_out.row(b).data(), true});
+  st_->forward_many(seqs, 0);
+  return true;
 }
 
 void LlamaModel::do_forward_last(std::span<const Token> tokens, LogitRows& out) {

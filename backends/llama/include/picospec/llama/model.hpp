@@ -117,6 +117,9 @@ class LlamaModel final : public CausalLM {
   /// CausalLM::forward_batch (one pass, each weight read once; per-sequence KV caches; bit-identical rows).
   const void* do_batch_key() const noexcept override;
   void do_forward_batch(std::span<const BatchItem> items) override;
+  /// Multi-branch drafting in one pass (shared prefix in the KV cache, each branch's tail in scratch).
+  bool do_forward_with_branches(std::span<const Token> tokens, LogitRows& out, std::span<const Branch> branches,
+                                LogitRows& branch_out) override;
 
  private:
   struct State;
