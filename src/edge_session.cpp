@@ -186,6 +186,7 @@ struct EdgeSession::Run {
   std::uint32_t limit = 0;
   // Cloud loss (GenerateParams::on_cloud_loss, resume_attempts).
   bool lost = false;
+  bool welcomed = false;  // a Welcome arrived in this generation (resumes need one)
   std::uint32_t resumes = 0;
   std::size_t edge_only_tokens = 0;
   std::string loss_message;
@@ -779,6 +780,7 @@ struct EdgeSession::Run {
     if (w->target.vocab_size != vocab) throw Error("EdgeSession: the cloud's vocabulary differs");
     if (msg.header.session_id == 0) protocol_error("Welcome without a session id");
     session_id = msg.header.session_id;
+    welcomed = true;
     rtt_est_ms = ms_between(t0, Clock::now());
     return true;
   }
@@ -853,7 +855,8 @@ struct EdgeSession::Run {
         m.stale_dropped += foreign_dropped;
         foreign_dropped = 0;
         bool resumed = false;
-        while (attempts_left > 0 && !resumed && !cancelled.load()) {  // a failed factory call is one attempt
+        // Resume only a session the cloud once accepted (a cloud never reached is not retried: no waiting twice).
+        while (welcomed && attempts_left > 0 && !resumed && !cancelled.load()) {  // a failed factory call is one attempt
           --attempts_left;
           if (backoff_interrupted()) break;
           resumed = reconnect();

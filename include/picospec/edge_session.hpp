@@ -97,7 +97,7 @@ struct GenerateParams {
   /// What to do when the cloud is lost (see CloudLoss); the default throws, as every other failure does.
   CloudLoss on_cloud_loss = CloudLoss::raise;
   /// Before on_cloud_loss applies: up to this many reconnects through EdgeOptions::reconnect (ignored without
-  /// it), each followed by a new session (Hello, then Prefill of the prompt and every committed token) that
+  /// it, and when no cloud ever answered this generation's Hello: an unreachable cloud is not waited for twice), each followed by a new session (Hello, then Prefill of the prompt and every committed token) that
   /// continues where the lost one stopped: no committed token is lost or repeated, greedy output stays the
   /// target's token for token, sampled output stays exactly the target's distribution (the new session's random
   /// draws restart at epoch 0, so the tokens differ from an uninterrupted run with the same seed). Each attempt
