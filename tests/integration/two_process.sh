@@ -100,6 +100,9 @@ if "$server" --curve-keygen >"$work/keys" 2>/dev/null; then
   "$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 8 --temp 0 --curve-server-key "$pub" --json >"$work/c1.json" || fail "edge with the right CURVE key failed"
   "$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 8 --temp 0 --curve-server-key "$wrong" --timeout-ms 1500 --json >"$work/c2.json" 2>&1 && fail "edge with a wrong CURVE key was served"
   "$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 8 --temp 0 --timeout-ms 1500 --json >"$work/c3.json" 2>&1 && fail "plain edge was served by a CURVE server"
+  # ... each with its own reason, at once (not after --timeout-ms).
+  grep -q "wrong server public key" "$work/c2.json" || fail "wrong key: no reason given: $(cat "$work/c2.json")"
+  grep -q "security mismatch" "$work/c3.json" || fail "plain edge: no reason given: $(cat "$work/c3.json")"
   stop_server "$work/curve.log"
   echo "CURVE: right key served, wrong key and plain edge refused: ok"
 
