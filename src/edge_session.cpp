@@ -710,10 +710,13 @@ struct EdgeSession::Run {
     auto& msg = std::get<wire::Message>(ev);
     if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body)) {
       std::string what = "EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message;
-      // The target's context is full (its own limit, or a verifier that ran out of context): a `length` stop.
+      // The target's context is full (its own limit, or a verifier that ran out of context): a `length` stop --
+      // unless the prompt itself did not fit (the first Prefill, refused by Verifier::begin): an error.
       if (e->message.find("context length") != std::string::npos ||
-          (e->code == wire::ErrorCode::too_large && e->message.find("context") != std::string::npos))
+          (e->code == wire::ErrorCode::too_large && e->message.find("context") != std::string::npos)) {
+        if (resumes == 0 && e->message.find("::begin") != std::string::npos) throw Error(what);
         throw ContextFull{};
+      }
       if (e->code == wire::ErrorCode::unknown_session) throw CloudLost{std::move(what)};  // e.g. a restarted cloud
       throw Error(what);
     }

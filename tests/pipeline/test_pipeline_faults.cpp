@@ -12,6 +12,7 @@
 #include "pipeline_fixture.hpp"
 #include "picospec/lm_adapters.hpp"
 #include "picospec/sampling.hpp"
+#include "chi_square.hpp"
 #include "reference_decoder.hpp"
 #ifdef PICOSPEC_TEST_HAVE_ZMQ
 #include "picospec/zmq/zmq_transport.hpp"
@@ -188,6 +189,39 @@ TEST_CASE("cloud lost: the default raises, and a silent cloud is noticed within 
   }
 }
 
+TEST_CASE("edge_only after a loss samples the drafter's distribution, not the target's", "[pipeline][faults][stat]") {
+  // A closed transport: the cloud is lost at the first send, so every token is the drafter's. The first token over
+  // 4000 seeds (T = 1) is checked against q (the draft model's distribution after the prompt) by Pearson chi-square
+  // at upper tail 1e-6, and must fail against p (the target's), so the test can tell the two apart.
+  const auto pair = test::small_pair(0.6, 128);
+  loopback::LoopbackHub hub;
+  auto end = hub.connect();
+  end->close();
+  EdgeSession edge(synthetic::make_drafter(pair), std::move(end));
+  const long n = 4000;
+  std::vector<long> counts(pair.profile.vocab_size, 0);
+  for (long seed = 0; seed < n; ++seed) {
+    GenerateParams gp;
+    gp.seed = static_cast<std::uint64_t>(seed);
+    gp.max_tokens = 1;
+    gp.on_cloud_loss = CloudLoss::edge_only;
+    const auto r = edge.generate(test::test_prompt(), gp);
+    REQUIRE(r.tokens.size() == 1);
+    REQUIRE(r.edge_only_tokens == 1);
+    ++counts[static_cast<std::size_t>(r.tokens[0])];
+  }
+  std::vector<float> lq(pair.profile.vocab_size), lp(pair.profile.vocab_size), q, p;
+  synthetic::make_draft_lm(pair)->logits_for(test::test_prompt(), lq);
+  synthetic::make_target_lm(pair)->logits_for(test::test_prompt(), lp);
+  logits_to_probs(lq, SamplingParams{}, q);
+  logits_to_probs(lp, SamplingParams{}, p);
+  const auto vs_q = test::chi_square(q, counts, n);
+  const auto vs_p = test::chi_square(p, counts, n);
+  INFO("chi2 vs q " << vs_q.chi2 << " (crit " << vs_q.crit << "), vs p " << vs_p.chi2 << " (crit " << vs_p.crit << ")");
+  REQUIRE(vs_q.pass());
+  REQUIRE_FALSE(vs_p.pass());
+}
+
 TEST_CASE("a server restart is resumed from the committed tokens (loopback)", "[pipeline][faults]") {
   const auto pair = test::small_pair(0.7, 128, 1.0);
   const std::uint32_t n = 300;
@@ -298,6 +332,9 @@ TEST_CASE("the target's context length ends the generation with finish length, n
     // The session stays usable.
     REQUIRE(edge.generate(test::test_prompt(), greedy(mode, 5)).tokens ==
             std::vector<Token>(ref.begin(), ref.begin() + 5));
+    // A prompt longer than the target's context is an error, not a `length` stop with nothing.
+    std::vector<Token> long_prompt(ctx + 1, 7);
+    REQUIRE_THROWS_WITH(edge.generate(long_prompt, greedy(mode, 5)), Catch::Contains("context length"));
   }
   server.stop();
 }
