@@ -23,7 +23,15 @@ using detail::ms_between;
 
 struct IoFailure {
   std::string message;
+  bool lost = true;  // the connection is gone (false: the cloud sent something undecodable)
 };
+// Thrown inside a Run when the cloud is lost (GenerateParams::on_cloud_loss decides what follows); `message` is the
+// complete error text.
+struct CloudLost {
+  std::string message;
+};
+// Thrown inside a Run when the cloud reports that the target's context is full: finish reason `length`.
+struct ContextFull {};
 using Event = std::variant<wire::Message, IoFailure>;
 
 // " (connection refused ...)" when the transport can tell why nothing arrives (Transport::problem), else "".
@@ -62,6 +70,9 @@ std::string_view to_string(FinishReason r) noexcept {
     case FinishReason::max_tokens: return "max_tokens";
     case FinishReason::eos: return "eos";
     case FinishReason::cancelled: return "cancelled";
+    case FinishReason::length: return "length";
+    case FinishReason::cloud_lost: return "cloud_lost";
+    case FinishReason::error: return "error";
   }
   return "?";
 }
@@ -85,12 +96,13 @@ struct EdgeSession::Io {
   Io(const Io&) = delete;
   Io& operator=(const Io&) = delete;
 
-  void fail(std::string why) {
+  void fail(std::string why, bool lost = true) {
     {
       std::lock_guard lk(failure_mu);
       failure = why;
+      failure_lost = lost;
     }
-    (void)queue.push(IoFailure{std::move(why)});
+    (void)queue.push(IoFailure{std::move(why), lost});
     queue.close();
   }
   void loop() {
@@ -109,7 +121,7 @@ struct EdgeSession::Io {
       if (r.status != RecvStatus::ok) continue;
       auto d = wire::try_decode(r.frame, limits);
       if (!d.ok()) {
-        fail("malformed frame from the cloud: " + d.reason);
+        fail("malformed frame from the cloud: " + d.reason, false);
         return;
       }
       if (!queue.push(std::move(*d.message))) return;  // closed by ~Io
@@ -121,7 +133,7 @@ struct EdgeSession::Io {
     auto ev = queue.pop_for(timeout, stop);
     if (!ev && queue.closed()) {
       std::lock_guard lk(failure_mu);
-      if (!failure.empty()) return Event{IoFailure{failure}};
+      if (!failure.empty()) return Event{IoFailure{failure, failure_lost}};
     }
     return ev;
   }
@@ -131,6 +143,7 @@ struct EdgeSession::Io {
   detail::BoundedQueue<Event> queue;
   std::mutex failure_mu;
   std::string failure;  // set once, when the thread ends on a failure
+  bool failure_lost = true;
   std::thread thread;
 };
 
@@ -169,6 +182,16 @@ struct EdgeSession::Run {
   std::uint32_t inflight_drafts = 0;  // chunks in flight that hold draft tokens
   bool done = false;
   FinishReason finish = FinishReason::max_tokens;
+  // New tokens this generation may commit: max_tokens, or less when the draft model's context is shorter.
+  std::uint32_t limit = 0;
+  // Cloud loss (GenerateParams::on_cloud_loss, resume_attempts).
+  bool lost = false;
+  bool welcomed = false;  // a Welcome arrived in this generation (resumes need one)
+  std::uint32_t resumes = 0;
+  std::size_t edge_only_tokens = 0;
+  std::string loss_message;
+  TransportStats stats_before;  // of the current transport (a resume replaces it)
+  TransportStats stats_done;    // what replaced transports carried
   bool awaiting_more = false;
   std::size_t rej_position = 0;
   std::vector<std::vector<float>> row_pool;
@@ -266,7 +289,7 @@ struct EdgeSession::Run {
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
     if (std::holds_alternative<wire::Hello>(body) && gp.block_verify) h.flags = wire::kHelloFlagBlockVerify;
     if (!es.transport_->send(wire::encode(h, std::move(body))))
-      throw Error("EdgeSession: transport closed" + transport_problem());
+      throw CloudLost{"EdgeSession: transport closed" + transport_problem()};
   }
 
   // ------------------------------------------------------------------------------------------- commit
@@ -281,9 +304,9 @@ struct EdgeSession::Run {
     if (gp.stop_at_eos && eos != kNoToken && t == eos) {
       done = true;
       finish = FinishReason::eos;
-    } else if (committed.size() >= gp.max_tokens) {
+    } else if (committed.size() >= limit) {
       done = true;
-      finish = FinishReason::max_tokens;
+      finish = limit < gp.max_tokens ? FinishReason::length : FinishReason::max_tokens;
     }
   }
 
@@ -308,7 +331,7 @@ struct EdgeSession::Run {
 
   // ------------------------------------------------------------------------------------------- drafting
   [[nodiscard]] bool draft_blocked() const {
-    if (committed.size() + spec.size() >= gp.max_tokens) return true;
+    if (committed.size() + spec.size() >= limit) return true;
     if (gp.stop_at_eos && eos != kNoToken && !spec.empty() && spec.back().token == eos) return true;
     return false;
   }
@@ -374,7 +397,7 @@ struct EdgeSession::Run {
         BranchLine l;
         l.pos = pos;
         l.epoch = epoch + 1;
-        l.limit = committed_at >= gp.max_tokens ? 0 : std::min<std::size_t>(len, gp.max_tokens - committed_at);
+        l.limit = committed_at >= limit ? 0 : std::min<std::size_t>(len, limit - committed_at);
         l.toks = {h};
         l.closed = l.limit == 0 || (gp.stop_at_eos && eos != kNoToken && h == eos);
         lines.push_back(std::move(l));
@@ -674,15 +697,29 @@ struct EdgeSession::Run {
     if (t.done) {
       done = true;
       finish = (eos != kNoToken && !committed.empty() && committed.back() == eos) ? FinishReason::eos
+               : committed.size() < gp.max_tokens                                  ? FinishReason::length
                                                                                   : FinishReason::max_tokens;
     }
   }
 
   void handle(Event&& ev) {
-    if (auto* f = std::get_if<IoFailure>(&ev)) throw Error("EdgeSession: " + f->message);
+    if (auto* f = std::get_if<IoFailure>(&ev)) {
+      if (f->lost) throw CloudLost{"EdgeSession: " + f->message};
+      throw Error("EdgeSession: " + f->message);
+    }
     auto& msg = std::get<wire::Message>(ev);
-    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
-      throw Error("EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message);
+    if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body)) {
+      std::string what = "EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message;
+      // The target's context is full (its own limit, or a verifier that ran out of context): a `length` stop --
+      // unless the prompt itself did not fit (the first Prefill, refused by Verifier::begin): an error.
+      if (e->message.find("context length") != std::string::npos ||
+          (e->code == wire::ErrorCode::too_large && e->message.find("context") != std::string::npos)) {
+        if (resumes == 0 && e->message.find("::begin") != std::string::npos) throw Error(what);
+        throw ContextFull{};
+      }
+      if (e->code == wire::ErrorCode::unknown_session) throw CloudLost{std::move(what)};  // e.g. a restarted cloud
+      throw Error(what);
+    }
     if (auto* v = std::get_if<wire::Verdict>(&msg.body)) {
       if (plan.mode == PipelineMode::cloud_ar) protocol_error("Verdict in cloud-ar mode");
       on_verdict(msg.header, *v);
@@ -694,7 +731,7 @@ struct EdgeSession::Run {
       return;
     }
     if (std::holds_alternative<wire::Bye>(msg.body) || std::holds_alternative<wire::Cancel>(msg.body))
-      throw Error("EdgeSession: the cloud ended the session");
+      throw CloudLost{"EdgeSession: the cloud ended the session"};
     protocol_error("unexpected " + std::string(wire::to_string(msg.type())));
   }
 
@@ -705,8 +742,8 @@ struct EdgeSession::Run {
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return;
-      throw Error("EdgeSession: no answer from the cloud within " +
-                  std::to_string(es.options_.response_timeout.count()) + " ms");
+      throw CloudLost{"EdgeSession: no answer from the cloud within " +
+                      std::to_string(es.options_.response_timeout.count()) + " ms" + transport_problem()};
     }
     handle(std::move(*ev));
   }
@@ -724,16 +761,19 @@ struct EdgeSession::Run {
     hello.candidates_m = gp.candidates_m;
     hello.seed = gp.seed;
     hello.gamma = gp.gamma;
-    hello.max_new_tokens = gp.max_tokens;
+    hello.max_new_tokens = limit - static_cast<std::uint32_t>(committed.size());  // a resume asks for the rest
     const auto t0 = Clock::now();
     send(std::move(hello));
     auto ev = next_event(es.options_.response_timeout);
     idle_ms += ms_between(t0, Clock::now());
     if (!ev) {
       if (cancelled.load()) return false;
-      throw Error("EdgeSession: no Welcome from the cloud" + transport_problem());
+      throw CloudLost{"EdgeSession: no Welcome from the cloud" + transport_problem()};
     }
-    if (auto* f = std::get_if<IoFailure>(&*ev)) throw Error("EdgeSession: " + f->message);
+    if (auto* f = std::get_if<IoFailure>(&*ev)) {
+      if (f->lost) throw CloudLost{"EdgeSession: " + f->message};
+      throw Error("EdgeSession: " + f->message);
+    }
     auto& msg = std::get<wire::Message>(*ev);
     if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body))
       throw Error("EdgeSession: cloud refused the session (" + std::string(wire::to_string(e->code)) +
@@ -743,13 +783,26 @@ struct EdgeSession::Run {
     if (w->target.vocab_size != vocab) throw Error("EdgeSession: the cloud's vocabulary differs");
     if (msg.header.session_id == 0) protocol_error("Welcome without a session id");
     session_id = msg.header.session_id;
+    welcomed = true;
     rtt_est_ms = ms_between(t0, Clock::now());
     return true;
   }
 
   void run_edge_only() {
     es.drafter_->begin(prompt);
+    edge_only_loop(0);
+  }
+
+  // Draws and commits tokens from the drafter alone (its distribution under gp.sampling), keyed by
+  // (draft_sample, position, key_epoch), until done or cancelled; the drafter holds prompt + committed.
+  void edge_only_loop(std::uint32_t key_epoch) {
+    const std::uint32_t ctx = es.drafter_->info().context_length;
     while (!done && !cancelled.load()) {
+      if (ctx != 0 && es.drafter_->length() >= ctx) {  // no room for the next token (only after a cloud-ar loss)
+        done = true;
+        finish = FinishReason::length;
+        break;
+      }
       const auto t0 = Clock::now();
       const std::size_t pos = es.drafter_->length();
       const auto logits = es.drafter_->next_logits();
@@ -759,7 +812,7 @@ struct EdgeSession::Run {
       } else {
         std::vector<float> row = take_row();
         logits_to_probs(logits, gp.sampling, row, ws);
-        t = sample_from(row, uniform(gp.seed, Purpose::draft_sample, pos, 0));
+        t = sample_from(row, uniform(gp.seed, Purpose::draft_sample, pos, key_epoch));
         give_row(std::move(row));
       }
       es.drafter_->append(t);
@@ -780,13 +833,124 @@ struct EdgeSession::Run {
     }
   }
 
+  // Runs the cloud generation; on a loss, resumes (GenerateParams::resume_attempts) or applies on_cloud_loss.
   void run_cloud() {
-    try {
-      run_cloud_inner();
-    } catch (...) {
-      if (session_id != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
-      throw;
+    std::uint32_t attempts_left = es.options_.reconnect ? gp.resume_attempts : 0;
+    for (;;) {
+      try {
+        run_cloud_inner();
+        return;
+      } catch (const ContextFull&) {
+        if (session_id != 0) send_bye();
+        drop_spec();
+        done = true;
+        finish = FinishReason::length;
+        m.stale_dropped += foreign_dropped;
+        return;
+      } catch (const CloudLost& l) {
+        if (session_id != 0) send_bye();  // in case the cloud is still there (silent, not gone)
+        if (done) {  // nothing was left to do
+          m.stale_dropped += foreign_dropped;
+          return;
+        }
+        lost = true;
+        loss_message = l.message;
+        m.stale_dropped += foreign_dropped;
+        foreign_dropped = 0;
+        bool resumed = false;
+        // Resume only a session the cloud once accepted (a cloud never reached is not retried: no waiting twice).
+        while (welcomed && attempts_left > 0 && !resumed && !cancelled.load()) {  // a failed factory call is one attempt
+          --attempts_left;
+          if (backoff_interrupted()) break;
+          resumed = reconnect();
+        }
+        if (!resumed) break;
+        ++resumes;
+      } catch (...) {
+        if (session_id != 0) send_bye();  // let the cloud free the session (and stop a cloud-ar loop)
+        throw;
+      }
     }
+    // The cloud is lost for good.
+    reset_session_state();
+    if (cancelled.load()) return;
+    switch (gp.on_cloud_loss) {
+      case CloudLoss::raise:
+        throw Error(loss_message);
+      case CloudLoss::stop:
+        done = true;
+        finish = FinishReason::cloud_lost;
+        return;
+      case CloudLoss::edge_only: {
+        const std::uint32_t ctx = es.drafter_->info().context_length;
+        if (ctx != 0 && pf_length() > ctx) {  // cloud-ar went past the draft model's context
+          done = true;
+          finish = FinishReason::length;
+          return;
+        }
+        es.drafter_->begin(context_now());
+        const std::size_t before = committed.size();
+        // Keys of an epoch the lost session never reached, so no draw repeats one made for a draft sent up.
+        edge_only_loop(epoch + 1);
+        edge_only_tokens = committed.size() - before;
+        return;
+      }
+    }
+  }
+
+  // Sleeps EdgeOptions::resume_backoff in short steps; true when cancel() came meanwhile.
+  bool backoff_interrupted() {
+    const auto until = Clock::now() + es.options_.resume_backoff;
+    while (Clock::now() < until) {
+      if (cancelled.load()) return true;
+      std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(10)));
+    }
+    return cancelled.load();
+  }
+
+  // Forgets the lost session: speculative tokens, chunks in flight, branches, the receive order and the ids.
+  void reset_session_state() {
+    drop_spec();
+    clear_lines();
+    awaiting_more = false;
+    chunk_closed = false;
+    released.clear();
+    order = detail::SeqOrder<wire::Message>{};
+    hello_answered = false;
+    session_id = 0;
+    epoch = 0;
+    seq = 0;
+  }
+
+  // Replaces the transport with a fresh one from EdgeOptions::reconnect (the old one is closed and its I/O thread
+  // joined first). False (loss_message updated) when the factory throws or returns null.
+  bool reconnect() {
+    reset_session_state();
+    std::unique_ptr<Io> old;
+    {
+      std::lock_guard lk(es.run_mu_);  // cancel() reads io_ under it
+      old = std::move(es.io_);
+    }
+    old.reset();  // closes the old transport, joins its thread
+    const TransportStats s = es.transport_->stats();
+    stats_done.bytes_sent += s.bytes_sent - stats_before.bytes_sent;
+    stats_done.bytes_received += s.bytes_received - stats_before.bytes_received;
+    stats_done.frames_sent += s.frames_sent - stats_before.frames_sent;
+    stats_done.frames_received += s.frames_received - stats_before.frames_received;
+    stats_before = TransportStats{};
+    std::unique_ptr<Transport> fresh;
+    try {
+      fresh = es.options_.reconnect();
+    } catch (const std::exception& e) {
+      loss_message += "; reconnect failed: " + std::string(e.what());
+      return false;
+    }
+    if (!fresh) {
+      loss_message += "; reconnect gave no transport";
+      return false;
+    }
+    es.transport_ = std::move(fresh);
+    return true;
   }
 
   void run_cloud_inner() {
@@ -803,12 +967,12 @@ struct EdgeSession::Run {
       return;
     }
     wire::Prefill pf;
-    pf.tokens = prompt;
+    pf.tokens = context_now();  // a resume re-prefills what it has
     send(std::move(pf));
     if (plan.uses_drafter) {
       const auto t0 = Clock::now();
-      es.drafter_->begin(prompt);
-      m.draft_ms += ms_between(t0, Clock::now());
+      es.drafter_->begin(context_now());  // a resume starts from prompt + committed
+        m.draft_ms += ms_between(t0, Clock::now());
       detail::PolicyConfig cfg;
       cfg.sampling = gp.sampling;
       cfg.seed = gp.seed;
@@ -851,6 +1015,13 @@ struct EdgeSession::Run {
     m.stale_dropped += foreign_dropped;
   }
 
+  [[nodiscard]] std::size_t pf_length() const noexcept { return prompt.size() + committed.size(); }
+  [[nodiscard]] std::vector<Token> context_now() const {
+    std::vector<Token> ctx(prompt);
+    ctx.insert(ctx.end(), committed.begin(), committed.end());
+    return ctx;
+  }
+
   GenerateResult execute() {
     if (gp.max_tokens == 0) throw Error("generate: max_tokens must be >= 1");
     if (gp.gamma == 0 || gp.gamma > 4096) throw Error("generate: gamma must be in [1, 4096]");
@@ -869,6 +1040,14 @@ struct EdgeSession::Run {
     vocab = es.drafter_->info().vocab_size;
     eos = es.drafter_->info().eos;
     if (plan.uses_cloud && !es.transport_) throw Error("generate: this mode needs a transport");
+    // The draft model's context bounds what the edge can draft (and, edge-only, generate): a `length` stop there.
+    limit = gp.max_tokens;
+    if (const std::uint32_t ctx = es.drafter_->info().context_length; ctx != 0 && plan.uses_drafter) {
+      if (prompt.size() >= ctx)
+        throw Error("generate: the prompt of " + std::to_string(prompt.size()) +
+                    " tokens leaves no room in the draft model's context of " + std::to_string(ctx));
+      limit = static_cast<std::uint32_t>(std::min<std::size_t>(limit, ctx - prompt.size()));
+    }
 
     m.mode = std::string(to_string(plan.mode));
     m.rejection = plan.speculative ? std::string(to_string(plan.rejection)) : "none";
@@ -879,7 +1058,7 @@ struct EdgeSession::Run {
     m.gamma = plan.speculative ? gp.gamma : 0;
     m.depth = plan.pipelined ? gp.depth : 0;
 
-    const TransportStats before = es.transport_ ? es.transport_->stats() : TransportStats{};
+    stats_before = es.transport_ ? es.transport_->stats() : TransportStats{};
     t_start = Clock::now();
     if (plan.uses_cloud)
       run_cloud();
@@ -890,10 +1069,10 @@ struct EdgeSession::Run {
     const auto t_end = Clock::now();
 
     const TransportStats after = es.transport_ ? es.transport_->stats() : TransportStats{};
-    m.bytes_up = after.bytes_sent - before.bytes_sent;
-    m.bytes_down = after.bytes_received - before.bytes_received;
-    m.frames_up = after.frames_sent - before.frames_sent;
-    m.frames_down = after.frames_received - before.frames_received;
+    m.bytes_up = stats_done.bytes_sent + after.bytes_sent - stats_before.bytes_sent;
+    m.bytes_down = stats_done.bytes_received + after.bytes_received - stats_before.bytes_received;
+    m.frames_up = stats_done.frames_sent + after.frames_sent - stats_before.frames_sent;
+    m.frames_down = stats_done.frames_received + after.frames_received - stats_before.frames_received;
     m.tokens = committed.size();
     m.wall_ms = ms_between(t_start, t_end);
     m.ttft_ms = have_first ? ms_between(t_start, t_first) : -1.0;
@@ -902,6 +1081,10 @@ struct EdgeSession::Run {
     GenerateResult res;
     res.tokens = std::move(committed);
     res.finish = finish;
+    res.cloud_lost = lost;
+    res.resumes = resumes;
+    res.edge_only_tokens = edge_only_tokens;
+    res.error = std::move(loss_message);
     res.metrics = std::move(m);
     return res;
   }

@@ -2,12 +2,18 @@
 // until SIGINT/SIGTERM.
 //
 //   picospec-server -m target.gguf [--bind tcp://0.0.0.0:5555] [--workers N] [-t N] [--max-sessions N]
-//                   [--curve-secret KEY] [--curve-keygen]        (picospec-server --help lists them)
+//                   [--curve-secret-file FILE] [--allowed-clients FILE] [--curve-keygen]   (--help lists them)
 //
-// Each session gets its own KV cache (LmVerifier over LlamaModel); weights are shared. With --curve-secret the
-// socket requires CURVE: edges must know the matching public key (--curve-keygen prints a fresh pair).
+// Each session gets its own KV cache (LmVerifier over LlamaModel); weights are shared. With a CURVE secret
+// (--curve-secret-file FILE, or the PICOSPEC_CURVE_SECRET environment variable; never on the command line, where
+// every user could read it) the socket requires CURVE: edges must know the matching public key (--curve-keygen
+// prints a fresh pair). --allowed-clients FILE admits only the client public keys listed there (refusals are
+// logged with the client's key). SIGINT/SIGTERM while the model loads exit at once with a message.
 // Threads: each session's model runs its own pool of --threads threads; at most --workers sessions compute at
 // once, so the default --threads is max(1, cores / workers) and the busy threads stay near the core count.
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -16,6 +22,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "common/keys.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/lm_adapters.hpp"
@@ -32,9 +39,18 @@ struct Options {
   std::size_t workers = 1;
   std::size_t threads = 0;  // 0: max(1, cores / workers)
   std::size_t max_sessions = 64;
-  std::string curve_secret;
+  std::string curve_secret_argv;  // the removed --curve-secret: refused with a pointer to the alternatives
+  std::string curve_secret_file;
+  std::string allowed_clients;
   bool keygen = false;
 };
+
+// SIGINT/SIGTERM while the model loads (the stop signals are blocked only once the server starts): a message, exit.
+extern "C" void stop_while_loading(int sig) {
+  static const char msg[] = "picospec-server: interrupted while loading the model\n";
+  (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  ::_exit(128 + sig);
+}
 
 /// Default threads per session model: the cores split between the workers that can verify at once.
 std::size_t default_threads(std::size_t workers) {
@@ -60,9 +76,18 @@ int main(int argc, char** argv) {
                             std::to_string(examples::hardware_threads()) + " cores)");
   app.add_option("--max-sessions", o.max_sessions, "sessions open at once; more are refused (busy)")
       ->check(examples::range(std::size_t{1}, std::size_t{100000}));
-  app.add_option("--curve-secret", o.curve_secret, "CURVE secret key (Z85): require encrypted, authenticated edges");
+  app.add_option("--curve-secret-file", o.curve_secret_file,
+                 "file with the CURVE secret key (a 'secret KEY' line as --curve-keygen prints, or the key alone): "
+                 "require encrypted, authenticated edges; or set PICOSPEC_CURVE_SECRET");
+  app.add_option("--allowed-clients", o.allowed_clients,
+                 "file of client CURVE public keys, one per line ('#' comments): admit only these edges");
+  app.add_option("--curve-secret", o.curve_secret_argv)
+      ->group("");  // removed (hidden, refused below): a secret on the command line is readable by every user
   app.add_flag("--curve-keygen", o.keygen, "print a fresh CURVE key pair (public, secret) and exit");
   return cli.run(argc, argv, [&]() -> int {
+    if (!o.curve_secret_argv.empty())
+      throw UsageError("--curve-secret is removed: a secret on the command line is visible to every user (ps, "
+                       "/proc); use --curve-secret-file FILE or the PICOSPEC_CURVE_SECRET environment variable");
     if (!o.keygen && o.model.empty()) throw UsageError("-m target.gguf is required");
     if (o.threads == 0) o.threads = default_threads(o.workers);
     if (o.keygen) {
@@ -71,21 +96,48 @@ int main(int argc, char** argv) {
       std::printf("public %s\nsecret %s\n", kp.public_key.c_str(), kp.secret_key.c_str());
       return 0;
     }
-    // Block the stop signals before any thread starts, so only sigwait() below receives them.
+    // The CURVE secret: a file or the environment, never argv.
+    std::string curve_secret;
+    if (!o.curve_secret_file.empty())
+      curve_secret = examples::read_secret_file(o.curve_secret_file);
+    else if (auto env = examples::secret_from_env("PICOSPEC_CURVE_SECRET"))
+      curve_secret = *env;
+    std::vector<std::string> allowed;
+    if (!o.allowed_clients.empty()) {
+      if (curve_secret.empty())
+        throw examples::UsageError("--allowed-clients needs CURVE: --curve-secret-file FILE or PICOSPEC_CURVE_SECRET");
+      allowed = examples::read_allowed_clients(o.allowed_clients);
+    }
+    if (!curve_secret.empty() && !zmq::curve_available()) throw Error("this libzmq has no CURVE support");
+    // A FIFO or device as the model would block the load (open() waits for a writer): refuse it up front.
+    struct stat st {};
+    if (::stat(o.model.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) throw Error(o.model + ": not a regular file");
+
+    // Loading may be slow: the stop signals end it at once (with a message) instead of waiting for sigwait().
+    std::signal(SIGINT, stop_while_loading);
+    std::signal(SIGTERM, stop_while_loading);
+    examples::Progress progress("loading " + o.model);
+    const auto weights = llama::LlamaWeights::load(o.model);
+    progress.done();
+    // Block the stop signals before any server thread starts, so only sigwait() below receives them.
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
 
-    examples::Progress progress("loading " + o.model);
-    const auto weights = llama::LlamaWeights::load(o.model);
-    progress.done();
     zmq::ZmqOptions zo;
     zo.max_message_bytes = std::size_t{64} << 20;  // vanilla mode uploads dense draft distributions
-    if (!o.curve_secret.empty()) {
+    if (!curve_secret.empty()) {
       zo.curve.enabled = true;
-      zo.curve.server_secret_key = o.curve_secret;
+      zo.curve.server_secret_key = curve_secret;
+      zo.curve.allowed_clients = allowed;
+      zo.log = [](const std::string& line) {
+        std::fprintf(stderr, "picospec-server: %s\n", line.c_str());
+        std::fflush(stderr);
+      };
     }
     auto transport = std::make_unique<zmq::ZmqServerTransport>(o.bind, zo);
     const std::string endpoint = transport->endpoint();
@@ -100,7 +152,9 @@ int main(int argc, char** argv) {
         std::move(transport), co);
     server.start();
     std::printf("picospec-server: serving %s on %s%s (%zu workers x %zu threads; Ctrl-C to stop)\n", o.model.c_str(),
-                endpoint.c_str(), o.curve_secret.empty() ? "" : " with CURVE", o.workers, o.threads);
+                endpoint.c_str(),
+                curve_secret.empty() ? "" : (allowed.empty() ? " with CURVE" : " with CURVE and a client allow-list"),
+                o.workers, o.threads);
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop_signals, &sig);

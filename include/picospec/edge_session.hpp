@@ -10,7 +10,8 @@
 // that talks to a cloud starts the session's I/O thread, which blocks in the transport's recv, decodes frames
 // into a bounded event queue and lives until the session is destroyed (the destructor closes the transport,
 // which wakes it, and joins it). Errors on either thread (transport closed, cloud Error frame, timeout, bad
-// frames, drafter exceptions) surface as exceptions from generate(), never std::terminate.
+// frames, drafter exceptions) surface as exceptions from generate(), never std::terminate -- except the loss of
+// the cloud, which GenerateParams::on_cloud_loss may turn into a result (see CloudLoss).
 //
 // Thread-safety: generate() must not be called concurrently on one session (a second concurrent call throws).
 // cancel() may be called from any thread (including the token callback) and makes the running generate()
@@ -48,6 +49,18 @@ enum class BranchSchedule : std::uint8_t {
   fused,  ///< also with every main-line draft: one batched evaluation for the main token and all branches
 };
 
+/// What generate() does when the cloud is lost mid-generation: the transport closes (server stopped or killed,
+/// connection dropped, ZeroMQ heartbeats lost), the cloud is silent for EdgeOptions::response_timeout while an
+/// answer is due, or it ends the session itself (Bye, unknown session). Every committed token is kept in every case
+/// (and was already streamed to the callback). Resume attempts (GenerateParams::resume_attempts) come first.
+enum class CloudLoss : std::uint8_t {
+  raise,      ///< throw picospec::Error (the committed tokens were streamed to the callback only)
+  stop,       ///< return what was committed: finish = cloud_lost, GenerateResult::error says why
+  edge_only,  ///< finish with the drafter alone: the tokens after the loss are sampled from the drafter's own
+              ///< distribution (under `sampling`; greedy: its argmax), no longer the target's; finish is how that
+              ///< ended (max_tokens, eos, length, cancelled), GenerateResult::cloud_lost and error say what happened
+};
+
 /// Per-generation parameters.
 struct GenerateParams {
   PipelineMode mode = PipelineMode::picospec;
@@ -81,14 +94,30 @@ struct GenerateParams {
   /// vanilla, and sparse_draft): the cloud verifies each chunk jointly, accepting more drafts in expectation;
   /// exact, but the tokens differ from token-level verification for the same seed. Ignored in other modes.
   bool block_verify = false;
+  /// What to do when the cloud is lost (see CloudLoss); the default throws, as every other failure does.
+  CloudLoss on_cloud_loss = CloudLoss::raise;
+  /// Before on_cloud_loss applies: up to this many reconnects through EdgeOptions::reconnect (ignored without
+  /// it, and when no cloud ever answered this generation's Hello: an unreachable cloud is not waited for twice), each followed by a new session (Hello, then Prefill of the prompt and every committed token) that
+  /// continues where the lost one stopped: no committed token is lost or repeated, greedy output stays the
+  /// target's token for token, sampled output stays exactly the target's distribution (the new session's random
+  /// draws restart at epoch 0, so the tokens differ from an uninterrupted run with the same seed). Each attempt
+  /// waits at most EdgeOptions::response_timeout for the Welcome, after EdgeOptions::resume_backoff.
+  std::uint32_t resume_attempts = 0;
 };
 
-enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled };
+/// How a generation ended. `length`: the model's context is full (the draft model's, known before the start, or
+/// the target's, reported by the cloud); `cloud_lost`: CloudLoss::stop returned after the cloud was lost;
+/// `error`: not produced by generate() (which throws), used by programs that report a failed generation.
+enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled, length, cloud_lost, error };
 [[nodiscard]] std::string_view to_string(FinishReason r) noexcept;
 
 struct GenerateResult {
   std::vector<Token> tokens;  ///< committed new tokens (EOS included when it ended the generation)
   FinishReason finish = FinishReason::max_tokens;
+  bool cloud_lost = false;    ///< the cloud was lost at least once (resumed, stopped or finished edge-only)
+  std::uint32_t resumes = 0;  ///< sessions resumed after a loss (GenerateParams::resume_attempts)
+  std::size_t edge_only_tokens = 0;  ///< trailing tokens drawn by the drafter alone after a loss (CloudLoss::edge_only)
+  std::string error;          ///< why the cloud was lost (the last loss), empty when it never was
   Metrics metrics;
 };
 
@@ -100,6 +129,10 @@ struct EdgeOptions {
   std::string label_backend;                          ///< copied into Metrics::backend
   std::string label_profile;                          ///< copied into Metrics::profile
   std::string label_link;                             ///< copied into Metrics::link (default: transport describe())
+  /// Makes a fresh transport to the cloud for a resume after a loss (GenerateParams::resume_attempts); the old
+  /// one is closed and destroyed first. May throw (the attempt fails). Empty: no resume.
+  std::function<std::unique_ptr<Transport>()> reconnect;
+  std::chrono::milliseconds resume_backoff{200};      ///< wait before each resume attempt
 };
 
 class EdgeSession {
@@ -122,7 +155,7 @@ class EdgeSession {
   void cancel() noexcept;
 
   [[nodiscard]] Drafter& drafter() noexcept { return *drafter_; }
-  /// The transport (null if none was given).
+  /// The transport (null if none was given; replaced by a resume, see EdgeOptions::reconnect).
   [[nodiscard]] Transport* transport() noexcept { return transport_.get(); }
 
  private:
