@@ -2,7 +2,8 @@
 // until SIGINT/SIGTERM.
 //
 //   picospec-server -m target.gguf [--bind tcp://0.0.0.0:5555] [--workers N] [-t N] [--max-sessions N]
-//                   [--curve-secret-file FILE] [--allowed-clients FILE] [--curve-keygen]   (--help lists them)
+//                   [--curve-secret-file FILE] [--allowed-clients FILE] [--curve-keygen]
+//                   [--max-batch N] [--metrics-port PORT [--metrics-host ADDR]]   (--help lists them)
 //
 // Each session gets its own KV cache (LmVerifier over LlamaModel); weights are shared. With a CURVE secret
 // (--curve-secret-file FILE, or the PICOSPEC_CURVE_SECRET environment variable; never on the command line, where
@@ -11,6 +12,9 @@
 // logged with the client's key). SIGINT/SIGTERM while the model loads exit at once with a message.
 // Threads: each session's model runs its own pool of --threads threads; at most --workers sessions compute at
 // once, so the default --threads is max(1, cores / workers) and the busy threads stay near the core count.
+// The chunks of up to --max-batch sessions that are ready together are verified in one batched forward.
+// --metrics-port PORT serves the server's counters over HTTP on 127.0.0.1 (--metrics-host to change it):
+// GET /metrics (Prometheus text exposition), GET /metrics.json.
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +27,7 @@
 
 #include "common/cli.hpp"
 #include "common/keys.hpp"
+#include "common/metrics_http.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/lm_adapters.hpp"
@@ -39,6 +44,9 @@ struct Options {
   std::size_t workers = 1;
   std::size_t threads = 0;  // 0: max(1, cores / workers)
   std::size_t max_sessions = 64;
+  std::size_t max_batch = 32;
+  int metrics_port = -1;  // -1: no metrics endpoint
+  std::string metrics_host = "127.0.0.1";
   std::string curve_secret_argv;  // the removed --curve-secret: refused with a pointer to the alternatives
   std::string curve_secret_file;
   std::string allowed_clients;
@@ -76,6 +84,13 @@ int main(int argc, char** argv) {
                             std::to_string(examples::hardware_threads()) + " cores)");
   app.add_option("--max-sessions", o.max_sessions, "sessions open at once; more are refused (busy)")
       ->check(examples::range(std::size_t{1}, std::size_t{100000}));
+  app.add_option("--max-batch", o.max_batch, "sessions' chunks verified together in one batched forward (1 = one at a time)")
+      ->check(examples::range(std::size_t{1}, std::size_t{1024}));
+  app.add_option("--metrics-port", o.metrics_port,
+                 "serve GET /metrics (Prometheus text) and /metrics.json on this TCP port (0 = ephemeral, printed)")
+      ->check(examples::range(0, 65535));
+  app.add_option("--metrics-host", o.metrics_host, "IPv4 address the metrics endpoint listens on")
+      ->capture_default_str();
   app.add_option("--curve-secret-file", o.curve_secret_file,
                  "file with the CURVE secret key (a 'secret KEY' line as --curve-keygen prints, or the key alone): "
                  "require encrypted, authenticated edges; or set PICOSPEC_CURVE_SECRET");
@@ -144,6 +159,7 @@ int main(int argc, char** argv) {
     CloudOptions co;
     co.workers = o.workers;
     co.max_sessions = o.max_sessions;
+    co.max_batch = o.max_batch;
     const std::size_t threads = o.threads;
     CloudServer server(
         [weights, threads] {
@@ -151,6 +167,16 @@ int main(int argc, char** argv) {
         },
         std::move(transport), co);
     server.start();
+    std::unique_ptr<examples::MetricsHttp> metrics;
+    if (o.metrics_port >= 0) {
+      metrics = std::make_unique<examples::MetricsHttp>(
+          o.metrics_host, o.metrics_port, [&server](const std::string& path) -> std::pair<std::string, std::string> {
+            const CloudStats cs = server.stats();
+            if (path == "/metrics.json") return {"application/json", to_json(cs) + "\n"};
+            return {"text/plain; version=0.0.4", to_prometheus(cs)};
+          });
+      std::printf("picospec-server: metrics on http://%s:%d/metrics\n", o.metrics_host.c_str(), metrics->port());
+    }
     std::printf("picospec-server: serving %s on %s%s (%zu workers x %zu threads; Ctrl-C to stop)\n", o.model.c_str(),
                 endpoint.c_str(),
                 curve_secret.empty() ? "" : (allowed.empty() ? " with CURVE" : " with CURVE and a client allow-list"),
@@ -158,6 +184,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     int sig = 0;
     sigwait(&stop_signals, &sig);
+    metrics.reset();
     server.stop();
     const CloudStats s = server.stats();
     std::printf("picospec-server: stopped; %llu sessions, %llu chunks verified, %llu/%llu drafts accepted, %llu "
