@@ -468,7 +468,7 @@ struct CloudServer::Impl {
 
   bool run_cloud_ar(CloudSession& s) {
     const auto& sp = s.hello.sampling;
-    const Token eos = s.verifier->info().eos;
+    const ModelInfo& info = s.verifier->info();
     for (std::uint32_t k = 0; k < s.hello.max_new_tokens; ++k) {
       if (s.cancel.load() || stop_flag.load()) return true;
       const auto row = s.verifier->pending_logits();
@@ -479,7 +479,7 @@ struct CloudServer::Impl {
         logits_to_probs(row, sp, s.probs, s.ws);
         tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
       }
-      const bool done = k + 1 == s.hello.max_new_tokens || (eos != kNoToken && tok == eos);
+      const bool done = k + 1 == s.hello.max_new_tokens || info.is_eog(tok);
       wire::Tokens t;
       t.start_position = static_cast<std::uint32_t>(s.length);
       t.tokens = {tok};

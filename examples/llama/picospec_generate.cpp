@@ -98,7 +98,7 @@ Output run_target_alone(const Options& o, const std::shared_ptr<const LlamaWeigh
     }
     ++out.tokens;
     stream(t);
-    if (t == m.info().eos || m.length() >= m.info().context_length) break;
+    if (m.info().is_eog(t) || m.length() >= m.info().context_length) break;
     m.forward(std::span<const Token>(&t, 1), rows);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

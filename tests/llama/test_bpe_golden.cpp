@@ -8,9 +8,13 @@
 //            picospec's default), and decode(encode(s)) == s
 //   [corpus] every line of ../shared/data/corpus/*: FNV-1a 64 of the ids in blocks of 16 lines, the first 50 lines'
 //            ids in full, decode(encode(line)) == line
+//   [eog]    the end-of-generation ids the vocabulary names (Qwen3: <|endoftext|> <|im_end|>; Llama 3: <|end_of_text|>
+//            <|eot_id|>; ids as in Hugging Face's tokenizer.json) reach ModelInfo::eog of a model that carries this
+//            tokenizer
 // 100% identical ids are required.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -18,6 +22,8 @@
 #include <nlohmann/json.hpp>
 
 #include "picospec/llama/gguf.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/llama/random_model.hpp"
 #include "picospec/llama/tokenizer.hpp"
 #include "support/shared.hpp"
 
@@ -161,4 +167,58 @@ TEST_CASE("BPE ids equal Hugging Face tokenizers' on every corpus line", "[corpu
     ++files;
   }
   CHECK(files == 2);
+}
+
+TEST_CASE("the vocabulary's end-of-generation tokens reach ModelInfo", "[eog]") {
+  const std::string path = env("PICOSPEC_BPE_GGUF");
+  REQUIRE(!path.empty());
+  const GgufFile vocab = GgufFile::open(path);
+  const auto tok = Tokenizer::from_gguf(vocab);
+  // The ids of tokenizer.json's added tokens (Qwen3: 151643.., Llama 3: 128000..), written here by hand.
+  std::vector<std::pair<std::string, Token>> want;
+  Token eos = kNoToken;
+  if (tok->pre_tokenizer() == "qwen2") {
+    want = {{"<|endoftext|>", 151643}, {"<|im_end|>", 151645}};
+    eos = 151645;  // the converter's eos for an instruct tokenizer_config (<|im_end|>)
+  } else {
+    REQUIRE(tok->pre_tokenizer() == "llama-bpe");
+    want = {{"<|end_of_text|>", 128001}, {"<|eot_id|>", 128009}};  // Llama 3.0: 128008 is a reserved token
+  }
+  std::vector<Token> want_ids;
+  for (const auto& [text, id] : want) {
+    INFO(text);
+    CHECK(tok->find(text) == id);
+    CHECK(tok->is_eog(id));
+    want_ids.push_back(id);
+  }
+  if (eos != kNoToken) CHECK(tok->eos() == eos);
+  CHECK(tok->is_eog(tok->eos()));
+  // Not end of generation: the turn openers.
+  for (const char* text : {"<|im_start|>", "<|begin_of_text|>", "<|start_header_id|>"})
+    if (const Token t = tok->find(text); t != kNoToken) CHECK_FALSE(tok->is_eog(t));
+  for (Token t : tok->eog_tokens()) CHECK(std::find(want_ids.begin(), want_ids.end(), t) != want_ids.end());
+
+  // A tiny random Qwen3-architecture model carrying this tokenizer: its ModelInfo (and the weights' info())
+  // lists every one of them, so the pipeline stops on each.
+  RandomLlamaSpec spec;
+  spec.arch = "qwen3";
+  spec.vocab_size = static_cast<std::uint32_t>(tok->vocab_size());
+  spec.dim = 16;
+  spec.n_heads = 2;
+  spec.n_kv_heads = 1;
+  spec.head_dim = 16;
+  spec.ffn_dim = 16;
+  spec.n_layers = 1;
+  spec.context_length = 64;
+  spec.tied_output = true;
+  spec.tokenizer_from = &vocab;
+  const auto weights = LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(spec).bytes(), "eog.gguf"));
+  const LlamaModel model(weights, {.threads = 1});
+  for (const ModelInfo& info : {weights->info(), model.info()}) {
+    CHECK(info.eog == tok->eog_tokens());
+    CHECK(info.eos == tok->eos());
+    CHECK(info.tokenizer_fingerprint == tok->fingerprint());
+    for (Token t : want_ids) CHECK(info.is_eog(t));
+    if (const Token t = tok->find("<|im_start|>"); t != kNoToken) CHECK_FALSE(info.is_eog(t));
+  }
 }

@@ -196,6 +196,13 @@ TEST_CASE("BPE vocabularies are validated", "[tokenizer][bpe]") {
   CHECK(ok->encode("hello world") == Tokenizer::bpe(small_vocab())->encode("hello world"));
   CHECK(ok->fingerprint() == Tokenizer::bpe(small_vocab())->fingerprint());
   CHECK(ok->fingerprint() != Tokenizer::bpe(small_vocab("qwen2"))->fingerprint());
+  {  // Same texts, another EOS id: another end-of-generation set, so another fingerprint (a pair must agree on it).
+    auto other = small_vocab();
+    other.eos = other.bos;
+    const auto t = Tokenizer::bpe(std::move(other));
+    CHECK(t->eog_tokens() != ok->eog_tokens());
+    CHECK(t->fingerprint() != ok->fingerprint());
+  }
   CHECK_FALSE(Tokenizer::from_gguf(gguf(small_vocab("qwen2")))->add_bos());  // qwen2 default
   CHECK_THROWS_WITH(Tokenizer::from_gguf(gguf(small_vocab(), false)),
                     Catch::Contains("bpe.gguf") && Catch::Contains("tokenizer.ggml.merges"));

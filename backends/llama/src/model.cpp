@@ -238,6 +238,7 @@ ModelInfo LlamaWeights::info() const {
     info.tokenizer_fingerprint = t->fingerprint();
     info.bos = t->bos();
     info.eos = t->eos();
+    info.eog = t->eog_tokens();
   }
   info.batch_invariant = true;
   return info;
@@ -492,6 +493,7 @@ ModelInfo make_info(const LlamaWeights& w, const LlamaParams& p) {
     info.tokenizer_fingerprint = t->fingerprint();
     info.bos = t->bos();
     info.eos = t->eos();
+    info.eog = t->eog_tokens();
   }
   info.batch_invariant = true;
   return info;

@@ -53,6 +53,7 @@ struct ModelParams {
   Latency latency;                 ///< per forward() call
   double time_scale = 1.0;         ///< multiplies every latency (0 = no sleeping)
   Token eos = kNoToken;            ///< reported in ModelInfo (the rows do not favour it)
+  std::vector<Token> eog;          ///< more end-of-generation tokens, reported in ModelInfo::eog
   std::uint32_t context_length = 0;  ///< 0 = unbounded
   std::string name;                ///< ModelInfo::name ("" = "synthetic-target" / "synthetic-draft")
 };
@@ -105,6 +106,7 @@ struct PairParams {
   int context_order = 2;
   double time_scale = 1.0;
   Token eos = kNoToken;
+  std::vector<Token> eog;  ///< more end-of-generation tokens (ModelInfo::eog of both models)
 };
 
 [[nodiscard]] std::unique_ptr<SyntheticLM> make_target_lm(const PairParams& p);
