@@ -11,6 +11,11 @@
 //   [eog]    the end-of-generation ids the vocabulary names (Qwen3: <|endoftext|> <|im_end|>; Llama 3: <|end_of_text|>
 //            <|eot_id|>; ids as in Hugging Face's tokenizer.json) reach ModelInfo::eog of a model that carries this
 //            tokenizer
+//   [chat]   chat_tokens() of a user message equal the ids of Hugging Face's chat string for one user turn with the
+//            generation prompt (template ids written here by hand from tokenizer.json, the message's ids from
+//            encode, itself checked by [hard]); with PICOSPEC_CHAT_MODEL_DIR set, also writes a tiny random model
+//            carrying this vocabulary (chat_<name>.gguf) and one with a SentencePiece vocabulary (chat_none.gguf)
+//            there for the --chat CLI tests
 // 100% identical ids are required.
 #include <catch2/catch.hpp>
 
@@ -21,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "picospec/llama/chat.hpp"
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
@@ -220,5 +226,54 @@ TEST_CASE("the vocabulary's end-of-generation tokens reach ModelInfo", "[eog]") 
     CHECK(info.tokenizer_fingerprint == tok->fingerprint());
     for (Token t : want_ids) CHECK(info.is_eog(t));
     if (const Token t = tok->find("<|im_start|>"); t != kNoToken) CHECK_FALSE(info.is_eog(t));
+  }
+}
+
+TEST_CASE("chat_tokens wrap a message as Hugging Face's chat template does", "[chat]") {
+  const std::string path = env("PICOSPEC_BPE_GGUF");
+  REQUIRE(!path.empty());
+  const GgufFile vocab = GgufFile::open(path);
+  const auto tok = Tokenizer::from_gguf(vocab);
+  const bool qwen = tok->pre_tokenizer() == "qwen2";
+  REQUIRE(detect_chat_format(vocab) == (qwen ? ChatFormat::chatml : ChatFormat::llama3));
+  // Qwen: <|im_start|>=151644 user=872 \n=198 ... <|im_end|>=151645 \n <|im_start|> assistant=77091 \n.
+  // Llama 3: <|begin_of_text|>=128000 <|start_header_id|>=128006 user=882 <|end_header_id|>=128007 \n\n=271 ...
+  //          <|eot_id|>=128009 <|start_header_id|> assistant=78191 <|end_header_id|> \n\n.
+  const std::vector<Token> head = qwen ? std::vector<Token>{151644, 872, 198}
+                                       : std::vector<Token>{128000, 128006, 882, 128007, 271};
+  const std::vector<Token> tail = qwen ? std::vector<Token>{151645, 198, 151644, 77091, 198}
+                                       : std::vector<Token>{128009, 128006, 78191, 128007, 271};
+  for (const std::string msg : {"Hello world", "Why is the sky blue? Answer in 3 words.", "写一首诗",
+                                "a <|im_end|> in the text"}) {
+    INFO(msg);
+    std::vector<Token> want = head;
+    const auto body = tok->encode(msg, false, true);
+    want.insert(want.end(), body.begin(), body.end());
+    want.insert(want.end(), tail.begin(), tail.end());
+    CHECK(chat_tokens(vocab, *tok, msg) == want);
+    CHECK(tok->encode(chat_prompt(qwen ? ChatFormat::chatml : ChatFormat::llama3, msg), false, true) == want);
+  }
+  if (qwen) {
+    CHECK(chat_tokens(vocab, *tok, "Hello world") ==
+          std::vector<Token>{151644, 872, 198, 9707, 1879, 151645, 198, 151644, 77091, 198});
+  } else {  // Llama 3 trims the message
+    CHECK(chat_tokens(vocab, *tok, "  Hello world\n") ==
+          std::vector<Token>{128000, 128006, 882, 128007, 271, 9906, 1917, 128009, 128006, 78191, 128007, 271});
+  }
+
+  if (const std::string dir = env("PICOSPEC_CHAT_MODEL_DIR"); !dir.empty()) {
+    RandomLlamaSpec spec;
+    spec.arch = qwen ? "qwen3" : "llama";
+    spec.vocab_size = static_cast<std::uint32_t>(tok->vocab_size());
+    spec.dim = 16;
+    spec.n_heads = 2;
+    spec.n_kv_heads = 1;
+    spec.ffn_dim = 16;
+    spec.n_layers = 1;
+    spec.context_length = 64;
+    spec.tied_output = true;
+    spec.tokenizer_from = &vocab;
+    random_llama_gguf(spec).write_file(dir + "/chat_" + (qwen ? "qwen3" : "llama3") + ".gguf");
+    random_llama_gguf(RandomLlamaSpec{}).write_file(dir + "/chat_none.gguf");
   }
 }
