@@ -75,7 +75,8 @@ GgufWriter random_llama_gguf(const RandomLlamaSpec& s) {
 
   auto type_of = [&](const std::string& name, std::uint32_t layer) {
     if (!s.q4_k_m) return s.type;
-    if (name == "output.weight") return GgmlType::q6_k;
+    // The output matrix gets Q6_K; with tied embeddings that is token_embd (llama-quantize does the same).
+    if (name == "output.weight" || (name == "token_embd.weight" && s.tied_output)) return GgmlType::q6_k;
     if ((name == "attn_v.weight" || name == "ffn_down.weight") && q4_k_m_more_bits(layer, s.n_layers))
       return GgmlType::q6_k;
     return GgmlType::q4_k;

@@ -30,8 +30,9 @@ struct RandomLlamaSpec {
   /// "llama" or "qwen3" (adds the per-head Q/K RMSNorm weights; NEOX rotation is implied by the architecture).
   std::string arch = "llama";
   std::uint32_t head_dim = 0;  ///< 0 = dim / n_heads; else written as `<arch>.attention.key_length` (Qwen3: 128)
-  /// llama-quantize's Q4_K_M mix instead of one `type`: Q4_K everywhere except Q6_K for output.weight and for
-  /// attn_v / ffn_down on the layers it gives more bits (the first and last eighth, and every third between).
+  /// llama-quantize's Q4_K_M mix instead of one `type`: Q4_K everywhere except Q6_K for output.weight (token_embd
+  /// when tied) and for attn_v / ffn_down on the layers it gives more bits (first and last eighth, every third
+  /// between).
   bool q4_k_m = false;
   /// When set, every `tokenizer.*` key is copied from this file instead of the synthetic vocabulary, and
   /// vocab_size must equal its token count (e.g. a vocabulary-only GGUF of a real model).
