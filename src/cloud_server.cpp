@@ -650,7 +650,7 @@ struct CloudServer::Impl {
       return true;
     }
     const auto& sp = s.hello.sampling;
-    const Token eos = s.verifier->info().eos;
+    const ModelInfo& info = s.verifier->info();
     const auto row = s.verifier->pending_logits();
     Token tok;
     if (sp.greedy()) {
@@ -659,7 +659,7 @@ struct CloudServer::Impl {
       logits_to_probs(row, sp, s.probs, s.ws);
       tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
     }
-    const bool done = s.ar_k + 1 == s.hello.max_new_tokens || (eos != kNoToken && tok == eos);
+    const bool done = s.ar_k + 1 == s.hello.max_new_tokens || info.is_eog(tok);
     wire::Tokens t;
     t.start_position = static_cast<std::uint32_t>(s.length);
     t.tokens = {tok};

@@ -158,7 +158,7 @@ struct EdgeSession::Run {
   std::vector<Token> prompt;
   ModePlan plan;
   std::uint32_t vocab = 0;
-  Token eos = kNoToken;
+  ModelInfo stop_info;  // the drafter's end-of-generation tokens (eos + eog); the cloud's agree via the fingerprint
   std::unique_ptr<detail::EdgePolicy> policy;  // the rejection mode's edge half
   std::atomic<bool> cancelled{false};
   std::uint64_t session_id = 0;
@@ -301,7 +301,7 @@ struct EdgeSession::Run {
       t_first = Clock::now();
     }
     if (cb) cb(t);
-    if (gp.stop_at_eos && eos != kNoToken && t == eos) {
+    if (gp.stop_at_eos && stop_info.is_eog(t)) {
       done = true;
       finish = FinishReason::eos;
     } else if (committed.size() >= limit) {
@@ -332,7 +332,7 @@ struct EdgeSession::Run {
   // ------------------------------------------------------------------------------------------- drafting
   [[nodiscard]] bool draft_blocked() const {
     if (committed.size() + spec.size() >= limit) return true;
-    if (gp.stop_at_eos && eos != kNoToken && !spec.empty() && spec.back().token == eos) return true;
+    if (gp.stop_at_eos && !spec.empty() && stop_info.is_eog(spec.back().token)) return true;
     return false;
   }
   [[nodiscard]] bool can_draft() const {
@@ -399,7 +399,7 @@ struct EdgeSession::Run {
         l.epoch = epoch + 1;
         l.limit = committed_at >= limit ? 0 : std::min<std::size_t>(len, limit - committed_at);
         l.toks = {h};
-        l.closed = l.limit == 0 || (gp.stop_at_eos && eos != kNoToken && h == eos);
+        l.closed = l.limit == 0 || (gp.stop_at_eos && stop_info.is_eog(h));
         lines.push_back(std::move(l));
         ++m.branch_lines;
       }
@@ -430,7 +430,7 @@ struct EdgeSession::Run {
       l.toks.push_back(sp.token);
       l.spec.push_back(std::move(sp));
       ++m.branch_drafted;
-      if (l.spec.size() >= l.limit || (gp.stop_at_eos && eos != kNoToken && l.toks.back() == eos)) l.closed = true;
+      if (l.spec.size() >= l.limit || (gp.stop_at_eos && stop_info.is_eog(l.toks.back()))) l.closed = true;
     }
   }
   // One branch-only step while the edge would wait: only when the verdict is expected later than the step ends.
@@ -696,9 +696,9 @@ struct EdgeSession::Run {
     }
     if (t.done) {
       done = true;
-      finish = (eos != kNoToken && !committed.empty() && committed.back() == eos) ? FinishReason::eos
-               : committed.size() < gp.max_tokens                                  ? FinishReason::length
-                                                                                  : FinishReason::max_tokens;
+      finish = (!committed.empty() && stop_info.is_eog(committed.back())) ? FinishReason::eos
+               : committed.size() < gp.max_tokens                           ? FinishReason::length
+                                                                           : FinishReason::max_tokens;
     }
   }
 
@@ -1038,7 +1038,8 @@ struct EdgeSession::Run {
     if (gp.branch_heads != 0 && !es.drafter_->info().batch_invariant)
       throw Error("generate: branches need a batch-invariant drafter (ModelInfo::batch_invariant)");
     vocab = es.drafter_->info().vocab_size;
-    eos = es.drafter_->info().eos;
+    stop_info.eos = es.drafter_->info().eos;
+    stop_info.eog = es.drafter_->info().eog;
     if (plan.uses_cloud && !es.transport_) throw Error("generate: this mode needs a transport");
     // The draft model's context bounds what the edge can draft (and, edge-only, generate): a `length` stop there.
     limit = gp.max_tokens;

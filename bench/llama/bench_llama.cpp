@@ -9,7 +9,10 @@
 //
 // Models: the two shared GGUF models (rows skipped visibly when ../shared is absent) and a larger random model
 // written by the bench itself (dim 512, 8 layers, 8 heads / 4 KV heads, ffn 1376, vocab 32000) in F32, in Q8_0
-// computed directly from the file, and in Q8_0 dequantized to F32 at load.
+// computed directly from the file, and in Q8_0 dequantized to F32 at load; and a Qwen3-shaped random model (qwen3
+// architecture with Qwen3-0.6B's widths: dim 1024, 16 heads / 8 KV heads of 128, ffn 3072, vocab 151936, tied
+// embeddings, but 4 layers instead of 28) in F32 and in llama-quantize's Q4_K_M mix (Q4_K, Q6_K for the tied
+// output/embedding matrix and for attn_v / ffn_down on the layers Q4_K_M gives more bits).
 //
 //   bench_llama [--benchmark_filter=...]        threads: PICOSPEC_BENCH_THREADS (default: all cores)
 #include <benchmark/benchmark.h>
@@ -44,21 +47,38 @@ struct ModelSpec {
   std::string path;  // empty: random
   GgmlType type = GgmlType::f32;
   WeightFormat format = WeightFormat::native;
+  bool qwen3_shape = false;  // the Qwen3-shaped random model instead of the 512x8 one
+  bool q4_k_m = false;       // llama-quantize's Q4_K_M mix (Q4_K + Q6_K) instead of `type`
 };
 
-std::string random_model_path(GgmlType type) {
-  const auto path = std::filesystem::temp_directory_path() /
-                    (std::string("picospec_bench_llama_512x8_") + (type == GgmlType::f32 ? "f32" : "q8_0") + ".gguf");
+std::string random_model_path(const ModelSpec& spec) {
+  const std::string kind = spec.q4_k_m ? "q4_k_m" : (spec.type == GgmlType::f32 ? "f32" : "q8_0");
+  const std::string shape = spec.qwen3_shape ? "qwen3shape_" : "512x8_";
+  const auto path = std::filesystem::temp_directory_path() / ("picospec_bench_llama_" + shape + kind + ".gguf");
   if (!std::filesystem::exists(path)) {
     RandomLlamaSpec s;
-    s.vocab_size = 32000;
-    s.dim = 512;
-    s.n_layers = 8;
-    s.n_heads = 8;
-    s.n_kv_heads = 4;
-    s.ffn_dim = 1376;
+    if (spec.qwen3_shape) {  // Qwen3-0.6B's widths, vocabulary and tied embeddings; 4 of its 28 layers
+      s.arch = "qwen3";
+      s.vocab_size = 151936;
+      s.dim = 1024;
+      s.n_layers = 4;
+      s.n_heads = 16;
+      s.n_kv_heads = 8;
+      s.head_dim = 128;
+      s.ffn_dim = 3072;
+      s.rope_base = 1000000.0f;
+      s.tied_output = true;
+    } else {
+      s.vocab_size = 32000;
+      s.dim = 512;
+      s.n_layers = 8;
+      s.n_heads = 8;
+      s.n_kv_heads = 4;
+      s.ffn_dim = 1376;
+    }
     s.context_length = 1024;
-    s.type = type;
+    s.type = spec.type;
+    s.q4_k_m = spec.q4_k_m;
     s.seed = 42;
     const auto tmp = path.string() + ".tmp";
     random_llama_gguf(s).write_file(tmp);
@@ -71,7 +91,7 @@ LlamaModel& model_for(const ModelSpec& spec) {
   static std::map<std::string, std::unique_ptr<LlamaModel>> cache;
   auto& m = cache[spec.label];
   if (!m) {
-    const std::string path = spec.path.empty() ? random_model_path(spec.type) : spec.path;
+    const std::string path = spec.path.empty() ? random_model_path(spec) : spec.path;
     m = LlamaModel::load(path, {.threads = bench_threads(), .weights = spec.format});
     std::printf("%s: %zu threads, %s kernels\n", spec.label.c_str(), m->threads(), m->kernel_isa());
   }
@@ -93,7 +113,7 @@ std::map<std::string, PlainFigures>& plain_figures() {
   static std::map<std::string, PlainFigures> m;
   return m;
 }
-std::string path_of(const ModelSpec& spec) { return spec.path.empty() ? random_model_path(spec.type) : spec.path; }
+std::string path_of(const ModelSpec& spec) { return spec.path.empty() ? random_model_path(spec) : spec.path; }
 
 plain::PlainLlama& plain_for(const ModelSpec& spec) {
   static std::map<std::string, std::unique_ptr<plain::PlainLlama>> cache;
@@ -220,6 +240,8 @@ int main(int argc, char** argv) {
   specs.push_back({"random512x8_f32", "", GgmlType::f32, WeightFormat::native});
   specs.push_back({"random512x8_q8_0", "", GgmlType::q8_0, WeightFormat::native});
   specs.push_back({"random512x8_q8_0_dequant_at_load", "", GgmlType::q8_0, WeightFormat::f32});
+  specs.push_back({"qwen3shape_f32", "", GgmlType::f32, WeightFormat::native, true, false});
+  specs.push_back({"qwen3shape_q4_k_m", "", GgmlType::f32, WeightFormat::native, true, true});
   for (const auto& s : specs) {
     const bool plain = s.format == WeightFormat::native;  // one plain baseline per file
     if (plain)

@@ -2,7 +2,9 @@
 // PlainLlama: the baseline bench_llama measures picospec::llama against in the same run. A plain reference loop
 // over the same GGUF file: every weight dequantized to F32 at load, one thread, textbook loops (a dot product per
 // output element, softmax attention over the cache), no tiling, no SIMD beyond what the compiler does on its own.
-// It computes the same function as LlamaModel (same RoPE, norms, SwiGLU) and the logits of the rows asked for.
+// It computes the same function as LlamaModel (same RoPE, norms, SwiGLU; Qwen3's per-head Q/K norms and NEOX
+// rotation) and the logits of the rows asked for.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -36,7 +38,9 @@ class PlainLlama {
       const std::string p = "blk." + std::to_string(l) + ".";
       layers_.push_back({load(p + "attn_norm.weight"), load(p + "ffn_norm.weight"), load(p + "attn_q.weight"),
                          load(p + "attn_k.weight"), load(p + "attn_v.weight"), load(p + "attn_output.weight"),
-                         load(p + "ffn_gate.weight"), load(p + "ffn_up.weight"), load(p + "ffn_down.weight")});
+                         load(p + "ffn_gate.weight"), load(p + "ffn_up.weight"), load(p + "ffn_down.weight"),
+                         hp_.qk_norm ? load(p + "attn_q_norm.weight") : std::vector<float>(),
+                         hp_.qk_norm ? load(p + "attn_k_norm.weight") : std::vector<float>()});
     }
     const std::size_t kv = static_cast<std::size_t>(hp_.n_kv_heads) * hp_.head_dim;
     kcache_.assign(hp_.n_layers, std::vector<float>(hp_.context_length * kv));
@@ -57,6 +61,10 @@ class PlainLlama {
         matvec(L.wq, xn, q);
         matvec(L.wk, xn, k);
         matvec(L.wv, xn, v);
+        if (hp_.qk_norm) {  // qwen3: RMSNorm of every query / key head before the rotation
+          head_norm(q, nh, L.q_norm);
+          head_norm(k, nkv, L.k_norm);
+        }
         rope(q, nh, pos);
         rope(k, nkv, pos);
         for (std::size_t i = 0; i < kvd; ++i) {
@@ -101,8 +109,18 @@ class PlainLlama {
 
  private:
   struct Layer {
-    std::vector<float> attn_norm, ffn_norm, wq, wk, wv, wo, gate, up, down;
+    std::vector<float> attn_norm, ffn_norm, wq, wk, wv, wo, gate, up, down, q_norm, k_norm;
   };
+  void head_norm(std::vector<float>& vec, std::size_t heads, const std::vector<float>& w) const {
+    const std::size_t hd = hp_.head_dim;
+    std::vector<float> h(hd), out(hd);
+    for (std::size_t i = 0; i < heads; ++i) {
+      const auto first = vec.begin() + static_cast<std::ptrdiff_t>(i * hd);
+      std::copy(first, first + static_cast<std::ptrdiff_t>(hd), h.begin());
+      rmsnorm(h, w, out);
+      std::copy(out.begin(), out.end(), first);
+    }
+  }
   static void matvec(const std::vector<float>& W, const std::vector<float>& x, std::vector<float>& y) {
     const std::size_t n = x.size();
     for (std::size_t r = 0; r < y.size(); ++r) {
@@ -123,10 +141,12 @@ class PlainLlama {
                                                            -2.0 * static_cast<double>(i) / hp_.rope_dim);
       const auto c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
       for (std::size_t h = 0; h < heads; ++h) {
-        float* p = vec.data() + h * hp_.head_dim + 2 * i;
-        const float x0 = p[0], x1 = p[1];
-        p[0] = x0 * c - x1 * s;
-        p[1] = x0 * s + x1 * c;
+        // llama: pairs (2i, 2i+1); NEOX (qwen2, qwen3): pairs (i, i + rope_dim/2)
+        float* p0 = vec.data() + h * hp_.head_dim + (hp_.rope_neox ? i : 2 * i);
+        float* p1 = hp_.rope_neox ? p0 + hp_.rope_dim / 2 : p0 + 1;
+        const float x0 = *p0, x1 = *p1;
+        *p0 = x0 * c - x1 * s;
+        *p1 = x0 * s + x1 * c;
       }
     }
   }

@@ -2,6 +2,7 @@
 //
 //   picospec-generate -m target.gguf [-md draft.gguf] [-p "Once upon a time"] [-n 128] [--temp 0.8]
 //                     [--top-k 40] [--top-p 0.95] [--min-p 0] [-s|--seed 1] [--draft-max 4] [-t|--threads N] [--json]
+//                     [--chat]
 //   (picospec-generate --help lists them with their defaults and ranges)
 //
 // Target alone: the model's logits go through picospec::sampling (temperature 0 = greedy); each draw uses
@@ -9,7 +10,9 @@
 // With a draft: an EdgeSession (draft model) and a CloudServer (target model) in one process over the loopback
 // transport, in picospec's default pipeline mode; the output is distributed exactly as the target's own sampling
 // (identical to it under greedy decoding).
-// Text streams to stdout as tokens are committed; --json prints one JSON object at the end instead.
+// Text streams to stdout as tokens are committed; --json prints one JSON object at the end instead. Generation stops
+// at any end-of-generation token of the model (EOS, <|eot_id|>, <|im_end|> ...). --chat wraps the prompt in the
+// model's chat template (ChatML for Qwen, the Llama 3 header format; detected from the GGUF metadata).
 // Bad flags or files: one line on stderr and exit status 2 (usage) or 1 (runtime).
 
 #include <chrono>
@@ -27,6 +30,7 @@
 #include "common/cli.hpp"
 #include "picospec/cloud_server.hpp"
 #include "picospec/edge_session.hpp"
+#include "picospec/llama/chat.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/lm_adapters.hpp"
 #include "picospec/loopback/loopback.hpp"
@@ -46,6 +50,7 @@ struct Options {
   std::uint32_t draft_max = 4;
   std::size_t threads = 0;
   bool json = false;
+  bool chat = false;
 };
 
 struct Output {
@@ -98,7 +103,7 @@ Output run_target_alone(const Options& o, const std::shared_ptr<const LlamaWeigh
     }
     ++out.tokens;
     stream(t);
-    if (t == m.info().eos || m.length() >= m.info().context_length) break;
+    if (m.info().is_eog(t) || m.length() >= m.info().context_length) break;
     m.forward(std::span<const Token>(&t, 1), rows);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -158,6 +163,7 @@ int main(int argc, char** argv) {
   app.add_option("--draft-max", o.draft_max, "draft tokens per chunk")->check(examples::range(1u, 64u));
   examples::add_threads(app, o.threads, "per model (0 = all cores)");
   app.add_flag("--json", o.json, "print one JSON object (text, tokens, tokens_per_s, acceptance) at the end");
+  app.add_flag("--chat", o.chat, "wrap the prompt in the model's chat template (Qwen: ChatML, Llama 3: headers)");
   return cli.run(argc, argv, [&]() -> int {
     examples::Progress progress("loading " + o.target);
     const auto target = LlamaWeights::load(o.target);
@@ -170,7 +176,7 @@ int main(int argc, char** argv) {
         throw Error("draft " + o.draft + " and target " + o.target + " have different vocabularies");
     }
     const auto tok = target->tokenizer();
-    std::vector<Token> prompt = tok->encode(o.prompt, true);
+    std::vector<Token> prompt = o.chat ? chat_tokens(target->file(), *tok, o.prompt) : tok->encode(o.prompt, true);
     if (prompt.empty()) throw Error(o.target + ": the model has no BOS token; give a non-empty prompt");
     progress.done();
     if (!o.json) {
@@ -184,6 +190,7 @@ int main(int argc, char** argv) {
       nlohmann::json j;
       j["text"] = out.text;
       j["tokens"] = out.tokens;
+      j["prompt_tokens"] = prompt.size();
       j["tokens_per_s"] = tps;
       j["mode"] = draft ? "speculative" : "target";
       if (out.acceptance) j["acceptance"] = *out.acceptance;

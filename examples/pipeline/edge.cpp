@@ -23,6 +23,7 @@
 #include "common/keys.hpp"
 #include "picospec/edge_session.hpp"
 #include "picospec/link.hpp"
+#include "picospec/llama/chat.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/tokenizer.hpp"
 #include "picospec/lm_adapters.hpp"
@@ -46,6 +47,7 @@ struct Options {
   std::size_t threads = 1;
   std::uint64_t timeout_ms = 30000;
   bool json = false;
+  bool chat = false;  // --chat: the prompt wrapped in the model's chat template
 };
 
 std::string json_escape(const std::string& text) {
@@ -98,6 +100,7 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", o.timeout_ms, "give up when the server is silent this long")
       ->check(examples::range(std::uint64_t{1}, std::uint64_t{3600000}));
   app.add_flag("--json", o.json, "print one JSON object (text, finish, metrics) at the end instead of streaming");
+  app.add_flag("--chat", o.chat, "wrap the prompt in the model's chat template (Qwen: ChatML, Llama 3: headers)");
   return cli.run(argc, argv, [&]() -> int {
     o.gen.mode = parse_pipeline_mode(o.mode);
     o.gen.on_cloud_loss = o.on_cloud_loss == "edge-only" ? CloudLoss::edge_only : CloudLoss::stop;
@@ -135,7 +138,8 @@ int main(int argc, char** argv) {
     EdgeSession edge(std::make_unique<LmDrafter>(std::make_unique<llama::LlamaModel>(weights, llama::LlamaParams{.threads = o.threads})),
                      std::move(transport), eo);
     progress.done();
-    const std::vector<Token> prompt = tok->encode(o.prompt, true);
+    const std::vector<Token> prompt =
+        o.chat ? llama::chat_tokens(weights->file(), *tok, o.prompt) : tok->encode(o.prompt, true);
     if (prompt.empty()) throw Error(o.draft + ": the model has no BOS token; give a non-empty prompt");
     std::string text;
     Token prev = prompt.back();

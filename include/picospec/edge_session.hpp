@@ -82,7 +82,7 @@ struct GenerateParams {
   std::uint32_t topk_k = 10;                       ///< paper mode: Top-K entries on a rejection
   std::uint32_t candidates_m = 32;                 ///< picospec candidates mode: candidates per verdict
   TopkFallback topk_fallback = TopkFallback::renormalized_p;
-  bool stop_at_eos = true;                         ///< stop after committing the target's EOS token
+  bool stop_at_eos = true;                         ///< stop after committing an EOS/EOG token (ModelInfo::is_eog)
   /// No flush on a miss (pipelined modes): for each draft of the chunk in flight, pre-draft branches after its
   /// `branch_heads` likeliest alternatives under q; when a rejection's correction equals a branch head, that
   /// branch goes up at once instead of being redrafted. Same tokens as without branches (the branch drafts use
@@ -112,7 +112,7 @@ enum class FinishReason : std::uint8_t { max_tokens, eos, cancelled, length, clo
 [[nodiscard]] std::string_view to_string(FinishReason r) noexcept;
 
 struct GenerateResult {
-  std::vector<Token> tokens;  ///< committed new tokens (EOS included when it ended the generation)
+  std::vector<Token> tokens;  ///< committed new tokens (the EOS/EOG token included when it ended the generation)
   FinishReason finish = FinishReason::max_tokens;
   bool cloud_lost = false;    ///< the cloud was lost at least once (resumed, stopped or finished edge-only)
   std::uint32_t resumes = 0;  ///< sessions resumed after a loss (GenerateParams::resume_attempts)

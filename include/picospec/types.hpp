@@ -53,7 +53,19 @@ struct ModelInfo {
   std::uint64_t tokenizer_fingerprint = 0; ///< hash of the vocabulary; 0 = unknown
   Token bos = kNoToken;
   Token eos = kNoToken;
+  /// Every end-of-generation token (EOS, end-of-turn `<|eot_id|>` / `<|im_end|>`, ...): generation stops when any
+  /// of them is committed. `eos` counts as one whether or not it is listed here (code that sets only `eos` works).
+  std::vector<Token> eog;
   bool batch_invariant = false;            ///< logits at a position do not depend on chunking
+
+  /// Whether `t` ends generation: `t == eos` or `t` is in `eog`. Never true for kNoToken.
+  [[nodiscard]] bool is_eog(Token t) const noexcept {
+    if (t == kNoToken) return false;
+    if (t == eos) return true;
+    for (Token e : eog)
+      if (e == t) return true;
+    return false;
+  }
 };
 
 /// Error thrown for bad configuration, bad files and incompatible parts (setup-time errors).

@@ -8,16 +8,28 @@
 //            picospec's default), and decode(encode(s)) == s
 //   [corpus] every line of ../shared/data/corpus/*: FNV-1a 64 of the ids in blocks of 16 lines, the first 50 lines'
 //            ids in full, decode(encode(line)) == line
+//   [eog]    the end-of-generation ids the vocabulary names (Qwen3: <|endoftext|> <|im_end|>; Llama 3: <|end_of_text|>
+//            <|eot_id|>; ids as in Hugging Face's tokenizer.json) reach ModelInfo::eog of a model that carries this
+//            tokenizer
+//   [chat]   chat_tokens() of a user message equal the ids of Hugging Face's chat string for one user turn with the
+//            generation prompt (template ids written here by hand from tokenizer.json, the message's ids from
+//            encode, itself checked by [hard]); with PICOSPEC_CHAT_MODEL_DIR set, also writes a tiny random model
+//            carrying this vocabulary (chat_<name>.gguf) and one with a SentencePiece vocabulary (chat_none.gguf)
+//            there for the --chat CLI tests
 // 100% identical ids are required.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "picospec/llama/chat.hpp"
 #include "picospec/llama/gguf.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/llama/random_model.hpp"
 #include "picospec/llama/tokenizer.hpp"
 #include "support/shared.hpp"
 
@@ -161,4 +173,107 @@ TEST_CASE("BPE ids equal Hugging Face tokenizers' on every corpus line", "[corpu
     ++files;
   }
   CHECK(files == 2);
+}
+
+TEST_CASE("the vocabulary's end-of-generation tokens reach ModelInfo", "[eog]") {
+  const std::string path = env("PICOSPEC_BPE_GGUF");
+  REQUIRE(!path.empty());
+  const GgufFile vocab = GgufFile::open(path);
+  const auto tok = Tokenizer::from_gguf(vocab);
+  // The ids of tokenizer.json's added tokens (Qwen3: 151643.., Llama 3: 128000..), written here by hand.
+  std::vector<std::pair<std::string, Token>> want;
+  Token eos = kNoToken;
+  if (tok->pre_tokenizer() == "qwen2") {
+    want = {{"<|endoftext|>", 151643}, {"<|im_end|>", 151645}};
+    eos = 151645;  // the converter's eos for an instruct tokenizer_config (<|im_end|>)
+  } else {
+    REQUIRE(tok->pre_tokenizer() == "llama-bpe");
+    want = {{"<|end_of_text|>", 128001}, {"<|eot_id|>", 128009}};  // Llama 3.0: 128008 is a reserved token
+  }
+  std::vector<Token> want_ids;
+  for (const auto& [text, id] : want) {
+    INFO(text);
+    CHECK(tok->find(text) == id);
+    CHECK(tok->is_eog(id));
+    want_ids.push_back(id);
+  }
+  if (eos != kNoToken) CHECK(tok->eos() == eos);
+  CHECK(tok->is_eog(tok->eos()));
+  // Not end of generation: the turn openers.
+  for (const char* text : {"<|im_start|>", "<|begin_of_text|>", "<|start_header_id|>"})
+    if (const Token t = tok->find(text); t != kNoToken) CHECK_FALSE(tok->is_eog(t));
+  for (Token t : tok->eog_tokens()) CHECK(std::find(want_ids.begin(), want_ids.end(), t) != want_ids.end());
+
+  // A tiny random Qwen3-architecture model carrying this tokenizer: its ModelInfo (and the weights' info())
+  // lists every one of them, so the pipeline stops on each.
+  RandomLlamaSpec spec;
+  spec.arch = "qwen3";
+  spec.vocab_size = static_cast<std::uint32_t>(tok->vocab_size());
+  spec.dim = 16;
+  spec.n_heads = 2;
+  spec.n_kv_heads = 1;
+  spec.head_dim = 16;
+  spec.ffn_dim = 16;
+  spec.n_layers = 1;
+  spec.context_length = 64;
+  spec.tied_output = true;
+  spec.tokenizer_from = &vocab;
+  const auto weights = LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(spec).bytes(), "eog.gguf"));
+  const LlamaModel model(weights, {.threads = 1});
+  for (const ModelInfo& info : {weights->info(), model.info()}) {
+    CHECK(info.eog == tok->eog_tokens());
+    CHECK(info.eos == tok->eos());
+    CHECK(info.tokenizer_fingerprint == tok->fingerprint());
+    for (Token t : want_ids) CHECK(info.is_eog(t));
+    if (const Token t = tok->find("<|im_start|>"); t != kNoToken) CHECK_FALSE(info.is_eog(t));
+  }
+}
+
+TEST_CASE("chat_tokens wrap a message as Hugging Face's chat template does", "[chat]") {
+  const std::string path = env("PICOSPEC_BPE_GGUF");
+  REQUIRE(!path.empty());
+  const GgufFile vocab = GgufFile::open(path);
+  const auto tok = Tokenizer::from_gguf(vocab);
+  const bool qwen = tok->pre_tokenizer() == "qwen2";
+  REQUIRE(detect_chat_format(vocab) == (qwen ? ChatFormat::chatml : ChatFormat::llama3));
+  // Qwen: <|im_start|>=151644 user=872 \n=198 ... <|im_end|>=151645 \n <|im_start|> assistant=77091 \n.
+  // Llama 3: <|begin_of_text|>=128000 <|start_header_id|>=128006 user=882 <|end_header_id|>=128007 \n\n=271 ...
+  //          <|eot_id|>=128009 <|start_header_id|> assistant=78191 <|end_header_id|> \n\n.
+  const std::vector<Token> head = qwen ? std::vector<Token>{151644, 872, 198}
+                                       : std::vector<Token>{128000, 128006, 882, 128007, 271};
+  const std::vector<Token> tail = qwen ? std::vector<Token>{151645, 198, 151644, 77091, 198}
+                                       : std::vector<Token>{128009, 128006, 78191, 128007, 271};
+  for (const std::string msg : {"Hello world", "Why is the sky blue? Answer in 3 words.", "写一首诗",
+                                "a <|im_end|> in the text"}) {
+    INFO(msg);
+    std::vector<Token> want = head;
+    const auto body = tok->encode(msg, false, true);
+    want.insert(want.end(), body.begin(), body.end());
+    want.insert(want.end(), tail.begin(), tail.end());
+    CHECK(chat_tokens(vocab, *tok, msg) == want);
+    CHECK(tok->encode(chat_prompt(qwen ? ChatFormat::chatml : ChatFormat::llama3, msg), false, true) == want);
+  }
+  if (qwen) {
+    CHECK(chat_tokens(vocab, *tok, "Hello world") ==
+          std::vector<Token>{151644, 872, 198, 9707, 1879, 151645, 198, 151644, 77091, 198});
+  } else {  // Llama 3 trims the message
+    CHECK(chat_tokens(vocab, *tok, "  Hello world\n") ==
+          std::vector<Token>{128000, 128006, 882, 128007, 271, 9906, 1917, 128009, 128006, 78191, 128007, 271});
+  }
+
+  if (const std::string dir = env("PICOSPEC_CHAT_MODEL_DIR"); !dir.empty()) {
+    RandomLlamaSpec spec;
+    spec.arch = qwen ? "qwen3" : "llama";
+    spec.vocab_size = static_cast<std::uint32_t>(tok->vocab_size());
+    spec.dim = 16;
+    spec.n_heads = 2;
+    spec.n_kv_heads = 1;
+    spec.ffn_dim = 16;
+    spec.n_layers = 1;
+    spec.context_length = 64;
+    spec.tied_output = true;
+    spec.tokenizer_from = &vocab;
+    random_llama_gguf(spec).write_file(dir + "/chat_" + (qwen ? "qwen3" : "llama3") + ".gguf");
+    random_llama_gguf(RandomLlamaSpec{}).write_file(dir + "/chat_none.gguf");
+  }
 }

@@ -8,8 +8,11 @@
 #include <random>
 #include <thread>
 
+#include "picospec/llama/chat.hpp"
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/gguf_writer.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/llama/random_model.hpp"
 #include "picospec/llama/tokenizer.hpp"
 
 using namespace picospec;
@@ -196,6 +199,13 @@ TEST_CASE("BPE vocabularies are validated", "[tokenizer][bpe]") {
   CHECK(ok->encode("hello world") == Tokenizer::bpe(small_vocab())->encode("hello world"));
   CHECK(ok->fingerprint() == Tokenizer::bpe(small_vocab())->fingerprint());
   CHECK(ok->fingerprint() != Tokenizer::bpe(small_vocab("qwen2"))->fingerprint());
+  {  // Same texts, another EOS id: another end-of-generation set, so another fingerprint (a pair must agree on it).
+    auto other = small_vocab();
+    other.eos = other.bos;
+    const auto t = Tokenizer::bpe(std::move(other));
+    CHECK(t->eog_tokens() != ok->eog_tokens());
+    CHECK(t->fingerprint() != ok->fingerprint());
+  }
   CHECK_FALSE(Tokenizer::from_gguf(gguf(small_vocab("qwen2")))->add_bos());  // qwen2 default
   CHECK_THROWS_WITH(Tokenizer::from_gguf(gguf(small_vocab(), false)),
                     Catch::Contains("bpe.gguf") && Catch::Contains("tokenizer.ggml.merges"));
@@ -234,4 +244,36 @@ TEST_CASE("one BPE tokenizer encodes from several threads at once", "[tokenizer]
     });
   for (auto& th : threads) th.join();
   CHECK(bad.load() == 0);
+}
+
+TEST_CASE("chat formats: detection from metadata and clear errors", "[chat]") {
+  auto file = [](std::initializer_list<std::pair<std::string, std::string>> keys) {
+    GgufWriter w;
+    for (const auto& [k, v] : keys) w.add_string(k, v);
+    return GgufFile::from_bytes(w.bytes(), "meta.gguf");
+  };
+  CHECK(detect_chat_format(file({{"general.architecture", "qwen3"}})) == ChatFormat::chatml);
+  CHECK(detect_chat_format(file({{"general.architecture", "llama"}, {"tokenizer.ggml.pre", "llama-bpe"}})) ==
+        ChatFormat::llama3);
+  CHECK(detect_chat_format(file({{"general.architecture", "llama"}, {"tokenizer.ggml.pre", "qwen2"}})) ==
+        ChatFormat::chatml);
+  CHECK_FALSE(detect_chat_format(file({{"general.architecture", "llama"}})).has_value());
+  // A template decides over the other keys; one of another family is not guessed.
+  CHECK(detect_chat_format(file({{"general.architecture", "qwen2"},
+                                 {"tokenizer.chat_template", "{{'<|start_header_id|>' + role}}"}})) ==
+        ChatFormat::llama3);
+  CHECK_FALSE(detect_chat_format(file({{"general.architecture", "qwen2"},
+                                       {"tokenizer.chat_template", "[INST] {{ content }} [/INST]"}}))
+                  .has_value());
+  CHECK(chat_prompt(ChatFormat::chatml, " hi ") == "<|im_start|>user\n hi <|im_end|>\n<|im_start|>assistant\n");
+  CHECK(chat_prompt(ChatFormat::llama3, " hi \n") ==
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  // Unknown family / missing special tokens: one line naming the file.
+  const auto sp =
+      LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(RandomLlamaSpec{}).bytes(), "sp.gguf"));
+  CHECK_THROWS_WITH(chat_tokens(sp->file(), *sp->tokenizer(), "hi"),
+                    Catch::Contains("sp.gguf: unknown chat template family") && Catch::Contains("known: ChatML"));
+  CHECK_THROWS_WITH(chat_tokens(file({{"general.architecture", "qwen3"}}), *sp->tokenizer(), "hi"),
+                    Catch::Contains("needs the control token <|im_start|>"));
 }

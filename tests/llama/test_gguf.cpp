@@ -2,10 +2,17 @@
 // validation errors (each must name the file and the key or tensor at fault).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <limits>
+#include <string>
 
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/gguf_writer.hpp"
@@ -222,4 +229,42 @@ TEST_CASE("files open through mmap and bad paths fail clearly", "[gguf]") {
   CHECK(m->info().vocab_size == spec.vocab_size);
   std::filesystem::remove(path);
   CHECK_THROWS_WITH(GgufFile::open("/nonexistent/dir/x.gguf"), Catch::Contains("/nonexistent/dir/x.gguf"));
+}
+
+TEST_CASE("files that are not regular are refused at once with one line (FIFO, directory, device)", "[gguf]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("picospec_gguf_fifo_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string fifo = (dir / "model.gguf").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Without O_NONBLOCK the open would wait for a writer forever: run it on another thread, bounded by 10 s; if it
+  // hangs, a writer releases it and the test fails.
+  auto attempt = [](const std::string& path, bool model) {
+    return std::async(std::launch::async, [path, model]() -> std::string {
+      try {
+        if (model)
+          (void)LlamaWeights::load(path);
+        else
+          (void)GgufFile::open(path);
+        return "opened";
+      } catch (const Error& e) {
+        return e.what();
+      }
+    });
+  };
+  for (bool model : {false, true}) {
+    auto result = attempt(fifo, model);
+    if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // a writer: the blocked open returns
+      (void)result.wait();
+      if (w >= 0) ::close(w);
+      std::filesystem::remove_all(dir);
+      FAIL("opening a FIFO blocked");
+    }
+    const std::string msg = result.get();
+    INFO(msg);
+    CHECK(msg == "GGUF " + fifo + ": not a regular file (a FIFO)");
+  }
+  CHECK_THROWS_WITH(GgufFile::open(dir.string()), "GGUF " + dir.string() + ": not a regular file (a directory)");
+  CHECK_THROWS_WITH(GgufFile::open("/dev/null"), "GGUF /dev/null: not a regular file (a character device)");
+  std::filesystem::remove_all(dir);
 }

@@ -1,5 +1,6 @@
 // The kernel variants (backends/llama/src/kernels*.cpp) and the thread pool, tested directly:
-// - every variant this CPU runs matches a float64 dot product (a tolerance stated below) for F32/F16/BF16/Q8_0;
+// - every variant this CPU runs matches a float64 dot product (a tolerance stated below) for F32/F16/BF16/Q8_0 and
+//   the 4- to 6-bit types (Q4_0, Q4_K, Q6_K computed from the blocks; Q5_K widened row by row);
 // - each output element is bit-identical whatever the number of tokens in the call, the row range and the
 //   buffers' alignment (the batch-invariance contract), and native types equal their F32 dequantization;
 // - the FMA variants follow exactly the documented order (an independent scalar emulation with std::fma), so the
@@ -94,9 +95,10 @@ TEST_CASE("kernels: every variant matches float64 and is invariant to tokens, ro
           "[kernels][invariance]") {
   const std::size_t rows = 13;  // not a multiple of any row tile
   for (const K::Table* kt : available())
-    for (GgmlType type : {GgmlType::f32, GgmlType::f16, GgmlType::bf16, GgmlType::q8_0})
-      for (std::size_t cols : {32u, 96u, 100u, 512u}) {
-        if (type == GgmlType::q8_0 && cols % 32 != 0) continue;
+    for (GgmlType type : {GgmlType::f32, GgmlType::f16, GgmlType::bf16, GgmlType::q8_0, GgmlType::q4_0,
+                          GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k})
+      for (std::size_t cols : {32u, 96u, 100u, 512u, 768u}) {
+        if (cols % ggml_type_traits(static_cast<std::uint32_t>(type))->block_elems != 0) continue;
         INFO("isa " << K::isa_name(kt->isa) << " type " << ggml_type_name(static_cast<std::uint32_t>(type))
                     << " cols " << cols);
         const Matrix m = random_matrix(type, rows, cols, cols * 31 + static_cast<std::uint32_t>(type));

@@ -250,3 +250,49 @@ TEST_CASE("greedy speculative decoding over a Q4_K_M target equals that target a
   std::printf("speculative greedy F32 draft -> Q4_K_M target: identical on %zu prompts, mean acceptance %.3f\n", runs,
               acc / static_cast<double>(runs));
 }
+
+TEST_CASE("random_llama_gguf's Q4_K_M mix and Qwen3 shape: the tensor types, and batch-invariant logits",
+          "[quant]") {
+  RandomLlamaSpec s;
+  s.arch = "qwen3";
+  s.dim = 256;
+  s.n_heads = 4;
+  s.n_kv_heads = 2;
+  s.head_dim = 64;
+  s.ffn_dim = 512;
+  s.n_layers = 8;  // Q4_K_M gives more bits to layers 0 and 7 (first / last eighth) and 3, 6 (every third between)
+  s.vocab_size = 300;
+  s.tied_output = true;
+  s.q4_k_m = true;
+  s.seed = 11;
+  const GgufFile f = GgufFile::from_bytes(random_llama_gguf(s).bytes(), "q4km-qwen3.gguf");
+  CHECK(f.tensor("token_embd.weight").type == GgmlType::q6_k);  // the tied output matrix
+  CHECK(f.find_tensor("output.weight") == nullptr);
+  for (std::uint32_t l = 0; l < s.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const bool more = l == 0 || l == 3 || l == 6 || l == 7;
+    INFO("layer " << l);
+    CHECK(q4_k_m_more_bits(l, s.n_layers) == more);
+    CHECK(f.tensor(p + "attn_v.weight").type == (more ? GgmlType::q6_k : GgmlType::q4_k));
+    CHECK(f.tensor(p + "ffn_down.weight").type == (more ? GgmlType::q6_k : GgmlType::q4_k));
+    for (const char* t : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight"})
+      CHECK(f.tensor(p + t).type == GgmlType::q4_k);
+    CHECK(f.tensor(p + "attn_q_norm.weight").dims == std::vector<std::uint64_t>{64});
+  }
+  const auto w = LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(s).bytes(), "q4km-qwen3.gguf"));
+  CHECK(w->hparams().qk_norm);
+  CHECK(w->hparams().rope_neox);
+  CHECK(w->hparams().head_dim == 64);
+  const auto ids = prompt_ids();
+  const auto all = logits_of(w, ids);
+  // Token by token (and with 2 threads): the same bits as one chunk.
+  LlamaModel m(w, {.threads = 2});
+  LogitRows rows;
+  std::vector<float> one_by_one;
+  for (Token t : ids) {
+    m.forward(std::span<const Token>(&t, 1), rows);
+    one_by_one.insert(one_by_one.end(), rows.data(), rows.data() + rows.vocab());
+  }
+  CHECK(one_by_one == all);
+  for (float x : all) REQUIRE(std::isfinite(x));
+}

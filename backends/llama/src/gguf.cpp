@@ -103,7 +103,9 @@ void GgufFile::fail(const std::string& what) const { throw DecodeError("GGUF " +
 GgufFile GgufFile::open(const std::string& path, GgufLimits limits) {
   GgufFile f;
   f.name_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; it is refused below like any other
+  // file that is not regular (directory, device, socket).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error("GGUF " + path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -113,7 +115,13 @@ GgufFile GgufFile::open(const std::string& path, GgufLimits limits) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error("GGUF " + path + ": not a regular file");
+    const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    throw Error("GGUF " + path + ": not a regular file (" + kind + ")");
   }
   auto storage = std::make_shared<Storage>();
   const auto size = static_cast<std::size_t>(st.st_size);

@@ -49,6 +49,23 @@ inline V vload_q8(const void* q) noexcept {
           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 8))))};
 }
 inline float half_scalar(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
+inline V vsub(V a, V b) noexcept { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+inline __m256i vu8(const std::uint8_t* p, int shift) noexcept {  // 8 bytes, each >> shift, as 8 int32 lanes
+  const __m256i u = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_srl_epi32(u, _mm_cvtsi32_si128(shift));
+}
+inline __m256 vnib8(const std::uint8_t* p, int shift) noexcept {
+  return _mm256_cvtepi32_ps(_mm256_and_si256(vu8(p, shift), _mm256_set1_epi32(15)));
+}
+inline V vnib(const std::uint8_t* p, int shift) noexcept { return {vnib8(p, shift), vnib8(p + 8, shift)}; }
+inline __m256 vq6_8(const std::uint8_t* ql, int ls, const std::uint8_t* qh, int hs) noexcept {
+  const __m256i lo = _mm256_and_si256(vu8(ql, ls), _mm256_set1_epi32(15));
+  const __m256i hi = _mm256_slli_epi32(_mm256_and_si256(vu8(qh, hs), _mm256_set1_epi32(3)), 4);
+  return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(lo, hi), _mm256_set1_epi32(32)));
+}
+inline V vq6(const std::uint8_t* ql, int ls, const std::uint8_t* qh, int hs) noexcept {
+  return {vq6_8(ql, ls, qh, hs), vq6_8(ql + 8, ls, qh + 8, hs)};
+}
 
 constexpr int kRowsMain = 2, kTokMain = 3, kRowsSmall = 1;
 constexpr std::size_t kTokSmall = 6;

@@ -48,6 +48,19 @@ inline V vload_q8(const void* q) noexcept {
   return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(static_cast<const __m128i*>(q))))};
 }
 inline float half_scalar(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
+inline V vsub(V a, V b) noexcept { return {_mm512_sub_ps(a.v, b.v)}; }
+inline __m512i vu8(const std::uint8_t* p, int shift) noexcept {  // 16 bytes, each >> shift, as 16 int32 lanes
+  const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_srl_epi32(u, _mm_cvtsi32_si128(shift));
+}
+inline V vnib(const std::uint8_t* p, int shift) noexcept {
+  return {_mm512_cvtepi32_ps(_mm512_and_si512(vu8(p, shift), _mm512_set1_epi32(15)))};
+}
+inline V vq6(const std::uint8_t* ql, int ls, const std::uint8_t* qh, int hs) noexcept {
+  const __m512i lo = _mm512_and_si512(vu8(ql, ls), _mm512_set1_epi32(15));
+  const __m512i hi = _mm512_slli_epi32(_mm512_and_si512(vu8(qh, hs), _mm512_set1_epi32(3)), 4);
+  return {_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_or_si512(lo, hi), _mm512_set1_epi32(32)))};
+}
 
 constexpr int kRowsMain = 4, kTokMain = 6, kRowsSmall = 1;
 constexpr std::size_t kTokSmall = 6;

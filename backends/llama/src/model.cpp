@@ -228,6 +228,7 @@ const LlamaHParams& LlamaWeights::hparams() const noexcept { return impl_->hp; }
 const std::string& LlamaWeights::name() const noexcept { return impl_->name; }
 WeightFormat LlamaWeights::format() const noexcept { return impl_->format; }
 std::shared_ptr<const Tokenizer> LlamaWeights::tokenizer() const noexcept { return impl_->tokenizer; }
+const GgufFile& LlamaWeights::file() const noexcept { return impl_->file; }
 std::size_t LlamaWeights::weight_bytes() const noexcept { return impl_->weight_bytes; }
 ModelInfo LlamaWeights::info() const {
   ModelInfo info;  // what LlamaModel reports (make_info below), at the file's full context length
@@ -238,6 +239,7 @@ ModelInfo LlamaWeights::info() const {
     info.tokenizer_fingerprint = t->fingerprint();
     info.bos = t->bos();
     info.eos = t->eos();
+    info.eog = t->eog_tokens();
   }
   info.batch_invariant = true;
   return info;
@@ -572,6 +574,7 @@ ModelInfo make_info(const LlamaWeights& w, const LlamaParams& p) {
     info.tokenizer_fingerprint = t->fingerprint();
     info.bos = t->bos();
     info.eos = t->eos();
+    info.eog = t->eog_tokens();
   }
   info.batch_invariant = true;
   return info;

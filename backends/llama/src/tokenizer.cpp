@@ -200,6 +200,15 @@ void Tokenizer::finish_special() {
     if (t != kNoToken) eog_.push_back(t);
   std::sort(eog_.begin(), eog_.end());
   eog_.erase(std::unique(eog_.begin(), eog_.end()), eog_.end());
+  // Generation stops at these ids on both sides of a pair, so they are part of the identity the pair agrees on.
+  for (Token t : eog_) {
+    for (int b = 0; b < 4; ++b) {
+      fingerprint_ ^= static_cast<std::uint8_t>(static_cast<std::uint32_t>(t) >> (8 * b));
+      fingerprint_ *= 0x100000001b3ull;
+    }
+    fingerprint_ ^= 0xEE;
+    fingerprint_ *= 0x100000001b3ull;
+  }
   std::stable_sort(specials_.begin(), specials_.end(), [&](Token a, Token b) {
     return tokens_[static_cast<std::size_t>(a)].size() > tokens_[static_cast<std::size_t>(b)].size();
   });

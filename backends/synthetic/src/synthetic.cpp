@@ -76,6 +76,9 @@ ModelInfo make_info(const ModelParams& p) {
   if (!(p.latency.a_ms >= 0.0 && p.latency.b_ms >= 0.0)) throw Error("synthetic: latencies must be >= 0");
   if (p.eos != kNoToken && (p.eos < 0 || static_cast<std::uint32_t>(p.eos) >= p.vocab_size))
     throw Error("synthetic: eos outside the vocabulary");
+  for (Token t : p.eog)
+    if (t < 0 || static_cast<std::uint32_t>(t) >= p.vocab_size)
+      throw Error("synthetic: eog token outside the vocabulary");
   ModelInfo info;
   info.name = !p.name.empty() ? p.name : (p.role == Role::target ? "synthetic-target" : "synthetic-draft");
   info.vocab_size = p.vocab_size;
@@ -84,6 +87,7 @@ ModelInfo make_info(const ModelParams& p) {
   info.tokenizer_fingerprint = mix64(0x53594e5448ull ^ p.vocab_size);
   info.bos = kNoToken;
   info.eos = p.eos;
+  info.eog = p.eog;
   info.batch_invariant = true;
   return info;
 }
@@ -210,6 +214,7 @@ static ModelParams model_params(const PairParams& p, Role role) {
   m.latency = role == Role::target ? p.profile.target : p.profile.draft;
   m.time_scale = p.time_scale;
   m.eos = p.eos;
+  m.eog = p.eog;
   m.name = std::string("synthetic-") + (role == Role::target ? "target" : "draft") + "(" + p.profile.name + ")";
   if (role == Role::target) m.device = p.target_device;
   return m;

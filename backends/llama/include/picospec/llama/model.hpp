@@ -73,11 +73,13 @@ class LlamaWeights {
   [[nodiscard]] WeightFormat format() const noexcept;
   /// The tokenizer stored in the file; nullptr when the file has no tokenizer.ggml.* metadata.
   [[nodiscard]] std::shared_ptr<const Tokenizer> tokenizer() const noexcept;
+  /// The parsed file (its metadata, e.g. for detect_chat_format in chat.hpp).
+  [[nodiscard]] const GgufFile& file() const noexcept;
   /// Bytes of weight data the model reads per token (for bandwidth estimates).
   [[nodiscard]] std::size_t weight_bytes() const noexcept;
   /// The ModelInfo a LlamaModel on these weights reports (name, vocabulary, the file's context length, tokenizer
-  /// fingerprint, BOS/EOS, batch_invariant), without building a model: what a custom Drafter or Verifier that
-  /// works with this model's tokenizer should report.
+  /// fingerprint, BOS/EOS, the end-of-generation tokens, batch_invariant), without building a model: what a custom
+  /// Drafter or Verifier that works with this model's tokenizer should report.
   [[nodiscard]] ModelInfo info() const;
 
   struct Impl;

@@ -88,7 +88,8 @@ class Tokenizer {
   [[nodiscard]] Token bos() const noexcept { return bos_; }
   [[nodiscard]] Token eos() const noexcept { return eos_; }
   [[nodiscard]] bool add_bos() const noexcept { return add_bos_; }
-  /// FNV-1a 64 over every token's text and type: two tokenizers with equal fingerprints map ids to the same text.
+  /// FNV-1a 64 over every token's text and type (and the BPE merges, pre-tokenizer and end-of-generation ids): two
+  /// tokenizers with equal fingerprints map ids to the same text and stop generation at the same tokens.
   [[nodiscard]] std::uint64_t fingerprint() const noexcept { return fingerprint_; }
   [[nodiscard]] const std::string& piece(Token t) const;  ///< raw vocabulary entry (with U+2581)
   [[nodiscard]] TokenType type(Token t) const;

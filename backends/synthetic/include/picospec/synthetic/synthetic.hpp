@@ -66,6 +66,7 @@ struct ModelParams {
   Latency latency;                 ///< per forward() call
   double time_scale = 1.0;         ///< multiplies every latency (0 = no sleeping)
   Token eos = kNoToken;            ///< reported in ModelInfo (the rows do not favour it)
+  std::vector<Token> eog;          ///< more end-of-generation tokens, reported in ModelInfo::eog
   std::uint32_t context_length = 0;  ///< 0 = unbounded
   std::string name;                ///< ModelInfo::name ("" = "synthetic-target" / "synthetic-draft")
   std::shared_ptr<Device> device;  ///< null = a device of its own (forwards overlap with other models' freely)
@@ -128,6 +129,7 @@ struct PairParams {
   /// The target's emulated accelerator: give every verifier of one server the same Device (make_shared) to model
   /// one cloud GPU (forwards serialized, sessions batchable); null = each target model on a device of its own.
   std::shared_ptr<Device> target_device;
+  std::vector<Token> eog;  ///< more end-of-generation tokens (ModelInfo::eog of both models)
 };
 
 [[nodiscard]] std::unique_ptr<SyntheticLM> make_target_lm(const PairParams& p);
