@@ -573,6 +573,14 @@ struct CloudServer::Impl {
     return f();
   }
 
+  // CloudOptions::max_context: a session may hold this many tokens.
+  void check_context(std::size_t tokens) {
+    if (options.max_context == 0 || tokens <= options.max_context) return;
+    bump([](CloudStats& st) { ++st.sessions_context_limited; });
+    throw SessionFailure{wire::ErrorCode::too_large, "context limit of " + std::to_string(options.max_context) +
+                                                         " tokens per session reached (" + std::to_string(tokens) + ")"};
+  }
+
   static void require(bool ok, wire::ErrorCode code, const std::string& msg) {
     if (!ok) throw SessionFailure{code, msg};
   }
@@ -628,6 +636,12 @@ struct CloudServer::Impl {
   bool handle(CloudSession& s, const wire::Header&, wire::Prefill& p) {
     require(s.hello_ok && !s.prefilled, wire::ErrorCode::bad_state, "Prefill before Hello or twice");
     require(!p.tokens.empty(), wire::ErrorCode::invalid_params, "empty prompt");
+    if (options.max_context != 0 && p.tokens.size() > options.max_context) {
+      bump([](CloudStats& st) { ++st.sessions_context_limited; });
+      throw SessionFailure{wire::ErrorCode::invalid_params,
+                           "prompt of " + std::to_string(p.tokens.size()) + " tokens is above the context limit of " +
+                               std::to_string(options.max_context) + " tokens per session"};
+    }
     try {
       timed_verify([&] { s.verifier->begin(p.tokens); });
     } catch (const Error& e) {
@@ -672,6 +686,7 @@ struct CloudServer::Impl {
     }
     s.ar_token = tok;
     s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
+    check_context(s.verifier->length() + 1);
     if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
     s.pending = CloudSession::Pending::ar_step;
     return true;
@@ -718,6 +733,7 @@ struct CloudServer::Impl {
       s.pending_chunk = d.tokens;
       s.pending_shifted = false;
     }
+    check_context(s.verifier->length() + s.pending_chunk.size());
     if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
     s.pending = CloudSession::Pending::draft;
     return true;
@@ -883,6 +899,8 @@ std::vector<Metric> metrics_of(const CloudStats& s) {
       {"sessions_timed_out_total", "counter", "Sessions closed after the idle timeout.", d(s.sessions_timed_out)},
       {"sessions_over_limit_total", "counter", "Sessions ended for queuing more bytes than allowed.",
        d(s.sessions_over_limit)},
+      {"sessions_context_limited_total", "counter", "Sessions ended at the per-session context limit.",
+       d(s.sessions_context_limited)},
       {"frames_in_total", "counter", "Frames received.", d(s.frames_in)},
       {"frames_stale_dropped_total", "counter", "Stale, duplicate or out-of-epoch frames dropped.", d(s.stale_dropped)},
       {"frames_malformed_total", "counter", "Frames that failed to decode or overflowed an inbox.", d(s.malformed)},

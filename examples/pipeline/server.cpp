@@ -45,6 +45,7 @@ struct Options {
   std::size_t threads = 0;  // 0: max(1, cores / workers)
   std::size_t max_sessions = 64;
   std::size_t max_batch = 32;
+  std::size_t max_context = 0;
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string metrics_host = "127.0.0.1";
   std::string curve_secret_argv;  // the removed --curve-secret: refused with a pointer to the alternatives
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       ->check(examples::range(std::size_t{1}, std::size_t{100000}));
   app.add_option("--max-batch", o.max_batch, "sessions' chunks verified together in one batched forward (1 = one at a time)")
       ->check(examples::range(std::size_t{1}, std::size_t{1024}));
+  app.add_option("--max-context", o.max_context, "tokens a session may hold (0 = the model's context length)")
+      ->check(examples::range(std::size_t{0}, std::size_t{1} << 24));
   app.add_option("--metrics-port", o.metrics_port,
                  "serve GET /metrics (Prometheus text) and /metrics.json on this TCP port (0 = ephemeral, printed)")
       ->check(examples::range(0, 65535));
@@ -160,6 +163,7 @@ int main(int argc, char** argv) {
     co.workers = o.workers;
     co.max_sessions = o.max_sessions;
     co.max_batch = o.max_batch;
+    co.max_context = o.max_context;
     const std::size_t threads = o.threads;
     CloudServer server(
         [weights, threads] {

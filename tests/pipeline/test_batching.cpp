@@ -180,3 +180,29 @@ TEST_CASE("a long cloud-ar generation does not hold the only worker", "[pipeline
   CHECK(spec_done_ms < ar_done_ms);
   CHECK(cloud.server->stats().max_batch_seen > 1);  // the two sessions' steps shared evaluations
 }
+
+TEST_CASE("max_context ends a session at the per-session limit: the edge keeps its tokens, finish length",
+          "[pipeline][limits]") {
+  const auto pair = device_pair(0.0, nullptr);
+  CloudOptions co;
+  co.max_context = 16;  // prompt 5 + at most 11 tokens in the target's context
+  test::Cloud cloud(pair, co);
+  for (PipelineMode mode : {PipelineMode::picospec, PipelineMode::cloud_ar}) {
+    INFO("mode " << to_string(mode));
+    auto edge = cloud.edge(pair);
+    GenerateParams gp;
+    gp.mode = mode;
+    gp.max_tokens = 40;
+    const auto out = edge->generate(test::test_prompt(), gp);
+    CHECK(out.finish == FinishReason::length);
+    CHECK(out.tokens.size() >= 1);
+    CHECK(out.tokens.size() <= 12);
+  }
+  CHECK(cloud.server->stats().sessions_context_limited == 2);
+  // A prompt beyond the limit is refused outright.
+  auto edge = cloud.edge(pair);
+  GenerateParams gp;
+  gp.max_tokens = 4;
+  CHECK_THROWS(edge->generate(std::vector<Token>(20, 3), gp));
+  CHECK(cloud.server->stats().sessions_context_limited == 3);
+}
