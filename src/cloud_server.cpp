@@ -169,6 +169,7 @@ struct CloudServer::Impl {
         queued_bytes += n;
         ++queued_frames;
         s->inbox.push_back(std::move(frame));
+        if (!s->scheduled) s->scheduled = schedule = true;
       }
     }
     if (over) {  // memory is bounded by bytes: the session that would exceed a limit ends, its frames freed
@@ -178,10 +179,6 @@ struct CloudServer::Impl {
       send_error(s->peer, s->id, wire::ErrorCode::too_large,
                  "frames queued for this session exceed the server's byte limit");
       return;
-    }
-    {
-      std::lock_guard lk(s->mu);
-      if (!s->scheduled) s->scheduled = schedule = true;
     }
     if (schedule) {
       {
@@ -273,8 +270,10 @@ struct CloudServer::Impl {
     limits.max_q_frame_bytes = options.max_frame_bytes;
     auto last_sweep = Clock::now();
     while (!stop_flag.load()) {
-      PeerReceived r = transport.recv(Millis(100));
+      // Departed peers first, then the next frame: a peer's disconnect is reported only after its last frame was
+      // received, and that frame was handled in the previous turn (a Bye frees its session as a Bye).
       for (const PeerId gone : transport.take_disconnected()) free_peer_sessions(gone);
+      PeerReceived r = transport.recv(Millis(100));
       const auto now = Clock::now();
       if (now - last_sweep > std::chrono::seconds(1)) {
         sweep_idle(now);

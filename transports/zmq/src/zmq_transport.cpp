@@ -717,7 +717,9 @@ void SocketCore::lead(std::unique_lock<std::mutex>& lk, Pred satisfied, std::opt
     }
     // 2. Connection events first (only when the monitor socket signalled some): a DISCONNECTED(fd) must be
     //    applied before a frame from a new connection on the same, reused descriptor is read.
-    if (monitor_ && monitor_ready_) {
+    //    The server drains them before every read, not only when the last poll flagged the monitor: the event of
+    //    a closed connection is queued before its descriptor can be reused, but it may arrive after that poll.
+    if (monitor_ && (monitor_ready_ || kind_ == Kind::server)) {
       monitor_ready_ = false;
       lk.unlock();
       drain_monitor();
