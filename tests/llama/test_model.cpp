@@ -45,6 +45,9 @@ bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+/// Every logits value of `r`, row after row.
+std::vector<float> flat(const LogitRows& r) { return {r.data(), r.data() + r.rows() * r.vocab()}; }
+
 }  // namespace
 
 TEST_CASE("logits are bit-identical for every chunking and thread count", "[model][invariance]") {
@@ -293,14 +296,14 @@ TEST_CASE("forward_batch: several sequences over shared weights in one pass, bit
         LogitRows ref;
         alone[i]->forward(chunks[i], ref);
         CHECK(batched[i]->length() == prompts[i].size() + chunks[i].size());
-        CHECK(bit_equal(std::vector<float>(out[i].data(), out[i].data() + out[i].rows() * out[i].vocab()),
-                        std::vector<float>(ref.data(), ref.data() + ref.rows() * ref.vocab())));
+        CHECK(bit_equal(flat(out[i]),
+                        flat(ref)));
         // The KV caches hold each sequence's own keys: the next call continues exactly.
         LogitRows a, b;
         batched[i]->forward(next, a);
         alone[i]->forward(next, b);
-        CHECK(bit_equal(std::vector<float>(a.data(), a.data() + a.rows() * a.vocab()),
-                        std::vector<float>(b.data(), b.data() + b.rows() * b.vocab())));
+        CHECK(bit_equal(flat(a),
+                        flat(b)));
       }
     }
   }
@@ -340,8 +343,8 @@ TEST_CASE("forward_with_branches: main tokens and branches in one pass, bit-iden
       LogitRows ref_main;
       r.forward(prompt, junk);
       r.forward(main, ref_main);
-      CHECK(bit_equal(std::vector<float>(out.data(), out.data() + out.rows() * out.vocab()),
-                      std::vector<float>(ref_main.data(), ref_main.data() + ref_main.rows() * ref_main.vocab())));
+      CHECK(bit_equal(flat(out),
+                      flat(ref_main)));
       for (std::size_t b = 0; b < tails.size(); ++b) {
         LlamaModel rb(w, {.threads = 1});
         LogitRows rows;
@@ -356,8 +359,8 @@ TEST_CASE("forward_with_branches: main tokens and branches in one pass, bit-iden
       LogitRows a, b2;
       m.forward(next, a);
       r.forward(next, b2);
-      CHECK(bit_equal(std::vector<float>(a.data(), a.data() + a.rows() * a.vocab()),
-                      std::vector<float>(b2.data(), b2.data() + b2.rows() * b2.vocab())));
+      CHECK(bit_equal(flat(a),
+                      flat(b2)));
     }
   }
 }
