@@ -74,7 +74,7 @@ struct CloudSession {
 
   // A chunk waiting for the worker's batched evaluation (Verifier::score_batch), worker-only: a Draft whose
   // verdict follows the evaluation, or one cloud-ar step (the token just sent, to be appended).
-  enum class Pending : std::uint8_t { none, draft, ar_step } pending = Pending::none;
+  enum class Pending : std::uint8_t { none, draft, ar_step, fill_step } pending = Pending::none;
   std::optional<wire::Message> pending_msg;  // the Draft
   std::span<const Token> pending_chunk;      // what goes through the model
   bool pending_shifted = false;              // pending_chunk = unscored + Draft tokens: rows shift by one
@@ -82,6 +82,14 @@ struct CloudSession {
   bool ar_active = false;
   std::uint32_t ar_k = 0;
   Token ar_token = 0;
+  // Cloud fill (wire::kHelloFlagCloudFill): the committed tokens (prompt included), for comparing Drafts that
+  // start behind the cloud's length; `fill_done` once max_new_tokens or an end-of-generation token is committed.
+  bool fill = false;
+  bool fill_done = false;
+  bool starved = false;  // no useful Draft can be on its way (start, after a rejection or a void): fill steps run
+  std::size_t prompt_length = 0;
+  std::vector<Token> committed;
+  std::size_t fill_matched = 0;  // tokens of the pending Draft that were already committed (reported as accepted)
 };
 
 struct CloudServer::Impl {
@@ -455,6 +463,7 @@ struct CloudServer::Impl {
       if (s.pending != CloudSession::Pending::none) return true;
     }
     if (s.ar_active) return guarded(s, [&] { return step_cloud_ar(s); });
+    if (fill_step_wanted(s)) return guarded(s, [&] { return step_fill(s); });
     return true;
   }
 
@@ -463,7 +472,8 @@ struct CloudServer::Impl {
     bool again;
     {
       std::lock_guard lk(s->mu);
-      again = !s->closed && !stop_flag.load() && (!s->inbox.empty() || s->ar_active);
+      again = !s->closed && !stop_flag.load() &&
+              (!s->inbox.empty() || s->ar_active || (s->starved && fill_wanted(*s)));
       if (!again) s->scheduled = false;
     }
     if (again) {
@@ -551,6 +561,10 @@ struct CloudServer::Impl {
       ++s.ar_k;
       return true;
     }
+    if (kind == CloudSession::Pending::fill_step) {  // the last committed token is in the model now
+      s.unscored.reset();
+      return guarded(s, [&] { return fill_wanted(s) ? commit_fill(s) : true; });
+    }
     return guarded(s, [&] {
       const bool keep = finish_draft(s, s.pending_msg->header, std::get<wire::Draft>(s.pending_msg->body));
       s.pending_msg.reset();
@@ -609,6 +623,11 @@ struct CloudServer::Impl {
       } catch (const detail::PolicyFailure& f) {
         throw SessionFailure{f.code, f.message};
       }
+      if ((hello_header.flags & wire::kHelloFlagCloudFill) != 0) {
+        require(draft_invariant(rejection), wire::ErrorCode::invalid_params,
+                "cloud fill needs rejection greedy or coupled (tokens that do not depend on the draft)");
+        s.fill = true;
+      }
     }
     s.hello = std::move(hello);
     s.hello_ok = true;
@@ -648,6 +667,13 @@ struct CloudServer::Impl {
     }
     s.length = p.tokens.size();
     s.prefilled = true;
+    if (s.fill) {
+      s.prompt_length = p.tokens.size();
+      s.committed = p.tokens;
+      s.fill_done = s.hello.max_new_tokens == 0;
+      s.starved = true;
+      if (fill_wanted(s)) return commit_fill(s);  // the first token is decided by the prompt's pending row
+    }
     if (s.hello.pipeline == PipelineMode::cloud_ar) {
       s.ar_active = s.hello.max_new_tokens > 0;  // generates in steps: advance() -> step_cloud_ar()
       s.ar_k = 0;
@@ -670,7 +696,9 @@ struct CloudServer::Impl {
       tok = argmax(row);
     } else {
       logits_to_probs(row, sp, s.probs, s.ws);
-      tok = sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
+      tok = s.hello.rejection == RejectionMode::coupled
+                ? coupled_sample(s.probs, s.hello.seed, s.length)
+                : sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
     }
     const bool done = s.ar_k + 1 == s.hello.max_new_tokens || info.is_eog(tok);
     wire::Tokens t;
@@ -691,6 +719,91 @@ struct CloudServer::Impl {
     return true;
   }
 
+  // ---- cloud fill (wire::kHelloFlagCloudFill)
+  // The next token may be committed now (its row is computed: after a pass, or the prompt's).
+  bool fill_wanted(const CloudSession& s) const {
+    return s.fill && s.prefilled && !s.fill_done && s.pending == CloudSession::Pending::none && !s.cancel.load() &&
+           !stop_flag.load();
+  }
+  // A fill step (a one-token pass) is worth running: no Draft is queued and none that could be verified is on
+  // its way (at the start, after a rejection or a void). After an accepted chunk the next one is usually in
+  // flight, and a pass then would only delay it.
+  bool fill_step_wanted(CloudSession& s) {
+    if (!s.starved || !fill_wanted(s)) return false;
+    std::lock_guard lk(s.mu);
+    return s.inbox.empty();
+  }
+
+  // Decides the token at position `length` from the pending row, exactly as the policy's test would (greedy:
+  // argmax; coupled: coupled_sample of the sampling transform), commits it and sends it down. It stays
+  // `unscored` until a Draft or a fill step takes it through the model.
+  bool commit_fill(CloudSession& s) {
+    const auto& sp = s.hello.sampling;
+    const auto row = s.verifier->pending_logits();
+    Token tok;
+    if (sp.greedy()) {
+      tok = argmax(row);
+    } else {
+      logits_to_probs(row, sp, s.probs, s.ws);
+      tok = coupled_sample(s.probs, s.hello.seed, s.length);
+    }
+    const bool done = s.length + 1 - s.prompt_length >= s.hello.max_new_tokens || s.verifier->info().is_eog(tok);
+    wire::Tokens t;
+    t.start_position = static_cast<std::uint32_t>(s.length);
+    t.tokens = {tok};
+    t.done = done;
+    s.committed.push_back(tok);
+    ++s.length;
+    s.unscored = tok;
+    s.fill_done = done;
+    bump([](CloudStats& st) { ++st.fill_tokens; });
+    return send(s, s.epoch, std::move(t));
+  }
+
+  // No Draft to verify: take the last committed token through the model alone (one decode step), after which
+  // finish_pending commits the next one. What cloud-ar does, while the edge's next chunk is on its way.
+  bool step_fill(CloudSession& s) {
+    if (!s.unscored) {
+      if (!commit_fill(s)) return false;
+      if (!fill_wanted(s)) return true;
+    }
+    s.ar_token = *s.unscored;
+    s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
+    check_context(s.verifier->length() + 1);
+    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
+    s.pending = CloudSession::Pending::fill_step;
+    return true;
+  }
+
+  // A Draft in a fill session may start behind the cloud's length. The tokens behind it are compared with the
+  // committed ones: one differs -> void (no verdict; the epoch moves on, as the edge expects); all equal and
+  // nothing left -> consumed (no verdict); else they count as accepted and the rest is verified. False: no
+  // verification needed.
+  bool reconcile_fill(CloudSession& s, wire::Draft& d) {
+    s.fill_matched = 0;
+    require(d.n_fixed == 0, wire::ErrorCode::bad_state, "fixed token in a cloud-fill session");
+    require(d.start_position <= s.length, wire::ErrorCode::bad_state,
+            "Draft at position " + std::to_string(d.start_position) + ", beyond the cloud's " +
+                std::to_string(s.length));
+    const std::size_t behind = std::min<std::size_t>(s.length - d.start_position, d.tokens.size());
+    for (std::size_t i = 0; i < behind; ++i) {
+      if (d.tokens[i] != s.committed[d.start_position + i]) {
+        ++s.epoch;
+        s.starved = true;
+        bump([](CloudStats& st) { ++st.chunks_voided; });
+        return false;
+      }
+    }
+    if (behind == d.tokens.size()) {
+      bump([](CloudStats& st) { ++st.chunks_consumed; });
+      return false;
+    }
+    s.fill_matched = behind;
+    d.tokens.erase(d.tokens.begin(), d.tokens.begin() + static_cast<std::ptrdiff_t>(behind));
+    d.start_position += static_cast<std::uint32_t>(behind);
+    return true;
+  }
+
   // First half of a Draft: checks, and the chunk to evaluate (pending) unless it needs none.
   bool prepare_draft(CloudSession& s, const wire::Header& h, wire::Draft& d) {
     require(s.prefilled, wire::ErrorCode::bad_state, "Draft before Prefill");
@@ -701,6 +814,7 @@ struct CloudServer::Impl {
       return true;
     }
     require(!d.tokens.empty(), wire::ErrorCode::invalid_params, "empty Draft");
+    if (s.fill && !reconcile_fill(s, d)) return true;
     require(d.start_position == s.length, wire::ErrorCode::bad_state,
             "Draft at position " + std::to_string(d.start_position) + ", expected " + std::to_string(s.length));
     require(d.n_fixed == (s.awaiting_fixed ? 1 : 0), wire::ErrorCode::bad_state,
@@ -779,12 +893,19 @@ struct CloudServer::Impl {
     });
     s.awaiting_fixed = false;
     wire::Verdict v;
-    v.start_position = d.start_position;
-    v.accepted = static_cast<std::uint16_t>(accepted);
+    // Fill: the Draft's leading tokens that were already committed count as accepted, from its original start.
+    v.start_position = static_cast<std::uint32_t>(d.start_position - s.fill_matched);
+    v.accepted = static_cast<std::uint16_t>(accepted + s.fill_matched);
+    if (s.fill) s.committed.insert(s.committed.end(), d.tokens.begin(), d.tokens.begin() + static_cast<std::ptrdiff_t>(accepted));
+    s.fill_matched = 0;
     if (!rejected) {
       s.length = base + n;
       v.kind = wire::VerdictKind::all_accepted;
-      return send(s, s.epoch, std::move(v));
+      if (!send(s, s.epoch, std::move(v))) return false;
+      if (s.fill && s.length - s.prompt_length >= s.hello.max_new_tokens) s.fill_done = true;
+      s.starved = false;
+      // Fill: the row after the chunk is already computed, so the next token is decided at once.
+      return fill_wanted(s) ? commit_fill(s) : true;
     }
     const std::size_t pos = base + accepted;
     const std::uint32_t old_epoch = s.epoch;
@@ -801,6 +922,12 @@ struct CloudServer::Impl {
     }
     // The cloud decided: tell the edge first; the correction goes through the model with the next Draft.
     s.unscored = v.correction;
+    if (s.fill) {
+      s.starved = true;
+      s.committed.push_back(v.correction);
+      if (pos + 1 - s.prompt_length >= s.hello.max_new_tokens || s.verifier->info().is_eog(v.correction))
+        s.fill_done = true;
+    }
     const bool sent = send(s, s.epoch, std::move(v));
     timed_verify([&] { s.verifier->rollback(pos); });
     s.length = pos + 1;
@@ -909,6 +1036,11 @@ std::vector<Metric> metrics_of(const CloudStats& s) {
       {"drafts_accepted_total", "counter", "Draft tokens accepted.", d(s.drafts_accepted)},
       {"rejections_total", "counter", "Chunks with a rejected draft.", d(s.rejections)},
       {"cloud_ar_tokens_total", "counter", "Tokens generated in cloud-ar sessions.", d(s.cloud_ar_tokens)},
+      {"fill_tokens_total", "counter", "Tokens committed by the cloud with no draft (cloud fill).", d(s.fill_tokens)},
+      {"chunks_consumed_total", "counter", "Drafts wholly behind cloud-fill tokens, all equal (no verdict).",
+       d(s.chunks_consumed)},
+      {"chunks_voided_total", "counter", "Drafts that differ from a cloud-fill token (void, no verdict).",
+       d(s.chunks_voided)},
       {"busy_seconds_total", "counter", "Worker time serving sessions.", s.busy_ms / 1000.0},
       {"ready_sessions", "gauge", "Sessions waiting for a worker.", d(s.ready_sessions)},
       {"queued_frames", "gauge", "Frames received and not yet served.", d(s.queued_frames)},

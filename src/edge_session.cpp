@@ -47,6 +47,7 @@ struct Chunk {
   std::uint32_t n = 0;        // tokens in the Draft
   std::uint32_t n_fixed = 0;  // leading fixed tokens (correction)
   Clock::time_point sent_at{};
+  std::uint32_t prefilled = 0;  // cloud fill: leading tokens already committed by the cloud's own tokens
   [[nodiscard]] std::uint32_t drafts() const noexcept { return n - n_fixed; }
 };
 
@@ -193,6 +194,7 @@ struct EdgeSession::Run {
   TransportStats stats_before;  // of the current transport (a resume replaces it)
   TransportStats stats_done;    // what replaced transports carried
   bool awaiting_more = false;
+  bool fill = false;  // cloud fill negotiated (GenerateParams::cloud_fill)
   std::size_t rej_position = 0;
   std::vector<std::vector<float>> row_pool;
   // Branches (GenerateParams::branch_heads): lines for the oldest chunk in flight that holds drafts.
@@ -287,7 +289,10 @@ struct EdgeSession::Run {
     h.session_id = session_id;
     h.epoch = epoch;
     h.seq = std::holds_alternative<wire::Hello>(body) ? hello_seq : seq++;
-    if (std::holds_alternative<wire::Hello>(body) && gp.block_verify) h.flags = wire::kHelloFlagBlockVerify;
+    if (std::holds_alternative<wire::Hello>(body)) {
+      if (gp.block_verify) h.flags |= wire::kHelloFlagBlockVerify;
+      if (fill) h.flags |= wire::kHelloFlagCloudFill;
+    }
     if (!es.transport_->send(wire::encode(h, std::move(body))))
       throw CloudLost{"EdgeSession: transport closed" + transport_problem()};
   }
@@ -604,6 +609,18 @@ struct EdgeSession::Run {
     send(mc);
   }
 
+  // One chunk's outcome in the metrics: its first `tested` drafts were tested, the first `acc` accepted.
+  void count_round(std::uint32_t tested, std::uint32_t acc) {
+    ++m.rounds;
+    m.accepted += acc;
+    if (m.position_tested.size() < tested) {
+      m.position_tested.resize(tested, 0);
+      m.position_accepted.resize(tested, 0);
+    }
+    for (std::uint32_t j = 0; j < tested; ++j) ++m.position_tested[j];
+    for (std::uint32_t j = 0; j < acc; ++j) ++m.position_accepted[j];
+  }
+
   void on_verdict(const wire::Header& h, const wire::Verdict& v) {
     if (h.epoch < epoch) {
       ++m.stale_dropped;
@@ -625,25 +642,15 @@ struct EdgeSession::Run {
     if (v.start_position != c.start) protocol_error("verdict for an unknown chunk");
     inflight.pop_front();
     if (c.drafts() > 0) --inflight_drafts;
-    if (v.accepted < c.n_fixed || v.accepted > c.n) protocol_error("accepted count out of range");
+    if (v.accepted < c.n_fixed + c.prefilled || v.accepted > c.n) protocol_error("accepted count out of range");
     const std::uint32_t acc = v.accepted - c.n_fixed;
     const bool all = v.kind == wire::VerdictKind::all_accepted;
     if (all != (acc == c.drafts())) protocol_error("verdict kind does not match the accepted count");
     if (all && h.epoch != epoch) protocol_error("epoch changed without a rejection");
-    if (c.drafts() > 0) {
-      ++m.rounds;
-      m.accepted += acc;
-      const std::uint32_t tested = all ? acc : acc + 1;
-      if (m.position_tested.size() < c.drafts()) {
-        m.position_tested.resize(c.drafts(), 0);
-        m.position_accepted.resize(c.drafts(), 0);
-      }
-      for (std::uint32_t j = 0; j < tested; ++j) ++m.position_tested[j];
-      for (std::uint32_t j = 0; j < acc; ++j) ++m.position_accepted[j];
-    }
-    // The chunk's drafts are the oldest spec tokens.
-    if (acc > spec.size() || acc > sent) protocol_error("verdict accepts tokens never sent");
-    for (std::uint32_t j = 0; j < acc; ++j) {
+    if (c.drafts() > 0) count_round(all ? acc : acc + 1, acc);
+    // The chunk's drafts are the oldest spec tokens (less those the cloud's fill tokens already committed).
+    if (acc - c.prefilled > spec.size() || acc - c.prefilled > sent) protocol_error("verdict accepts tokens never sent");
+    for (std::uint32_t j = c.prefilled; j < acc; ++j) {
       commit(spec.front().token);
       give_row(std::move(spec.front().row));
       spec.pop_front();
@@ -687,6 +694,47 @@ struct EdgeSession::Run {
     decide(dec, pos);
   }
 
+  // Cloud fill: a token the cloud committed with no draft, at the edge's next position. Equal to the next
+  // speculative token: that token is committed and leaves the oldest chunk in flight (a chunk whose every token
+  // was so committed gets no verdict). Different: the speculation is void; if any of it was sent, the cloud will
+  // find the same difference in the oldest chunk in flight, drop that chunk and the rest, and move to the next
+  // epoch, so the edge moves there now and drafts on from the cloud's token.
+  void on_fill(const wire::Tokens& t) {
+    if (done) return;
+    for (std::size_t k = 0; k < t.tokens.size(); ++k) {
+      const Token x = t.tokens[k];
+      if (x < 0 || static_cast<std::uint32_t>(x) >= vocab) protocol_error("token outside the vocabulary");
+      const std::size_t pos = pf_length();
+      if (t.start_position + k != pos) protocol_error("cloud token out of order");
+      ++m.cloud_filled;
+      if (!spec.empty() && spec.front().token == x) {
+        give_row(std::move(spec.front().row));
+        spec.pop_front();
+        if (sent > 0) {
+          --sent;
+          if (inflight.empty()) protocol_error("sent drafts with no chunk in flight");
+          Chunk& c = inflight.front();
+          if (++c.prefilled == c.n) {  // consumed: no verdict follows; its drafts count as tested and accepted
+            count_round(c.n, c.n);
+            inflight.pop_front();
+            --inflight_drafts;
+          }
+        }
+        commit(x);
+      } else {
+        if (sent > 0) ++epoch;  // the cloud voids the oldest chunk in flight (and drops the later ones as stale)
+        if (!spec.empty()) {
+          ++m.rollbacks;
+          drop_spec();
+          es.drafter_->rollback(pos);
+        }
+        es.drafter_->append(x);
+        commit(x);
+      }
+      if (done) return;
+    }
+  }
+
   void on_tokens(const wire::Tokens& t) {
     if (t.start_position != prompt.size() + committed.size()) protocol_error("Tokens out of order");
     for (Token x : t.tokens) {
@@ -726,6 +774,10 @@ struct EdgeSession::Run {
       return;
     }
     if (auto* t = std::get_if<wire::Tokens>(&msg.body)) {
+      if (fill) {
+        on_fill(*t);
+        return;
+      }
       if (plan.mode != PipelineMode::cloud_ar) protocol_error("Tokens outside cloud-ar mode");
       on_tokens(*t);
       return;
@@ -1035,6 +1087,12 @@ struct EdgeSession::Run {
     if (!(gp.draft_p_min >= 0.0f && gp.draft_p_min <= 1.0f)) throw Error("generate: draft_p_min must be in [0, 1]");
     chunk_len = gp.gamma;
     if (gp.branch_length > 4096) throw Error("generate: branch_length must be in [0, 4096]");
+    if (gp.cloud_fill) {
+      if (!plan.speculative || !draft_invariant(plan.rejection))
+        throw Error("generate: cloud_fill needs a speculative mode with greedy sampling or rejection 'coupled'");
+      if (gp.branch_heads != 0) throw Error("generate: cloud_fill and branch_heads cannot be combined");
+      fill = true;
+    }
     if (gp.branch_heads != 0 && !es.drafter_->info().batch_invariant)
       throw Error("generate: branches need a batch-invariant drafter (ModelInfo::batch_invariant)");
     vocab = es.drafter_->info().vocab_size;

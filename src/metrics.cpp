@@ -49,6 +49,7 @@ std::string Metrics::to_json() const {
   j["gamma_choices"] = gamma_choices;
   j["gamma_chosen_sum"] = gamma_chosen_sum;
   j["wasted_drafts"] = wasted_drafts;
+  j["cloud_filled"] = cloud_filled;
   j["draft_ms"] = draft_ms;
   j["edge_idle_pct"] = edge_idle_pct;
   // Cloud figures the edge cannot see are null, not -1 (see metrics.hpp).

@@ -11,7 +11,9 @@ ModePlan plan_mode(PipelineMode mode, const SamplingParams& sampling, std::optio
     case PipelineMode::cloud_ar:
       plan.speculative = plan.pipelined = false;
       plan.uses_drafter = false;
-      plan.rejection = RejectionMode::greedy;
+      // coupled: the cloud samples each token with coupled_sample (the tokens picospec's coupled mode commits).
+      plan.rejection = rejection == RejectionMode::coupled && !sampling.greedy() ? RejectionMode::coupled
+                                                                                 : RejectionMode::greedy;
       return plan;
     case PipelineMode::edge_only:
       plan.speculative = plan.pipelined = false;

@@ -14,7 +14,7 @@ namespace picospec::wire {
 static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big);
 static_assert(static_cast<int>(RejectionMode::greedy) == 0 && static_cast<int>(RejectionMode::full) == 1 &&
                   static_cast<int>(RejectionMode::topk) == 2 && static_cast<int>(RejectionMode::candidates) == 3 &&
-                  static_cast<int>(RejectionMode::sparse_draft) == 4,
+                  static_cast<int>(RejectionMode::sparse_draft) == 4 && static_cast<int>(RejectionMode::coupled) == 5,
               "the wire numbering of RejectionMode is fixed");
 
 namespace {

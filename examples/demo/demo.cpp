@@ -67,6 +67,8 @@ struct Options {
   std::uint32_t depth = 2;
   bool adaptive = false;
   std::uint32_t branches = 0;
+  std::string rejection = "coupled";
+  bool no_fill = false;
   std::size_t threads = 1;
   std::size_t cloud_threads = 2;
   bool json = false;
@@ -155,6 +157,11 @@ int main(int argc, char** argv) {
   app.add_flag("--adaptive", o.adaptive, "adaptive draft length (at most --gamma) from measured acceptance and times");
   app.add_option("--branches", o.branches, "pre-drafted branches per draft (no flush on a miss); 0 = off")
       ->check(examples::range(0u, 4u));
+  app.add_option("--rejection", o.rejection,
+                 "picospec's rejection at temperature > 0: coupled (the default: the cloud fills, and cloud-ar "
+                 "samples the same way, so the texts are equal), candidates or sparse_draft")
+      ->check(CLI::IsMember({"coupled", "candidates", "sparse_draft"}));
+  app.add_flag("--no-fill", o.no_fill, "picospec: the cloud waits for drafts instead of committing tokens itself");
   app.add_option("-t,--threads", o.threads, "threads of the edge's draft model")
       ->check(examples::range(std::size_t{1}, std::size_t{64}));
   app.add_option("--cloud-threads", o.cloud_threads, "threads of the cloud's target model (the cloud is the bigger machine)")
@@ -256,6 +263,12 @@ int main(int argc, char** argv) {
         gp.depth = o.depth;
         gp.adaptive_gamma = o.adaptive;
         gp.branch_heads = o.branches;
+        // picospec's rejection; cloud-ar samples with the coupled draws when picospec's rejection is coupled.
+        const RejectionMode rej = parse_rejection_mode(o.rejection);
+        if (mode == PipelineMode::picospec || (mode == PipelineMode::cloud_ar && rej == RejectionMode::coupled))
+          gp.rejection = rej;
+        gp.cloud_fill = mode == PipelineMode::picospec && !o.no_fill && o.branches == 0 &&
+                        (o.temp == 0.0f || rej == RejectionMode::coupled);
         std::string text;
         Token prev = prompt.back();
         if (stream) std::printf("%s", o.prompts[pi].c_str());
@@ -297,11 +310,13 @@ int main(int argc, char** argv) {
     const ModeRun* ar = nullptr;
     for (const auto& r : runs)
       if (r.mode == PipelineMode::cloud_ar) ar = &r;
-    // Greedy identity: every greedy speculative mode must reproduce cloud-ar token for token.
+    // Identity: every greedy speculative mode must reproduce cloud-ar token for token; sampled, so must picospec
+    // with the coupled rejection (cloud-ar then samples with the same coupled draws).
     std::map<std::string, bool> identical;
-    if (o.temp == 0.0f && ar != nullptr)
+    const bool coupled = o.temp > 0.0f && o.rejection == "coupled";
+    if ((o.temp == 0.0f || coupled) && ar != nullptr)
       for (const auto& r : runs)
-        if (r.speculative()) {
+        if (o.temp == 0.0f ? r.speculative() : r.mode == PipelineMode::picospec) {
           bool same = true;
           for (std::size_t i = 0; i < r.results.size(); ++i)
             same = same && r.results[i].tokens == ar->results[i].tokens;
@@ -345,7 +360,9 @@ int main(int argc, char** argv) {
         for (const auto& res : r.results) j["metrics"].push_back(nlohmann::json::parse(res.metrics.to_json()));
         doc["modes"].push_back(j);
       }
-      for (const auto& [m, same] : identical) doc["greedy_identical_to_cloud_ar"][m] = same;
+      doc["rejection"] = o.temp == 0.0f ? "greedy" : o.rejection;
+      doc["cloud_fill"] = !o.no_fill && o.branches == 0 && (o.temp == 0.0f || coupled);
+      for (const auto& [m, same] : identical) doc[o.temp == 0.0f ? "greedy_identical_to_cloud_ar" : "identical_to_cloud_ar"][m] = same;
       std::printf("%s\n", doc.dump(1).c_str());
     } else {
       std::printf("%-10s %8s %9s %10s %9s %10s %11s %9s %12s\n", "mode", "tok/s", "vs c-ar", "accept", "mean len",
@@ -362,8 +379,14 @@ int main(int argc, char** argv) {
                   "passes per generated token, prefill included)\n",
                   o.prompts.size(), o.n);
       for (const auto& [m, same] : identical)
-        std::printf("greedy %s text == cloud-ar text, token for token: %s\n", m.c_str(), same ? "yes" : "NO");
-      if (o.temp > 0.0f)
+        std::printf("%s %s text == cloud-ar text, token for token: %s\n", o.temp == 0.0f ? "greedy" : "sampled",
+                    m.c_str(), same ? "yes" : "NO");
+      if (coupled)
+        std::printf("sampled (T = %.2f): picospec's coupled rejection and cloud-ar draw each token with the same "
+                    "keyed exponentials, so both give the target's own sample; vanilla is exact too, paper is "
+                    "approximate (Top-K); their texts differ.\n",
+                    o.temp);
+      else if (o.temp > 0.0f)
         std::printf("sampled (T = %.2f): each speculative mode draws exactly from the target's distribution except "
                     "paper (Top-K, approximate); texts differ between modes. Run with --temp 0 to see them equal.\n",
                     o.temp);

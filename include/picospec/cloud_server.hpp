@@ -61,6 +61,9 @@ struct CloudStats {
   std::uint64_t frames_in = 0, stale_dropped = 0, malformed = 0, errors_sent = 0;
   std::uint64_t chunks_verified = 0, drafts_tested = 0, drafts_accepted = 0, rejections = 0;
   std::uint64_t more_candidates = 0, cloud_ar_tokens = 0;
+  /// Cloud fill (GenerateParams::cloud_fill): tokens the cloud committed with no draft, and drafts chunks that
+  /// arrived wholly or partly behind them (consumed: every token equal to the committed one; void: one differs).
+  std::uint64_t fill_tokens = 0, chunks_consumed = 0, chunks_voided = 0;
   double verify_ms = 0.0;  ///< time inside Verifier calls (begin/score/rollback), all sessions
   double busy_ms = 0.0;    ///< time workers spent serving frames (verify + sampling + encoding)
   std::uint64_t sessions_timed_out = 0;  ///< closed by session_idle_timeout

@@ -94,6 +94,13 @@ struct GenerateParams {
   /// vanilla, and sparse_draft): the cloud verifies each chunk jointly, accepting more drafts in expectation;
   /// exact, but the tokens differ from token-level verification for the same seed. Ignored in other modes.
   bool block_verify = false;
+  /// Cloud fill (wire::kHelloFlagCloudFill): whenever the cloud has no draft to verify (after a rejection, while
+  /// the next chunk is on its way, before the first) it commits the next token itself, as cloud-ar would, and
+  /// streams it down; drafts that arrive behind it are compared with what it committed. The cloud never waits
+  /// for the edge, so the rate is never below cloud-ar's (less the edge's share of a shared machine). Needs a
+  /// rejection whose tokens do not depend on the draft: greedy (temperature 0) or `coupled`; the tokens are then
+  /// the same with fill on or off, at every γ, depth and link. Not with branch_heads.
+  bool cloud_fill = false;
   /// What to do when the cloud is lost (see CloudLoss); the default throws, as every other failure does.
   CloudLoss on_cloud_loss = CloudLoss::raise;
   /// Before on_cloud_loss applies: up to this many reconnects through EdgeOptions::reconnect (ignored without

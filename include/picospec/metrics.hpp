@@ -44,6 +44,7 @@ struct Metrics {
   std::uint64_t stale_dropped = 0;     ///< frames of an old epoch dropped by the edge
   std::uint64_t more_candidates = 0;   ///< MoreCandidates requests (candidates mode)
   std::uint64_t wasted_drafts = 0;     ///< drafted tokens thrown away by rollbacks
+  std::uint64_t cloud_filled = 0;      ///< tokens the cloud committed with no draft (GenerateParams::cloud_fill)
   // Branches (no flush on a miss; GenerateParams::branch_heads).
   std::uint64_t branch_lines = 0;      ///< branches planned (one per alternative head per draft in flight)
   std::uint64_t branch_drafted = 0;    ///< tokens drafted on branches

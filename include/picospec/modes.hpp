@@ -21,10 +21,13 @@ enum class RejectionMode : std::uint8_t {
   topk = 2,          ///< the paper's separate mode: q(d) up, Top-K of p down, edge residual. Approximate.
   candidates = 3,    ///< q(d) up; on rejection m i.i.d. samples of p down, edge resamples. Exact. Default.
   sparse_draft = 4,  ///< edge drafts from codec-rounded q̂ and uploads it; cloud does everything. Exact.
+  coupled = 5,       ///< shared randomness: both sides draw with coupled_sample (one key per position); accept iff
+                     ///< the draft equals the target's draw, which is also the correction. Ids only on the wire.
+                     ///< Exact, and the tokens are the target's own coupled draws: independent of the draft.
 };
-inline constexpr std::uint8_t kRejectionModeCount = 5;
+inline constexpr std::uint8_t kRejectionModeCount = 6;
 
-/// "greedy", "full", "topk", "candidates", "sparse_draft".
+/// "greedy", "full", "topk", "candidates", "sparse_draft", "coupled".
 [[nodiscard]] inline std::string_view to_string(RejectionMode mode) noexcept {
   switch (mode) {
     case RejectionMode::greedy: return "greedy";
@@ -32,6 +35,7 @@ inline constexpr std::uint8_t kRejectionModeCount = 5;
     case RejectionMode::topk: return "topk";
     case RejectionMode::candidates: return "candidates";
     case RejectionMode::sparse_draft: return "sparse_draft";
+    case RejectionMode::coupled: return "coupled";
   }
   return "unknown";
 }
@@ -39,19 +43,27 @@ inline constexpr std::uint8_t kRejectionModeCount = 5;
 /// Inverse of to_string; throws Error naming the valid values on anything else.
 [[nodiscard]] inline RejectionMode parse_rejection_mode(std::string_view text) {
   for (const auto m : {RejectionMode::greedy, RejectionMode::full, RejectionMode::topk, RejectionMode::candidates,
-                       RejectionMode::sparse_draft})
+                       RejectionMode::sparse_draft, RejectionMode::coupled})
     if (to_string(m) == text) return m;
   throw Error("unknown rejection mode '" + std::string(text) +
-              "' (expected greedy, full, topk, candidates or sparse_draft)");
+              "' (expected greedy, full, topk, candidates, sparse_draft or coupled)");
 }
 
 /// True for the modes whose output is distributed exactly as the target's (all but topk).
 [[nodiscard]] constexpr bool is_exact(RejectionMode mode) noexcept { return mode != RejectionMode::topk; }
 
 /// True for the modes in which the cloud holds both distributions at a rejected position and so draws the
-/// correction itself (greedy, full, sparse_draft); candidates and topk leave it to the edge.
+/// correction itself (greedy, full, sparse_draft, coupled); candidates and topk leave it to the edge.
 [[nodiscard]] constexpr bool cloud_decides_correction(RejectionMode mode) noexcept {
-  return mode == RejectionMode::greedy || mode == RejectionMode::full || mode == RejectionMode::sparse_draft;
+  return mode == RejectionMode::greedy || mode == RejectionMode::full || mode == RejectionMode::sparse_draft ||
+         mode == RejectionMode::coupled;
+}
+
+/// True for the modes whose committed tokens are a function of the target and the seed alone (never of the
+/// draft): greedy and coupled. In these the cloud may commit tokens of its own while it waits for drafts
+/// (GenerateParams::cloud_fill) without changing a single token.
+[[nodiscard]] constexpr bool draft_invariant(RejectionMode mode) noexcept {
+  return mode == RejectionMode::greedy || mode == RejectionMode::coupled;
 }
 
 /// What the edge does in topk mode when max(0, P_topK - Q) is zero everywhere.

@@ -2,14 +2,15 @@
 // Pipeline modes: the baselines and picospec's own pipeline are configurations of one EdgeSession /
 // CloudServer pair (docs/pipeline.md), so every comparison runs on the same link in one process.
 //
-//   cloud-ar   the edge sends the prompt; the cloud generates alone and streams tokens down.
+//   cloud-ar   the edge sends the prompt; the cloud generates alone and streams tokens down (rejection
+//              `coupled` asks it to sample with coupled_sample: the tokens picospec's coupled mode commits).
 //   edge-only  the draft model alone on the edge; no network.
 //   vanilla    stop-and-wait speculative decoding: draft γ, send the full draft distributions (dense_f32),
 //              wait for the verdict, repeat. Rejection `full` (exact).
 //   paper      the PicoSpec paper: pipelined drafting, q(d) scalars up, Top-K of p down on a rejection, the edge
 //              samples the correction (rejection `topk`, approximate).
 //   picospec   pipelined drafting with exact separate rejection sampling (default; rejection `candidates`, or
-//              `sparse_draft` on request).
+//              `sparse_draft` or `coupled` on request; `coupled` lets the cloud fill, GenerateParams::cloud_fill).
 // temperature 0 turns every speculative mode into greedy verification (exact).
 //
 // Thread-safety: pure functions. Nothing blocks.
@@ -36,7 +37,8 @@ struct ModePlan {
 };
 
 /// Resolves `mode` for `sampling`. `rejection` overrides the mode's default rejection (picospec accepts
-/// candidates or sparse_draft, vanilla full, paper topk); greedy sampling always gives greedy.
+/// candidates, sparse_draft or coupled, vanilla full, paper topk, cloud-ar coupled); greedy sampling always
+/// gives greedy.
 /// `sparse_codec` is the codec of sparse_draft mode. Throws Error on a combination that makes no sense.
 [[nodiscard]] ModePlan plan_mode(PipelineMode mode, const SamplingParams& sampling,
                                  std::optional<RejectionMode> rejection = std::nullopt,

@@ -74,6 +74,13 @@ enum class ErrorCode : std::uint16_t {
 /// On a Hello: the edge asks for block verification (RejectionMode full / sparse_draft; rejection.hpp
 /// block_verify). A cloud that ignores it verifies token by token; both are exact, so the edge need not know.
 inline constexpr std::uint8_t kHelloFlagBlockVerify = 1;
+/// On a Hello: cloud fill (GenerateParams::cloud_fill; rejection greedy or coupled only, refused otherwise). The
+/// cloud commits tokens itself whenever it has no draft to verify: the token its pending row decides, sent
+/// down at once as a Tokens message. A Draft then starts at or before the cloud's length: the tokens behind it
+/// are compared with the committed ones (all equal: those count as accepted and the rest is verified, or the
+/// chunk is consumed without a verdict if nothing is left; one differs: the chunk is void, no verdict, and the
+/// cloud's epoch moves on by one, as the edge, which saw the differing token first, expects).
+inline constexpr std::uint8_t kHelloFlagCloudFill = 2;
 
 /// Fixed frame header. `type` and `payload_len` are filled by encode(); the caller sets the rest.
 struct Header {

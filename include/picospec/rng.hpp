@@ -27,6 +27,7 @@ enum class Purpose : std::uint32_t {
   candidate_accept = 5,  ///< edge: accept candidate y_k w.p. max(0, 1 - q/p) (index = candidate number)
   target_sample = 6,     ///< cloud-only / target-alone sampling (baselines, reference runs)
   topk_residual = 7,     ///< edge: correction from norm(max(0, P_topK - Q)) (paper's topk mode)
+  coupled = 8,           ///< both sides: coupled_sample's exponentials at a position (epoch 0; index unused)
   user = 1000,           ///< first value free for applications
 };
 

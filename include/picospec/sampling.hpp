@@ -71,6 +71,14 @@ void softmax(std::span<const float> logits, std::vector<float>& probs, float tem
 /// Inverse-CDF draw from a sparse distribution (in ascending id order; same rules as the dense overload).
 [[nodiscard]] Token sample_from(const SparseDist& dist, double u);
 
+/// Coupled draw (the exponential race, equivalent to the Gumbel-max trick): the token v with probs[v] > 0 that
+/// maximizes probs[v] / E_v, where E_v = -ln(u_v) are independent Exp(1) variables keyed by (seed, position)
+/// alone (Purpose::coupled; u_v is the v-th output of a SplitMix64 stream started at that key's Philox value).
+/// The result is exactly distributed as probs (normalized). Two distributions p and q drawn with the same key
+/// give the same token with probability at least (1 - TV) / (1 + TV), TV their total variation distance: the
+/// basis of RejectionMode::coupled. Deterministic; ties -> lowest id. Throws Error like sample_from.
+[[nodiscard]] Token coupled_sample(std::span<const float> probs, std::uint64_t seed, std::uint64_t position);
+
 }  // namespace picospec
 
 #include "picospec/detail/math_sampling.hpp"

@@ -10,6 +10,7 @@ std::unique_ptr<EdgePolicy> make_edge_policy(RejectionMode mode, const PolicyCon
     case RejectionMode::sparse_draft: return make_edge_sparse_draft(cfg);
     case RejectionMode::candidates: return make_edge_candidates(cfg);
     case RejectionMode::topk: return make_edge_topk(cfg);
+    case RejectionMode::coupled: return make_edge_coupled(cfg);
   }
   throw Error("make_edge_policy: unknown rejection mode");
 }
@@ -21,6 +22,7 @@ std::unique_ptr<CloudPolicy> make_cloud_policy(RejectionMode mode, const PolicyC
     case RejectionMode::sparse_draft: return make_cloud_sparse_draft(cfg);
     case RejectionMode::candidates: return make_cloud_candidates(cfg);
     case RejectionMode::topk: return make_cloud_topk(cfg);
+    case RejectionMode::coupled: return make_cloud_coupled(cfg);
   }
   throw PolicyFailure{wire::ErrorCode::unsupported_mode, "unknown rejection mode"};
 }

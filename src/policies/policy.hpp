@@ -205,10 +205,12 @@ std::unique_ptr<EdgePolicy> make_edge_full(const PolicyConfig& cfg);
 std::unique_ptr<EdgePolicy> make_edge_sparse_draft(const PolicyConfig& cfg);
 std::unique_ptr<EdgePolicy> make_edge_candidates(const PolicyConfig& cfg);
 std::unique_ptr<EdgePolicy> make_edge_topk(const PolicyConfig& cfg);
+std::unique_ptr<EdgePolicy> make_edge_coupled(const PolicyConfig& cfg);
 std::unique_ptr<CloudPolicy> make_cloud_greedy(const PolicyConfig& cfg);
 std::unique_ptr<CloudPolicy> make_cloud_full(const PolicyConfig& cfg);
 std::unique_ptr<CloudPolicy> make_cloud_sparse_draft(const PolicyConfig& cfg);
 std::unique_ptr<CloudPolicy> make_cloud_candidates(const PolicyConfig& cfg);
 std::unique_ptr<CloudPolicy> make_cloud_topk(const PolicyConfig& cfg);
+std::unique_ptr<CloudPolicy> make_cloud_coupled(const PolicyConfig& cfg);
 
 }  // namespace picospec::detail

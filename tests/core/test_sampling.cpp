@@ -234,3 +234,49 @@ TEST_CASE("softmax rejects a temperature whose reciprocal overflows", "[sampling
   const std::vector<float> logits = {0.0f, 1.0f};
   CHECK_THROWS_AS(softmax(logits, probs, 1e-39f), Error);
 }
+
+TEST_CASE("coupled_sample: exactly p (chi-square), the coupling bound, keyed by (seed, position) alone", "[sampling][coupled]") {
+  // p over 12 tokens with a zero; q a different distribution with TV(p, q) = 0.3.
+  const std::vector<float> p = {0.30f, 0.20f, 0.15f, 0.10f, 0.08f, 0.06f, 0.05f, 0.03f, 0.02f, 0.01f, 0.0f, 0.0f};
+  std::vector<float> q = p;
+  q[0] = 0.0f;  // move 0.30 of mass from token 0 to tokens 10 and 11
+  q[10] = 0.2f;
+  q[11] = 0.1f;
+  double tv = 0.0;
+  for (std::size_t i = 0; i < p.size(); ++i) tv += 0.5 * std::fabs(static_cast<double>(p[i]) - q[i]);
+  REQUIRE(tv == Approx(0.3).margin(1e-6));
+  constexpr int kN = 40000;
+  std::vector<int> counts(p.size(), 0);
+  int same = 0;
+  for (int i = 0; i < kN; ++i) {
+    const std::uint64_t seed = 7 + static_cast<std::uint64_t>(i % 97), pos = static_cast<std::uint64_t>(i);
+    const Token a = coupled_sample(p, seed, pos);
+    REQUIRE(p[static_cast<std::size_t>(a)] > 0.0f);  // never a zero-probability token
+    REQUIRE(coupled_sample(p, seed, pos) == a);       // a pure function of the key
+    ++counts[static_cast<std::size_t>(a)];
+    same += coupled_sample(q, seed, pos) == a;
+  }
+  // Chi-square over the 10 positive cells (9 degrees of freedom): critical value at p = 1e-4 is 33.7.
+  double chi2 = 0.0;
+  for (std::size_t i = 0; i < 10; ++i) {
+    const double e = p[i] * kN;
+    chi2 += (counts[i] - e) * (counts[i] - e) / e;
+  }
+  INFO("chi2 " << chi2);
+  CHECK(chi2 < 33.7);
+  // The two draws agree with probability >= (1 - TV) / (1 + TV) = 0.538; the sampling error of the rate is
+  // below 0.0025, so 4 sigma below the bound still fails a sampler that draws p and q independently
+  // (agreement sum p q = 0.1414 + ... < 0.2).
+  const double rate = static_cast<double>(same) / kN;
+  INFO("agreement " << rate);
+  CHECK(rate > (1.0 - tv) / (1.0 + tv) - 0.01);
+  CHECK(rate <= 1.0 - tv + 0.01);  // and at most the maximal coupling's 1 - TV
+  // A different seed or position gives independent draws.
+  int differ = 0;
+  for (int i = 0; i < 200; ++i)
+    differ += coupled_sample(p, 1, static_cast<std::uint64_t>(i)) != coupled_sample(p, 2, static_cast<std::uint64_t>(i));
+  CHECK(differ > 100);
+  const std::vector<float> bad = {0.5f, -0.1f};
+  CHECK_THROWS_AS(coupled_sample(bad, 1, 1), Error);
+  CHECK_THROWS_AS(coupled_sample(std::vector<float>{}, 1, 1), Error);
+}

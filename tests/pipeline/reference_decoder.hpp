@@ -4,6 +4,7 @@
 // (seed, purpose, position, epoch), the pipelined EdgeSession/CloudServer must commit exactly these tokens,
 // whatever γ, depth, link or transport. Written independently of src/ so that it checks them.
 
+#include <cmath>
 #include <vector>
 
 #include "picospec/rejection.hpp"
@@ -24,6 +25,31 @@ struct ReferenceParams {
   std::string sparse_codec = "topk_q:64";
   bool wrong_commit_draft = false;  ///< deliberately wrong sampler: commit every draft (samples q, not p)
 };
+
+/// The coupled draw at `position` (RejectionMode::coupled), written from its definition: the kept token that
+/// maximizes p_v / E_v, E_v = -ln(u_v), u_v = ((s_v >> 11) + 1) 2^-53 and s_v the v-th output (from 1) of
+/// SplitMix64 started at the Philox value of (seed, Purpose::coupled, position, 0).
+inline Token reference_coupled(const std::vector<float>& p, std::uint64_t seed, std::uint64_t position) {
+  const std::uint64_t start = random_u64(seed, Purpose::coupled, position, 0);
+  Token best = kNoToken;
+  double best_score = 0.0;
+  std::uint64_t state = start;
+  for (std::size_t v = 0; v < p.size(); ++v) {
+    state += 0x9E3779B97F4A7C15ull;  // SplitMix64: advance, then finalize
+    std::uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    if (p[v] <= 0.0f) continue;
+    const double e = -std::log(static_cast<double>((z >> 11) + 1) * 0x1.0p-53);
+    const double score = e > 0.0 ? p[v] / e : HUGE_VAL;
+    if (best == kNoToken || score > best_score) {
+      best = static_cast<Token>(v);
+      best_score = score;
+    }
+  }
+  return best;
+}
 
 inline std::vector<Token> reference_generate(const synthetic::PairParams& pair, std::vector<Token> context,
                                              const ReferenceParams& rp) {
@@ -47,6 +73,11 @@ inline std::vector<Token> reference_generate(const synthetic::PairParams& pair, 
       const Token d = argmax(lq), best = argmax(lp);
       commit = best;
       if (d != best) ++epoch;
+    } else if (rp.rejection == RejectionMode::coupled) {
+      // Whatever is drafted, the committed token is the target's coupled draw (the draft only decides how
+      // often the cloud's test passes): exactly target-alone coupled sampling.
+      logits_to_probs(lp, rp.sampling, p, ws);
+      commit = reference_coupled(p, rp.seed, t);
     } else {
       logits_to_probs(lp, rp.sampling, p, ws);
       logits_to_probs(lq, rp.sampling, q, ws);
@@ -105,10 +136,10 @@ inline std::vector<Token> reference_generate(const synthetic::PairParams& pair, 
   return out;
 }
 
-/// Target-alone sampling with the cloud-ar keys (seed, target_sample, position, 0).
+/// Target-alone sampling with the cloud-ar keys (seed, target_sample, position, 0), or with the coupled draw.
 inline std::vector<Token> reference_target_alone(const synthetic::PairParams& pair, std::vector<Token> context,
                                                  const SamplingParams& sampling, std::uint64_t seed,
-                                                 std::uint32_t n) {
+                                                 std::uint32_t n, bool coupled = false) {
   const auto target = synthetic::make_target_lm(pair);
   std::vector<float> lp(pair.profile.vocab_size), p;
   SamplingWorkspace ws;
@@ -120,7 +151,8 @@ inline std::vector<Token> reference_target_alone(const synthetic::PairParams& pa
       t = argmax(lp);
     } else {
       logits_to_probs(lp, sampling, p, ws);
-      t = sample_from(p, uniform(seed, Purpose::target_sample, context.size(), 0));
+      t = coupled ? reference_coupled(p, seed, context.size())
+                  : sample_from(p, uniform(seed, Purpose::target_sample, context.size(), 0));
     }
     out.push_back(t);
     context.push_back(t);

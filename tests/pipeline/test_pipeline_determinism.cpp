@@ -26,6 +26,8 @@ const ModeCase kCases[] = {
     {PipelineMode::paper, RejectionMode::topk, 1.0f},
     {PipelineMode::vanilla, RejectionMode::full, 1.0f},
     {PipelineMode::picospec, RejectionMode::greedy, 0.0f},
+    {PipelineMode::picospec, RejectionMode::coupled, 1.0f},
+    {PipelineMode::vanilla, RejectionMode::greedy, 0.0f},
 };
 
 GenerateParams params_for(const ModeCase& c, std::uint64_t seed, std::uint32_t n) {
@@ -79,15 +81,23 @@ TEST_CASE("pipeline output equals the sequential keyed reference across gamma, d
           {4, 2, SendPolicy::full_chunks, scaled(LinkProfile::cellular(), 0.05)},
       };
       for (const auto& cfg : cfgs) {
-        auto edge = cloud.edge(pair, cfg.link);
-        auto gp = params_for(c, seed, n);
-        gp.gamma = cfg.gamma;
-        gp.depth = cfg.depth;
-        gp.send_policy = cfg.policy;
-        const auto got = edge->generate(test::test_prompt(), gp);
-        INFO(to_string(c.mode) << "/" << to_string(c.rejection) << " seed " << seed << " gamma " << cfg.gamma
-                               << " depth " << cfg.depth << " link " << (cfg.link ? cfg.link->name : "none"));
-        REQUIRE(got.tokens == ref);
+        // Cloud fill (greedy and coupled only): the cloud commits tokens itself while no draft can be verified;
+        // the tokens must not change.
+        for (const bool fill : {false, true}) {
+          if (fill && !draft_invariant(c.rejection)) continue;
+          auto edge = cloud.edge(pair, cfg.link);
+          auto gp = params_for(c, seed, n);
+          gp.gamma = cfg.gamma;
+          gp.depth = cfg.depth;
+          gp.send_policy = cfg.policy;
+          gp.cloud_fill = fill;
+          const auto got = edge->generate(test::test_prompt(), gp);
+          INFO(to_string(c.mode) << "/" << to_string(c.rejection) << " seed " << seed << " gamma " << cfg.gamma
+                                 << " depth " << cfg.depth << " link " << (cfg.link ? cfg.link->name : "none")
+                                 << " fill " << fill << " cloud-filled " << got.metrics.cloud_filled);
+          REQUIRE(got.tokens == ref);
+          if (fill) CHECK(got.metrics.cloud_filled > 0);
+        }
       }
     }
   }
@@ -202,6 +212,15 @@ TEST_CASE("cloud-ar equals target-alone sampling; edge-only is deterministic", "
     gp.max_tokens = 30;
     const auto got = edge->generate(test::test_prompt(), gp);
     REQUIRE(got.tokens == test::reference_target_alone(pair, test::test_prompt(), gp.sampling, 5, 30));
+    // cloud-ar with the coupled draw: the tokens picospec's coupled mode commits.
+    gp.rejection = RejectionMode::coupled;
+    const auto coupled = edge->generate(test::test_prompt(), gp);
+    REQUIRE(coupled.tokens == test::reference_target_alone(pair, test::test_prompt(), gp.sampling, 5, 30, true));
+    gp.mode = PipelineMode::picospec;
+    gp.cloud_fill = true;
+    REQUIRE(edge->generate(test::test_prompt(), gp).tokens == coupled.tokens);
+    gp.cloud_fill = false;
+    gp.rejection.reset();
     gp.mode = PipelineMode::edge_only;
     const auto a = edge->generate(test::test_prompt(), gp);
     const auto b = edge->generate(test::test_prompt(), gp);

@@ -91,7 +91,8 @@ TEST_CASE("exact modes sample the target's joint distribution; a wrong sampler i
   // accepted with probability q/p instead of 1 - q/p, reusing one uniform for accept and residual.
   auto pair = test::small_pair(0.5, kVocab);
   pair.zipf_s = 0.9;
-  for (RejectionMode mode : {RejectionMode::candidates, RejectionMode::sparse_draft, RejectionMode::full}) {
+  for (RejectionMode mode : {RejectionMode::candidates, RejectionMode::sparse_draft, RejectionMode::full,
+                             RejectionMode::coupled}) {
     test::ReferenceParams rp;
     rp.rejection = mode;
     rp.candidates_m = 2;  // small m exercises MoreCandidates
@@ -140,6 +141,38 @@ TEST_CASE("the pipeline commits the reference's tokens on many seeds (sampled mo
               test::reference_generate(pair, {2, 5}, rp));
     }
   }
+}
+
+TEST_CASE("coupled rejection with cloud fill: the pipeline samples the target's joint distribution",
+          "[pipeline][stat][fill]") {
+  // The pipeline itself: the cloud commits tokens of its own while it waits (cloud_fill), drafts arriving behind
+  // them are compared, consumed or voided. Chi-square of the first two committed tokens against the target's joint.
+  auto pair = test::small_pair(0.5, kVocab);
+  pair.zipf_s = 0.9;
+  test::Cloud cloud(pair);
+  auto edge = cloud.edge(pair);
+  const std::vector<Token> prompt{2, 5};
+  const auto joint = target_joint(pair, prompt);
+  std::vector<int> counts(kVocab * kVocab, 0);
+  std::uint64_t filled = 0;
+  const int samples = kSamples / 4;
+  for (int s = 0; s < samples; ++s) {
+    GenerateParams gp;
+    gp.mode = PipelineMode::picospec;
+    gp.rejection = RejectionMode::coupled;
+    gp.cloud_fill = true;
+    gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
+    gp.max_tokens = 3;
+    gp.gamma = 2;
+    gp.depth = 2;
+    const auto r = edge->generate(prompt, gp);
+    filled += r.metrics.cloud_filled;
+    ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
+  }
+  const Chi2 c = chi2_of(joint, counts, samples);
+  INFO("coupled+fill chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv << " filled " << filled);
+  REQUIRE(c.stat < c.critical);
+  REQUIRE(filled > static_cast<std::uint64_t>(samples) / 2);  // the cloud's own tokens carried many samples
 }
 
 TEST_CASE("with branches (no flush on a miss) the pipeline samples the target's joint distribution",

@@ -123,14 +123,15 @@ test::ChiResult run(RejectionMode mode, const Pair& pq, const std::string& codec
 
 }  // namespace
 
-TEST_CASE("policies: full, sparse_draft and candidates commit tokens ~ p through the wire (chi-square)",
+TEST_CASE("policies: full, sparse_draft, candidates and coupled commit tokens ~ p through the wire (chi-square)",
           "[policies][stat]") {
   for (const auto& pq : pairs()) {
     for (const auto& [mode, codec] : std::vector<std::pair<RejectionMode, std::string>>{
              {RejectionMode::full, "dense_f32"},
              {RejectionMode::sparse_draft, "topk_q:4"},
              {RejectionMode::sparse_draft, "dense_f32"},
-             {RejectionMode::candidates, ""}}) {
+             {RejectionMode::candidates, ""},
+             {RejectionMode::coupled, ""}}) {
       long follow_ups = 0;
       const auto r = run(mode, pq, codec, &follow_ups);
       INFO(pq.name << " / " << to_string(mode) << " " << codec << ": chi2 " << r.chi2 << " dof " << r.dof
@@ -185,6 +186,38 @@ TEST_CASE("policies: greedy commits argmax p; topk draws from the Top-K residual
     CHECK(commit(k, lq, lp, pos) == expect);
   }
   CHECK(rejections > 20);
+}
+
+TEST_CASE("policies: coupled sends ids only, its correction is the target's coupled draw", "[policies]") {
+  const auto pq = pairs()[0];
+  Side s = make(RejectionMode::coupled, 16);
+  const auto lq = logits_of(pq.q), lp = logits_of(pq.p);
+  const auto p = target_probs(lp);
+  int accepted = 0;
+  for (std::uint64_t pos = 0; pos < 400; ++pos) {
+    SpecToken st;
+    s.edge->draft(lq, pos, 0, st);
+    wire::Draft d;
+    d.tokens = {st.token};
+    s.edge->add_uplink(st, d);
+    CHECK(d.q_scalars.empty());
+    CHECK(d.q_frames.empty());
+    const Token want = coupled_sample(p, kSeed, pos);
+    const bool ok = s.cloud->test(d, 0, lp, pos, 0);
+    CHECK(ok == (st.token == want));
+    accepted += ok;
+    if (!ok) {
+      wire::Verdict v;
+      s.cloud->reject(v, pos, 0);
+      CHECK(v.correction == want);
+      CHECK(s.edge->on_rejection(v, pos, 0, st).correction == want);
+    }
+  }
+  CHECK(accepted > 100);  // the coupling makes the draft the target's draw often (random pairs, TV about 0.4)
+  wire::Draft with_q;
+  with_q.tokens = {1};
+  with_q.q_scalars = {0.5f};
+  CHECK_THROWS_AS(s.cloud->check_draft(with_q), PolicyFailure);
 }
 
 TEST_CASE("policies: each half refuses the other modes' messages", "[policies]") {

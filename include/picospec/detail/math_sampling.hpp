@@ -8,6 +8,7 @@
 
 #include "picospec/detail/math_exp.hpp"
 #include "picospec/detail/math_topk.hpp"
+#include "picospec/rng.hpp"
 
 namespace picospec {
 namespace detail {
@@ -284,6 +285,26 @@ inline Token sample_from(const SparseDist& dist, double u) {
     throw Error("sample_from: empty or inconsistent sparse distribution");
   const double total = detail::checked_total(dist.probs, "sample_from");
   return dist.ids[detail::inverse_cdf(dist.probs.size(), total, u, [&](std::size_t i) { return dist.probs[i]; })];
+}
+
+inline Token coupled_sample(std::span<const float> probs, std::uint64_t seed, std::uint64_t position) {
+  if (probs.empty()) throw Error("coupled_sample: empty distribution");
+  (void)detail::checked_total(probs, "coupled_sample");
+  const std::uint64_t base = random_u64(seed, Purpose::coupled, position, 0);
+  std::size_t best = 0;
+  double best_score = -1.0;
+  for (std::size_t v = 0; v < probs.size(); ++v) {
+    if (!(probs[v] > 0.0f)) continue;
+    const std::uint64_t bits = detail::mix64(base + (v + 1) * 0x9E3779B97F4A7C15ull);  // SplitMix64, output v
+    const double u = static_cast<double>((bits >> 11) + 1) * 0x1.0p-53;                  // (0, 1]
+    const double e = -std::log(u);                                                        // Exp(1)
+    const double score = e > 0.0 ? static_cast<double>(probs[v]) / e : std::numeric_limits<double>::infinity();
+    if (score > best_score) {
+      best_score = score;
+      best = v;
+    }
+  }
+  return static_cast<Token>(best);
 }
 
 }  // namespace picospec
