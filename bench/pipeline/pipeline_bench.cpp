@@ -37,7 +37,8 @@ struct Args {
   double time_scale = 1.0;
   float temperature = 1.0f;
   std::string transport = "loopback";
-  std::string rejection;  // picospec override: candidates | sparse_draft
+  std::string rejection;  // picospec override: candidates | sparse_draft | coupled
+  bool fill = false;      // picospec with greedy or coupled: cloud fill
   SendPolicy policy = SendPolicy::full_chunks;
   std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
   BranchSchedule branch_schedule = BranchSchedule::idle;
@@ -82,7 +83,8 @@ void usage() {
       "  --repeat R         runs per mode with seeds S..S+R-1; the table shows means (default 3)\n"
       "  --time-scale X     multiply every model and link delay by X (default 1); results are reported at\n"
       "                     profile speed (measured wall time / X)\n"
-      "  --rejection R      picospec mode: candidates (default) | sparse_draft\n"
+      "  --rejection R      picospec mode: candidates (default) | sparse_draft | coupled\n"
+      "  --fill 0|1         picospec with --rejection coupled (or temperature 0): cloud fill (default 0)\n"
       "  --send-policy P    full | when-idle (default full)\n"
       "  --transport T      loopback (default) | zmq (tcp on 127.0.0.1)\n"
       "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
@@ -122,6 +124,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--temperature") a.temperature = static_cast<float>(to_double(f, v));
     else if (f == "--transport") a.transport = v;
     else if (f == "--rejection") a.rejection = v;
+    else if (f == "--fill") a.fill = to_u32(f, v, 0, 1) == 1;
     else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
     else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
     else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
@@ -160,8 +163,9 @@ Args parse(int argc, char** argv) {
 #ifndef PICOSPEC_BENCH_HAVE_ZMQ
   if (a.transport == "zmq") die("this build has no zmq transport");
 #endif
-  if (!a.rejection.empty() && a.rejection != "candidates" && a.rejection != "sparse_draft")
-    die("--rejection must be candidates or sparse_draft");
+  if (!a.rejection.empty() && a.rejection != "candidates" && a.rejection != "sparse_draft" && a.rejection != "coupled")
+    die("--rejection must be candidates, sparse_draft or coupled");
+  if (a.fill && a.temperature > 0.0f && a.rejection != "coupled") die("--fill needs --rejection coupled (or temperature 0)");
   return a;
 }
 
@@ -260,6 +264,7 @@ int main(int argc, char** argv) {
       gp.adaptive_gamma = args.adaptive;
       if (args.adaptive && args.gamma_max != 0) gp.gamma = args.gamma_max;
       gp.draft_p_min = args.draft_p_min;
+      gp.cloud_fill = args.fill;
     }
     GenerateResult res;
     try {

@@ -8,8 +8,13 @@
 // the modes. The cloud's target model is wrapped in a counter, so the table also shows the cloud forward passes
 // per generated token: the cloud-cost saving of speculation, which holds whatever the link.
 //
-// The cloud's target computes with `--cloud-threads` threads (default 2: the cloud is the bigger machine), the edge's
-// draft with `--threads` (default 1); on a 2-core machine they share the cores.
+// The cloud's target computes with `--cloud-threads` threads, the edge's draft with `--threads` (default 1 each: the
+// demo plays two machines on one, so each side gets a core of its own; with `--cloud-threads 2` on a 2-core machine
+// the edge's drafting takes cycles from the cloud, which two real machines would not do).
+//
+// picospec runs with the `coupled` rejection and cloud fill by default: whenever no draft can be verified the
+// cloud commits the next token itself, so it never waits for the edge, and the tokens are the target's own coupled
+// draws, the very tokens cloud-ar (which the demo asks to sample the same way) produces for the same seed.
 //
 //   picospec-demo                       # models/, the default link, every mode
 //   picospec-demo --temp 0 --mode all   # greedy: picospec's text equals cloud-ar's, token for token
@@ -47,12 +52,13 @@ using namespace picospec;
 
 // The configuration the demo runs unless told otherwise, and why (printed in one line). Measured with our pair on
 // the 2-core VM (docs/benchmarks.md, "Our trained pair"): verifying a chunk on this CPU costs about 2x a decode step
-// (the 21M target is compute-bound in cache), so speculation gains only where the round trip is short; two chunks in
-// flight keep the cloud busy across it, and chunks of 3 drafts balance acceptance against verify cost.
+// (the 21M target is compute-bound in cache), so a verify pass commits ~1.6x the tokens of a decode step's time;
+// the round trip after each rejection is filled by the cloud's own tokens; two chunks in flight and chunks of 3
+// drafts were the best of a grid (gamma 2-5, depth 1-3).
 constexpr const char* kDefaultLink = "lan";
 constexpr const char* kDefaultWhy =
-    "a LAN-class edge-cloud link (RTT 1 ms): on a CPU a chunk costs the target ~2 "
-    "decode steps, so speculation only pays at sub-ms RTT and cloud-ar catches up near 1 ms (docs/benchmarks.md)";
+    "a LAN-class edge-cloud link (RTT 1 ms), where a verify pass still beats decode steps on this CPU and the "
+    "cloud fills each round trip with tokens of its own; on slower links the lead shrinks (docs/benchmarks.md)";
 
 struct Options {
   std::string models;
@@ -70,7 +76,7 @@ struct Options {
   std::string rejection = "coupled";
   bool no_fill = false;
   std::size_t threads = 1;
-  std::size_t cloud_threads = 2;
+  std::size_t cloud_threads = 1;
   bool json = false;
   bool quiet = false;
 };
@@ -164,7 +170,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fill", o.no_fill, "picospec: the cloud waits for drafts instead of committing tokens itself");
   app.add_option("-t,--threads", o.threads, "threads of the edge's draft model")
       ->check(examples::range(std::size_t{1}, std::size_t{64}));
-  app.add_option("--cloud-threads", o.cloud_threads, "threads of the cloud's target model (the cloud is the bigger machine)")
+  app.add_option("--cloud-threads", o.cloud_threads, "threads of the cloud's target model (default 1: one core per side, as two machines)")
       ->check(examples::range(std::size_t{1}, std::size_t{64}));
   app.add_flag("--json", o.json, "print one JSON document instead of the text and table");
   app.add_flag("-q,--quiet", o.quiet, "do not stream the generated text");
