@@ -280,3 +280,36 @@ TEST_CASE("coupled_sample: exactly p (chi-square), the coupling bound, keyed by 
   CHECK_THROWS_AS(coupled_sample(bad, 1, 1), Error);
   CHECK_THROWS_AS(coupled_sample(std::vector<float>{}, 1, 1), Error);
 }
+
+TEST_CASE("coupled_sample equals the exponential race computed in full on large vocabularies", "[sampling][coupled]") {
+  // coupled_sample skips the logarithm of tokens that provably cannot win; the result must be the full race's.
+  for (std::size_t vocab : {std::size_t{4096}, std::size_t{32000}}) {
+    std::vector<float> p(vocab);
+    std::uint64_t z = 12345;
+    for (std::size_t pos = 0; pos < 300; ++pos) {
+      for (std::size_t i = 0; i < vocab; ++i) {  // peaked (Zipf-like) with random exponents and some zeros
+        z = z * 6364136223846793005ull + 1442695040888963407ull;
+        const double r = static_cast<double>(z >> 11) * 0x1.0p-53;
+        p[i] = r < 0.05 ? 0.0f : static_cast<float>(std::pow(r, 8.0 + static_cast<double>(pos % 5) * 4.0));
+      }
+      const std::uint64_t seed = 3 + pos % 7;
+      const std::uint64_t base = random_u64(seed, Purpose::coupled, pos, 0);
+      std::size_t want = 0;
+      double best = -1.0;
+      for (std::size_t v = 0; v < vocab; ++v) {
+        if (!(p[v] > 0.0f)) continue;
+        std::uint64_t s = base + (v + 1) * 0x9E3779B97F4A7C15ull;
+        s = (s ^ (s >> 30)) * 0xBF58476D1CE4E5B9ull;
+        s = (s ^ (s >> 27)) * 0x94D049BB133111EBull;
+        s ^= s >> 31;
+        const double e = -std::log(static_cast<double>((s >> 11) + 1) * 0x1.0p-53);
+        const double score = e > 0.0 ? p[v] / e : HUGE_VAL;
+        if (score > best) {
+          best = score;
+          want = v;
+        }
+      }
+      REQUIRE(coupled_sample(p, seed, pos) == static_cast<Token>(want));
+    }
+  }
+}

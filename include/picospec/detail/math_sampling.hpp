@@ -296,9 +296,15 @@ inline Token coupled_sample(std::span<const float> probs, std::uint64_t seed, st
   for (std::size_t v = 0; v < probs.size(); ++v) {
     if (!(probs[v] > 0.0f)) continue;
     const std::uint64_t bits = detail::mix64(base + (v + 1) * 0x9E3779B97F4A7C15ull);  // SplitMix64, output v
-    const double u = static_cast<double>((bits >> 11) + 1) * 0x1.0p-53;                  // (0, 1]
-    const double e = -std::log(u);                                                        // Exp(1)
-    const double score = e > 0.0 ? static_cast<double>(probs[v]) / e : std::numeric_limits<double>::infinity();
+    const std::uint64_t m = (bits >> 11) + 1;                                              // u = m 2^-53 in (0, 1]
+    const double p = probs[v];
+    // -ln(u) >= 1 - u, so p / E <= p / (1 - u): when that bound is already below the best score (with a margin
+    // far above the rounding of both sides) the token cannot win and its logarithm is skipped. Same result as
+    // computing every E, for a fraction of the cost (most tokens are improbable).
+    const double one_minus_u = static_cast<double>((std::uint64_t{1} << 53) - m) * 0x1.0p-53;  // exact
+    if (best_score > 0.0 && p < best_score * one_minus_u * (1.0 - 1e-9)) continue;
+    const double e = -std::log(static_cast<double>(m) * 0x1.0p-53);                      // Exp(1)
+    const double score = e > 0.0 ? p / e : std::numeric_limits<double>::infinity();
     if (score > best_score) {
       best_score = score;
       best = v;
