@@ -48,6 +48,7 @@ struct Options {
   std::uint64_t timeout_ms = 30000;
   bool json = false;
   bool chat = false;  // --chat: the prompt wrapped in the model's chat template
+  std::string rejection;  // --rejection: override the mode's default
 };
 
 std::string json_escape(const std::string& text) {
@@ -80,6 +81,13 @@ int main(int argc, char** argv) {
   examples::add_seed(app, o.gen.seed);
   app.add_option("--gamma", o.gen.gamma, "draft tokens per chunk")->check(examples::range(1u, 64u));
   app.add_option("--depth", o.gen.depth, "chunks in flight")->check(examples::range(1u, 16u));
+  app.add_option("--rejection", o.rejection,
+                 "rejection: candidates (picospec's default), sparse_draft or coupled (picospec; cloud-ar: sample "
+                 "the coupled draws), full (vanilla), topk (paper)")
+      ->check(CLI::IsMember({"candidates", "sparse_draft", "coupled", "full", "topk"}));
+  app.add_flag("--fill", o.gen.cloud_fill,
+               "cloud fill: the cloud commits tokens itself whenever it has no draft to verify (greedy or "
+               "--rejection coupled)");
   examples::add_threads(app, o.threads, "of the draft model's pool (0 = all cores)");
   app.add_option("--link", o.link,
                  "emulate a slower network: none lan wan paper-wan cellular, or rtt_ms:up_mbit:down_mbit[:jitter_ms]")
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
   app.add_flag("--chat", o.chat, "wrap the prompt in the model's chat template (Qwen: ChatML, Llama 3: headers)");
   return cli.run(argc, argv, [&]() -> int {
     o.gen.mode = parse_pipeline_mode(o.mode);
+    if (!o.rejection.empty()) o.gen.rejection = parse_rejection_mode(o.rejection);
     o.gen.on_cloud_loss = o.on_cloud_loss == "edge-only" ? CloudLoss::edge_only : CloudLoss::stop;
     o.gen.resume_attempts = o.resume;
     if (!o.curve_client_key.empty() && o.curve_server_key.empty())

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Two-process deployment test: picospec-server (cloud) and picospec-edge (edge) as separate processes over
-# ZeroMQ tcp on 127.0.0.1, with real GGUF models. Checks: greedy speculative text == cloud-ar text; a seeded sampled
+# ZeroMQ tcp on 127.0.0.1, with real GGUF models. Checks: greedy speculative text == cloud-ar text (also with cloud
+# fill); coupled picospec with cloud fill == coupled cloud-ar, sampled; a seeded sampled
 # run is reproducible across processes; a bad model file fails with one line; SIGINT stops the server cleanly;
 # CURVE: the right server key talks, a wrong one is refused (edge times out), a plain edge too; with an allow-list
 # (--allowed-clients) a listed client key is served and an unlisted one gets no verdict (the server logs its key).
@@ -84,8 +85,16 @@ prompt="Once upon a time, there was a little dog"
 "$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 32 --temp 0.8 --seed 9 --json >"$work/s1.json" || fail "sampled run 1 failed"
 "$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 32 --temp 0.8 --seed 9 --gamma 2 --json >"$work/s2.json" || fail "sampled run 2 failed"
 [ "$(text_of "$work/s1.json")" = "$(text_of "$work/s2.json")" ] || fail "same seed, different text across runs/gamma"
+# Coupled rejection with cloud fill: the sampled text equals cloud-ar's with the coupled draws, and greedy with fill
+# equals greedy cloud-ar.
+"$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 40 --temp 0.8 --seed 4 --mode cloud-ar --rejection coupled --json >"$work/car.json" || fail "coupled cloud-ar run failed"
+"$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 40 --temp 0.8 --seed 4 --rejection coupled --fill --link lan --json >"$work/cfill.json" || fail "coupled fill run failed"
+[ -n "$(text_of "$work/car.json")" ] || fail "no text from coupled cloud-ar"
+[ "$(text_of "$work/car.json")" = "$(text_of "$work/cfill.json")" ] || fail "coupled picospec with fill differs from coupled cloud-ar: $(text_of "$work/car.json") vs $(text_of "$work/cfill.json")"
+"$edge" -md "$draft" --connect "$endpoint" -p "$prompt" -n 48 --temp 0 --fill --link wan --json >"$work/gfill.json" || fail "greedy fill run failed"
+[ "$(text_of "$work/ar.json")" = "$(text_of "$work/gfill.json")" ] || fail "greedy picospec with fill differs from cloud-ar"
 stop_server "$work/server.log"
-echo "greedy identity and seeded reproducibility across processes: ok"
+echo "greedy identity, coupled identity (with cloud fill) and seeded reproducibility across processes: ok"
 
 # 3. CURVE (when libzmq has it).
 if "$server" --curve-keygen >"$work/keys" 2>/dev/null; then

@@ -525,3 +525,85 @@ TEST_CASE("bad sampling parameters are refused locally, before anything is sent"
   ok.sampling.temperature = 0.0f;
   REQUIRE(edge.generate(test::test_prompt(), ok).tokens.size() == 3);
 }
+
+TEST_CASE("cloud fill: refused outside greedy/coupled; a peer's drafts behind, beyond or against the cloud's tokens",
+          "[pipeline][control][robust][fill]") {
+  const auto pair = test::small_pair(0.7, 128);
+  test::Cloud cloud(pair);
+  auto raw = cloud.hub->connect();
+  const auto fp = wire::fingerprint(synthetic::make_draft_lm(pair)->info());
+  std::uint32_t seq = 0;
+  auto hello = [&](RejectionMode rej) {
+    wire::Header h;
+    h.flags = wire::kHelloFlagCloudFill;
+    h.seq = ++seq;
+    SamplingParams sp;
+    sp.temperature = 1.0f;
+    REQUIRE(raw->send(wire::encode(
+        h, wire::Hello{wire::kVersion, fp, sp, rej, PipelineMode::picospec, "", 10, 8, 3, 4, 12})));
+    const auto r = raw->recv(Millis(5000));
+    REQUIRE(r.ok());
+    return wire::decode(r.frame);
+  };
+  // Fill with the candidates rejection: its tokens depend on the draft, so the cloud refuses.
+  const auto refused = hello(RejectionMode::candidates);
+  const auto* e = std::get_if<wire::ErrorMessage>(&refused.body);
+  REQUIRE(e != nullptr);
+  CHECK(e->code == wire::ErrorCode::invalid_params);
+  CHECK(e->message.find("cloud fill") != std::string::npos);
+  // Coupled: after the Prefill the cloud streams its own tokens at once, up to max_new_tokens (12), done on the last.
+  const auto welcome = hello(RejectionMode::coupled);
+  REQUIRE(std::holds_alternative<wire::Welcome>(welcome.body));
+  wire::Header hs;
+  hs.session_id = welcome.header.session_id;
+  hs.seq = 1;
+  const std::vector<Token> prompt = test::test_prompt();
+  REQUIRE(raw->send(wire::encode(hs, wire::Prefill{prompt})));
+  std::vector<Token> got;
+  std::uint32_t epoch = 0;
+  bool done = false;
+  while (!done) {
+    const auto r = raw->recv(Millis(5000));
+    REQUIRE(r.ok());
+    const auto m = wire::decode(r.frame);
+    const auto* t = std::get_if<wire::Tokens>(&m.body);
+    REQUIRE(t != nullptr);
+    REQUIRE(t->start_position == prompt.size() + got.size());
+    got.insert(got.end(), t->tokens.begin(), t->tokens.end());
+    done = t->done;
+    epoch = m.header.epoch;
+  }
+  SamplingParams sp;
+  sp.temperature = 1.0f;
+  // The cloud's own tokens are the target's coupled draws.
+  REQUIRE(got == test::reference_target_alone(pair, prompt, sp, 3, 12, true));
+  // A Draft wholly behind the cloud and equal to its tokens: consumed, no verdict; one that differs: void, no
+  // verdict, the epoch moves on; one beyond the cloud's length: bad_state.
+  wire::Draft same;
+  same.start_position = static_cast<std::uint32_t>(prompt.size() + 2);
+  same.tokens = {got[2], got[3]};
+  hs.seq = 2;
+  hs.epoch = epoch;
+  REQUIRE(raw->send(wire::encode(hs, same)));
+  wire::Draft other = same;
+  other.tokens[1] = static_cast<Token>((got[3] + 1) % 128);
+  hs.seq = 3;
+  REQUIRE(raw->send(wire::encode(hs, other)));
+  wire::Draft beyond;
+  beyond.start_position = static_cast<std::uint32_t>(prompt.size() + got.size() + 1);
+  beyond.tokens = {1};
+  hs.seq = 4;
+  hs.epoch = epoch + 1;  // the void moved the cloud's epoch on: this Draft is current, and beyond its length
+  REQUIRE(raw->send(wire::encode(hs, beyond)));
+  const auto r = raw->recv(Millis(5000));
+  REQUIRE(r.ok());
+  const auto m = wire::decode(r.frame);
+  const auto* err = std::get_if<wire::ErrorMessage>(&m.body);
+  REQUIRE(err != nullptr);  // no verdict came before it
+  CHECK(err->code == wire::ErrorCode::bad_state);
+  CHECK(err->message.find("beyond") != std::string::npos);
+  const CloudStats st = cloud.server->stats();
+  CHECK(st.chunks_consumed == 1);
+  CHECK(st.chunks_voided == 1);
+  CHECK(st.fill_tokens >= 12);
+}
