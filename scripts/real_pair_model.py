@@ -3,8 +3,14 @@
 
     python3 scripts/real_pair_model.py OUT_DIR RTT [RTT ...]
 
-Reads OUT_DIR/rtt_<RTT>.json (picospec-demo --json), writes OUT_DIR/sweep.tsv (measured tok/s of every mode per
-RTT) and OUT_DIR/model.tsv (the model below per RTT), and prints a summary with the crossover RTT.
+Reads OUT_DIR/rtt_<RTT>.json (picospec-demo --json: every mode, picospec with cloud fill) and
+OUT_DIR/rtt_<RTT>_nofill.json (picospec alone, --no-fill), writes OUT_DIR/sweep.tsv (measured tok/s of every mode per
+RTT, then picospec without fill) and OUT_DIR/model.tsv (the model below per RTT), and prints a summary with the
+crossover RTTs.
+
+The section-5 model describes the pipeline without cloud fill (its figures come from the no-fill runs). Cloud fill
+has no closed form here; what bounds it is that every token the cloud fills costs one cloud-ar step, so its rate
+stays near cloud-ar's when drafts arrive too late to be used (long round trips).
 
 The model is ALGORITHM.md section 5 with the figures the demo measured (taken from the lowest-RTT run):
   cloud-ar  streams every token: per prompt, n tokens take n * T_t + RTT (+ prefill, ignored), T_t = the cloud's
@@ -26,6 +32,10 @@ def load(out, rtt):
 def main():
     out, rtts = sys.argv[1], sys.argv[2:]
     docs = {r: load(out, r) for r in rtts}
+    nofill = {r: load(out, r + "_nofill")["modes"][0] for r in rtts}
+    for r in rtts:
+        nofill[r]["mode"] = "picospec-nofill"
+        docs[r]["modes"].append(nofill[r])
     modes = [m["mode"] for m in docs[rtts[0]]["modes"]]
     with open(out + "/sweep.tsv", "w") as f:
         f.write("rtt_ms\t" + "\t".join(modes) + "\n")
@@ -34,7 +44,7 @@ def main():
             f.write(r + "\t" + "\t".join("%.2f" % by[m]["tokens_per_s"] for m in modes) + "\n")
 
     base = {m["mode"]: m for m in docs[rtts[0]]["modes"]}
-    ps, ar = base["picospec"], base["cloud-ar"]
+    ps, ar = base["picospec-nofill"], base["cloud-ar"]
     gamma = docs[rtts[0]]["gamma"]
     n = ar["tokens"] / len(docs[rtts[0]]["prompts"])
     T_t = ar["cloud_ms_per_forward"]
@@ -65,23 +75,31 @@ def main():
             mid = (lo + hi) / 2
             (lo, hi) = (mid, hi) if picospec(mid) > cloud_ar(mid) else (lo, mid)
         cross = lo
-    measured_cross = None
-    for a, b in zip(rtts, rtts[1:]):
-        pa = {m["mode"]: m["tokens_per_s"] for m in docs[a]["modes"]}
-        pb = {m["mode"]: m["tokens_per_s"] for m in docs[b]["modes"]}
-        if pa["picospec"] >= pa["cloud-ar"] and pb["picospec"] < pb["cloud-ar"]:
-            measured_cross = "between %s and %s ms" % (a, b)
+    def crossing(mode):
+        found = None
+        for a, b in zip(rtts, rtts[1:]):
+            pa = {m["mode"]: m["tokens_per_s"] for m in docs[a]["modes"]}
+            pb = {m["mode"]: m["tokens_per_s"] for m in docs[b]["modes"]}
+            if pa[mode] >= pa["cloud-ar"] and pb[mode] < pb["cloud-ar"]:
+                found = "between %s and %s ms" % (a, b)
+        return found
+    measured_cross = crossing("picospec-nofill")
+    fill_cross = crossing("picospec")
     print("measured figures (RTT %s ms run): T_t %.2f ms/token (cloud-ar), T_v %.2f ms/verify call, "
           "T_d %.3f ms/draft token, alpha %.3f, mean accepted length %.2f, gamma %d"
           % (rtts[0], T_t, T_v, T_d, alpha, EL, gamma))
-    print("model crossover (cloud-ar overtakes picospec): %s" % ("%.1f ms" % cross if cross else "none below 1 s"))
-    print("measured crossover: %s" % (measured_cross or "not within the swept RTTs"))
-    print("\nRTT ms  " + "  ".join("%9s" % m for m in modes) + "   picospec/cloud-ar  vs vanilla  model picospec  model cloud-ar")
+    print("model crossover, no fill (cloud-ar overtakes picospec): %s" % ("%.1f ms" % cross if cross else "none below 1 s"))
+    print("measured crossover, no fill: %s" % (measured_cross or "not within the swept RTTs"))
+    print("measured crossover, with cloud fill: %s" % (fill_cross or "not within the swept RTTs"))
+    print("\nRTT ms  " + "  ".join("%9s" % m[:9] for m in modes) +
+          "   picospec/c-ar  no-fill/c-ar  vs vanilla  model no-fill  model c-ar")
     for r in rtts:
         by = {m["mode"]: m["tokens_per_s"] for m in docs[r]["modes"]}
         print("%6s  " % r + "  ".join("%9.1f" % by[m] for m in modes) +
-              "   %17.2f  %10.2f  %14.1f  %14.1f" % (by["picospec"] / by["cloud-ar"], by["picospec"] / by["vanilla"],
-                                                    picospec(float(r)), cloud_ar(float(r))))
+              "   %13.2f  %12.2f  %10.2f  %13.1f  %10.1f" % (by["picospec"] / by["cloud-ar"],
+                                                            by["picospec-nofill"] / by["cloud-ar"],
+                                                            by["picospec"] / by["vanilla"], picospec(float(r)),
+                                                            cloud_ar(float(r))))
 
 
 if __name__ == "__main__":

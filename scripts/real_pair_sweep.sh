@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Where the speed-up ends: picospec-demo with our trained pair (models/) over emulated links of RTT 0.5-100 ms
-# (100 Mbit/s each way), every mode, then the ALGORITHM.md section-5 model from the measured draft and verify times,
+# (100 Mbit/s each way), every mode (picospec with its default cloud fill, and again without it), then the
+# ALGORITHM.md section-5 model of the pipeline without fill from the measured draft and verify times,
 # the crossover RTT at which cloud-ar overtakes picospec, and the plot docs/img/real_pair_rtt.png.
 #
 #   scripts/real_pair_sweep.sh [BUILD_DIR] [OUT_DIR]        (defaults: build/release, build/real-pair-sweep)
@@ -16,6 +17,9 @@ mkdir -p "$out"
 rtts=${RTTS:-"0.5 1 2 5 10 20 50 100"}
 for rtt in $rtts; do
   "$demo" --link "$rtt:100:100" --temp "${TEMP:-0.8}" -n "${TOKENS:-64}" --json > "$out/rtt_$rtt.json"
+  # picospec without cloud fill (the cloud waits for every redraft): the pipeline the section-5 model describes.
+  "$demo" --link "$rtt:100:100" --temp "${TEMP:-0.8}" -n "${TOKENS:-64}" --mode picospec --no-fill --json \
+    > "$out/rtt_${rtt}_nofill.json"
   echo "done: rtt $rtt ms" >&2
 done
 python3 scripts/real_pair_model.py "$out" $rtts > "$out/summary.txt"
