@@ -902,7 +902,11 @@ struct CloudServer::Impl {
       s.length = base + n;
       v.kind = wire::VerdictKind::all_accepted;
       if (!send(s, s.epoch, std::move(v))) return false;
-      if (s.fill && s.length - s.prompt_length >= s.hello.max_new_tokens) s.fill_done = true;
+      if (s.fill) {
+        bool eog = false;
+        for (const Token t : d.tokens) eog = eog || s.verifier->info().is_eog(t);
+        if (eog || s.length - s.prompt_length >= s.hello.max_new_tokens) s.fill_done = true;
+      }
       s.starved = false;
       // Fill: the row after the chunk is already computed, so the next token is decided at once.
       return fill_wanted(s) ? commit_fill(s) : true;

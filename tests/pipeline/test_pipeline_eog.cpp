@@ -91,7 +91,8 @@ TEST_CASE("generation stops at an end-of-generation token other than EOS in ever
                         {"paper", PipelineMode::paper, 0, 1},
                         {"picospec", PipelineMode::picospec, 0, 1},
                         {"picospec depth 3", PipelineMode::picospec, 0, 3},
-                        {"picospec branches", PipelineMode::picospec, 2, 2}};
+                        {"picospec branches", PipelineMode::picospec, 2, 2},
+                        {"picospec cloud fill", PipelineMode::picospec, 0, 2}};
   for (const Case& c : cases) {
     for (std::uint32_t gamma : {1u, 4u}) {
       INFO(c.name << " gamma " << gamma);
@@ -102,6 +103,7 @@ TEST_CASE("generation stops at an end-of-generation token other than EOS in ever
       gp.gamma = gamma;
       gp.depth = c.depth;
       gp.branch_heads = c.branch_heads;
+      gp.cloud_fill = std::string(c.name) == "picospec cloud fill";
       const auto r = edge->generate(prompt, gp);
       CHECK(r.finish == FinishReason::eos);
       CHECK(r.tokens == (c.mode == PipelineMode::edge_only ? want_draft : want_target));
@@ -117,14 +119,17 @@ TEST_CASE("generation stops at an end-of-generation token other than EOS in ever
     CHECK(r.tokens == want_sampled);
   }
   SECTION("stop_at_eos = false runs past every EOG token") {
-    GenerateParams gp;
-    gp.mode = PipelineMode::picospec;
-    gp.sampling.temperature = 0.0f;
-    gp.max_tokens = kMax;
-    gp.stop_at_eos = false;
-    const auto r = edge->generate(prompt, gp);
-    CHECK(r.finish == FinishReason::max_tokens);
-    CHECK(r.tokens == target_seq);
+    for (const bool fill : {false, true}) {
+      GenerateParams gp;
+      gp.mode = PipelineMode::picospec;
+      gp.sampling.temperature = 0.0f;
+      gp.max_tokens = kMax;
+      gp.stop_at_eos = false;
+      gp.cloud_fill = fill;  // the cloud stops filling at an EOG token; the drafts carry the rest
+      const auto r = edge->generate(prompt, gp);
+      CHECK(r.finish == FinishReason::max_tokens);
+      CHECK(r.tokens == target_seq);
+    }
   }
 }
 
