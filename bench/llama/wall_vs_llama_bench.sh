@@ -23,7 +23,7 @@ for F in "$@"; do
     for mode in decode verify prefill; do
       if [ "$p" = float ]; then out=$(PICOSPEC_LLAMA_Q8=float "$C" "$F" "$mode" "$N" "$T"); else out=$("$C" "$F" "$mode" "$N" "$T"); fi
       echo "$out" > "$tmp/pc.txt"
-      python3 - "$tmp/lb.json" "$tmp/pc.txt" "$mode" <<'PY'
+      python3 - "$tmp/lb.json" "$tmp/pc.txt" "$mode" "$paths" <<'PY'
 import json, re, sys
 lb = json.load(open(sys.argv[1])); pc = open(sys.argv[2]).read(); mode = sys.argv[3]
 want = {"decode": (0, 32), "verify": (5, 0), "prefill": (64, 0)}[mode]
@@ -34,7 +34,8 @@ s = r["samples_ns"]
 lbest, lmean = min(s) / 1e6 / per, sum(s) / len(s) / 1e6 / per
 m = re.search(r"Q8_0 path (\w+), best of \d+: ([\d.]+) ms, median ([\d.]+) ms", pc)
 path, pbest, pmed = m.group(1), float(m.group(2)), float(m.group(3))
-print(f"{mode:8s} (Q8_0 path {path:5s}) vs {name:4s}: llama.cpp best {lbest:7.3f} mean {lmean:7.3f} ms | "
+label = f"Q8_0 {path:5s}" if len(sys.argv[4].split()) > 1 else "          "
+print(f"{mode:8s} {label} vs {name:4s}: llama.cpp best {lbest:7.3f} mean {lmean:7.3f} ms | "
       f"picospec best {pbest:7.3f} median {pmed:7.3f} ms | picospec speed / llama.cpp {lbest / pbest:.2f}x "
       f"(best), {lmean / pmed:.2f}x (mean / median)")
 PY
