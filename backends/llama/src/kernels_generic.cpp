@@ -86,7 +86,6 @@ void axpy(float a, const float* x, float* y, std::size_t n) {
 
 void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
   auto* q = reinterpret_cast<std::int8_t*>(out);
-  float* scales = reinterpret_cast<float*>(out + n);  // n % 32 == 0: 4-byte aligned when out is
   for (std::size_t b = 0; b < n / 32; ++b) {
     const float* xb = x + 32 * b;
     std::uint32_t amax_bits = 0;
@@ -109,7 +108,7 @@ void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
         q[32 * b + i] = static_cast<std::int8_t>(v);
       }
     }
-    for (std::size_t k = 0; k < 8; ++k) scales[8 * b + k] = d;
+    for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
   }
 }
 
@@ -121,14 +120,15 @@ void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint
     for (std::size_t j = 0; j < nt; ++j) {
       const std::uint8_t* xr = XQ + j * xqstride;
       const auto* xq = reinterpret_cast<const std::int8_t*>(xr);
-      const auto* dx = reinterpret_cast<const float*>(xr + n);
       float acc[kLanes] = {};
       for (std::size_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + 34 * b;
         std::uint16_t h;
         std::memcpy(&h, blk, 2);
         const auto* wq = reinterpret_cast<const std::int8_t*>(blk + 2);
-        const float db = half_to_float(h) * dx[8 * b];
+        float dx;
+        std::memcpy(&dx, xr + n + 32 * b, 4);  // the rows may sit at any alignment
+        const float db = half_to_float(h) * dx;
         for (std::size_t k = 0; k < 8; ++k) {
           std::int32_t s = 0;
           for (std::size_t e = 0; e < 4; ++e)
