@@ -14,8 +14,9 @@
 //   generic: acc = acc + w * x (two roundings; the library is compiled with -ffp-contract=off so no path fuses);
 //   avx2, avx512: acc = fma(w, x, acc) (one rounding). AVX2 keeps the 16 lanes in two 8-float registers and
 //   reduces them in the order above, so the avx2 and avx512 variants give bit-identical results.
-// Weights stored as F16, BF16 or Q8_0 are widened to float first (Q8_0: float(q) * d, exactly dequantize_row's
-// value), so a natively computed quantized model equals the same model dequantized to F32 at load, bit for bit.
+// In matmul, weights stored as F16, BF16 or Q8_0 are widened to float first (Q8_0: float(q) * d, exactly
+// dequantize_row's value), so a natively computed quantized model equals the same model dequantized to F32 at load,
+// bit for bit (for Q8_0 that is the exact float path; the model's default for Q8_0 is matmul_q8 below).
 //
 // The integer Q8_0 path (matmul_q8, the default for Q8_0 weights; LlamaParams::q8_activations) instead quantizes
 // each activation row once per call (quantize_q8) and multiplies integers. Its order, identical in every variant:
