@@ -167,17 +167,17 @@ TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, 
     double worst_exact = 0, worst_bound = 0, used = 0;
     for (std::size_t j = 0; j < nt; ++j) {
       const std::uint8_t* qr = q_ref.data() + j * qb;
-      const auto* qi = reinterpret_cast<const std::int8_t*>(qr);
+      auto qi = [qr](std::size_t i) { return static_cast<int>(qr[i]) - 128; };  // stored as q + 128
       for (std::size_t r = 0; r < rows; ++r) {
         double y_hat = 0, y_true = 0, mag = 0, bound = 0;
         for (std::size_t i = 0; i < cols; ++i) {
           const double w = m.deq[r * cols + i], d = scale_of(qr, cols, i / 32);
-          y_hat += w * (d * qi[i]);
+          y_hat += w * (d * qi(i));
           y_true += w * x[j * xstride + i];
-          mag += std::abs(w * d * qi[i]);
+          mag += std::abs(w * d * qi(i));
           bound += std::abs(w) * d / 2;
           // the rounding error per element really is within d / 2
-          REQUIRE(std::abs(x[j * xstride + i] - d * qi[i]) <= d / 2 * (1 + 1e-6));
+          REQUIRE(std::abs(x[j * xstride + i] - d * qi(i)) <= d / 2 * (1 + 1e-6));
         }
         const double y = y_ref[j * rows + r];
         worst_exact = std::max(worst_exact, std::abs(y - y_hat) / (1e-6 * mag + 1e-30));
@@ -239,10 +239,10 @@ TEST_CASE("q8 kernels: zero blocks, -128 weights, huge and tiny magnitudes, inf 
   auto with_nan = normal_x(cols, 13);
   with_nan[70] = std::numeric_limits<float>::quiet_NaN();
   check_case("a NaN", with_nan, true);
-  // Zero scale exactly: the zero block's stored scale is 0 and its quantized values are 0.
+  // Zero scale exactly: the zero block's stored scale is 0 and its quantized values are 0 (stored as 0 + 128).
   const auto q = quantize(*K::table(K::Isa::generic), x.data(), cols, 1, cols);
   CHECK(scale_of(q.data(), cols, 1) == 0.0f);
-  for (std::size_t i = 32; i < 64; ++i) CHECK(q[i] == 0);
+  for (std::size_t i = 32; i < 64; ++i) CHECK(q[i] == 128);
   // Row 1 against a block of ones: exactly -128 * 32 * d_w * d_x in that block (integers are exact).
   std::vector<float> ones(cols, 0.0f);
   std::fill_n(ones.begin(), 32, 1.0f);

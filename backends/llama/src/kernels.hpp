@@ -22,7 +22,8 @@
 // each activation row once per call (quantize_q8) and multiplies integers. Its order, identical in every variant:
 //   activation block b (32 values x_i): a = max |x_i| (compared as the bit patterns of |x|, so NaN/inf are seen);
 //     a not finite: d_x = NaN, q_i = 0;  otherwise d_x = a / 127 (float division), q_i = 0 when d_x == 0, else
-//     q_i = clamp(round_half_even(x_i / d_x), -127, 127). Stored: 32 int8, then d_x eight times (8 floats).
+//     q_i = clamp(round_half_even(x_i / d_x), -127, 127). Stored: the 32 bytes q_i + 128 (unsigned, 1..255:
+//     vpdpbusd takes them as they are), then d_x eight times (8 floats).
 //   a weight row's block b (half d_w, 32 int8 w_i) against the token's block b: 8 exact int32 lane sums
 //     s_k = sum_{e<4} w_{4k+e} q_{4k+e} (k < 8); scale d_b = float(d_w) * d_x (one rounding);
 //     the 16 float lanes: block b goes to lanes 8 (b % 2) + k, and lane = fma(float(s_k), d_b, lane), blocks in
@@ -73,7 +74,7 @@ struct Table {
   const char* q8_dot = "generic";
 };
 
-/// Bytes of one quantized activation row of n elements (n % 32 == 0): n int8 values, then n / 32 * 8 floats.
+/// Bytes of one quantized activation row of n elements (n % 32 == 0): n bytes q + 128, then n / 32 * 8 floats.
 constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n; }
 
 /// The variant for `isa`, or nullptr when this CPU (or this build) cannot run it.

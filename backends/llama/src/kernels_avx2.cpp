@@ -96,7 +96,7 @@ void q8_quantize(const float* x, std::size_t n, std::uint8_t* out) {
     float amax;
     __builtin_memcpy(&amax, &amax_bits, 4);
     float d;
-    __m256i q = _mm256_setzero_si256();
+    __m256i q = _mm256_setzero_si256();  // stored below as q + 128
     if (amax_bits >= 0x7f800000u) {
       d = __builtin_nanf("");
     } else {
@@ -112,7 +112,7 @@ void q8_quantize(const float* x, std::size_t n, std::uint8_t* out) {
         q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
       }
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), q);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), _mm256_xor_si256(q, _mm256_set1_epi8(-128)));
     _mm256_storeu_ps(scales + 8 * b, _mm256_set1_ps(d));
   }
 }
@@ -136,7 +136,8 @@ void q8tile(const std::uint8_t* w, std::size_t row_bytes, std::size_t n, const s
     }
     for (int t = 0; t < T; ++t) {
       const std::uint8_t* xr = xq + static_cast<std::size_t>(t) * xqstride;
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32 * b));
+      const __m256i xv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32 * b)),
+                                          _mm256_set1_epi8(-128));  // back to q
       const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(xr + n) + 8 * b);
       for (int r = 0; r < R; ++r) {
         // |w| * (x with w's sign): pairs of products never saturate int16 (2 * 128 * 127 < 32767)

@@ -85,7 +85,7 @@ void axpy(float a, const float* x, float* y, std::size_t n) {
 // ---- The integer Q8_0 path (the order of kernels.hpp, written out one scalar operation at a time) ----
 
 void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
-  auto* q = reinterpret_cast<std::int8_t*>(out);
+  std::uint8_t* q = out;  // q + 128
   for (std::size_t b = 0; b < n / 32; ++b) {
     const float* xb = x + 32 * b;
     std::uint32_t amax_bits = 0;
@@ -99,13 +99,13 @@ void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
     float d;
     if (amax_bits >= 0x7f800000u) {  // inf or NaN in the block: the block's products are NaN
       d = std::numeric_limits<float>::quiet_NaN();
-      std::fill_n(q + 32 * b, 32, std::int8_t{0});
+      std::fill_n(q + 32 * b, 32, std::uint8_t{128});
     } else {
       d = amax / 127.0f;
       for (std::size_t i = 0; i < 32; ++i) {
         float v = 0.0f;
         if (d != 0.0f) v = std::clamp(std::nearbyint(xb[i] / d), -127.0f, 127.0f);
-        q[32 * b + i] = static_cast<std::int8_t>(v);
+        q[32 * b + i] = static_cast<std::uint8_t>(static_cast<int>(v) + 128);
       }
     }
     for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
@@ -119,7 +119,7 @@ void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint
     const std::uint8_t* row = W.data + r * W.row_bytes;
     for (std::size_t j = 0; j < nt; ++j) {
       const std::uint8_t* xr = XQ + j * xqstride;
-      const auto* xq = reinterpret_cast<const std::int8_t*>(xr);
+      const std::uint8_t* xq = xr;  // q + 128
       float acc[kLanes] = {};
       for (std::size_t b = 0; b < nb; ++b) {
         const std::uint8_t* blk = row + 34 * b;
@@ -132,7 +132,7 @@ void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint
         for (std::size_t k = 0; k < 8; ++k) {
           std::int32_t s = 0;
           for (std::size_t e = 0; e < 4; ++e)
-            s += static_cast<std::int32_t>(wq[4 * k + e]) * static_cast<std::int32_t>(xq[32 * b + 4 * k + e]);
+            s += static_cast<std::int32_t>(wq[4 * k + e]) * (static_cast<std::int32_t>(xq[32 * b + 4 * k + e]) - 128);
           float& lane = acc[8 * (b % 2) + k];
           lane = std::fma(static_cast<float>(s), db, lane);
         }
