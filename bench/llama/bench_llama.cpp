@@ -9,7 +9,9 @@
 //
 // Models: the two shared GGUF models (rows skipped visibly when ../shared is absent) and a larger random model
 // written by the bench itself (dim 512, 8 layers, 8 heads / 4 KV heads, ffn 1376, vocab 32000) in F32, in Q8_0
-// computed directly from the file, and in Q8_0 dequantized to F32 at load; and a Qwen3-shaped random model (qwen3
+// computed directly from the file (the integer path, the default; and `random512x8_q8_0_floatpath`, the exact float
+// path, LlamaParams::q8_activations = false, against the same file's plain baseline), and in Q8_0 dequantized to
+// F32 at load; and a Qwen3-shaped random model (qwen3
 // architecture with Qwen3-0.6B's widths: dim 1024, 16 heads / 8 KV heads of 128, ffn 3072, vocab 151936, tied
 // embeddings, but 4 layers instead of 28) in F32 and in llama-quantize's Q4_K_M mix (Q4_K, Q6_K for the tied
 // output/embedding matrix and for attn_v / ffn_down on the layers Q4_K_M gives more bits).
@@ -26,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "picospec/llama/model.hpp"
@@ -49,6 +52,7 @@ struct ModelSpec {
   WeightFormat format = WeightFormat::native;
   bool qwen3_shape = false;  // the Qwen3-shaped random model instead of the 512x8 one
   bool q4_k_m = false;       // llama-quantize's Q4_K_M mix (Q4_K + Q6_K) instead of `type`
+  std::optional<bool> q8 = std::nullopt;  // LlamaParams::q8_activations (unset: the default, the integer Q8_0 path)
 };
 
 std::string random_model_path(const ModelSpec& spec) {
@@ -92,8 +96,9 @@ LlamaModel& model_for(const ModelSpec& spec) {
   auto& m = cache[spec.label];
   if (!m) {
     const std::string path = spec.path.empty() ? random_model_path(spec) : spec.path;
-    m = LlamaModel::load(path, {.threads = bench_threads(), .weights = spec.format});
-    std::printf("%s: %zu threads, %s kernels\n", spec.label.c_str(), m->threads(), m->kernel_isa());
+    m = LlamaModel::load(path, {.threads = bench_threads(), .weights = spec.format, .q8_activations = spec.q8});
+    std::printf("%s: %zu threads, %s kernels, Q8_0 path %s\n", spec.label.c_str(), m->threads(), m->kernel_isa(),
+                m->q8_path());
   }
   return *m;
 }
@@ -239,11 +244,13 @@ int main(int argc, char** argv) {
   }
   specs.push_back({"random512x8_f32", "", GgmlType::f32, WeightFormat::native});
   specs.push_back({"random512x8_q8_0", "", GgmlType::q8_0, WeightFormat::native});
+  specs.push_back({"random512x8_q8_0_floatpath", "", GgmlType::q8_0, WeightFormat::native, false, false, false});
   specs.push_back({"random512x8_q8_0_dequant_at_load", "", GgmlType::q8_0, WeightFormat::f32});
   specs.push_back({"qwen3shape_f32", "", GgmlType::f32, WeightFormat::native, true, false});
   specs.push_back({"qwen3shape_q4_k_m", "", GgmlType::f32, WeightFormat::native, true, true});
   for (const auto& s : specs) {
-    const bool plain = s.format == WeightFormat::native;  // one plain baseline per file
+    // one plain baseline per file (the float-path row uses the integer-path row's, measured just before)
+    const bool plain = s.format == WeightFormat::native && s.q8 != std::optional<bool>(false);
     if (plain)
       benchmark::RegisterBenchmark(("prefill64/" + s.label + "/plain").c_str(), bm_plain_prefill, s)
           ->Unit(benchmark::kMillisecond)->UseRealTime();

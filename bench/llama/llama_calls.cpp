@@ -5,7 +5,8 @@
 // decode = one token at context 64, verify = 5 tokens at context 64 (all rows), prefill = 64 tokens from an empty
 // context (last row only); each rolled back after the call. The 64-token context is built once before the
 // repetitions, so the difference between two runs with different REPEATS is the cost of the calls alone
-// (bench/llama/cpu_time_vs_llama_bench.sh uses it beside llama.cpp's llama-bench). Prints the best wall time.
+// (bench/llama/cpu_time_vs_llama_bench.sh uses it beside llama.cpp's llama-bench). Prints the best and the median
+// wall time. Q8_0 files take the integer path unless PICOSPEC_LLAMA_Q8=float (docs/llama.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
     const std::span<const Token> s(t);
     LogitRows rows;
     m->forward(s.first(64), rows, LogitsFor::last);
-    double best = 0;
+    std::vector<double> times;
     for (long it = 0; it < n; ++it) {
       const auto t0 = std::chrono::steady_clock::now();
       if (mode == "decode") {
@@ -51,10 +52,12 @@ int main(int argc, char** argv) {
         m->forward(s.first(64), rows, LogitsFor::last);
       }
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      best = it == 0 ? dt : std::min(best, dt);
+      times.push_back(dt);
     }
-    std::printf("%s: %s, %ld threads, %s kernels, best of %ld: %.3f ms\n", path.c_str(), mode.c_str(), threads,
-                m->kernel_isa(), n, best * 1e3);
+    std::sort(times.begin(), times.end());
+    const double best = times.empty() ? 0.0 : times.front(), median = times.empty() ? 0.0 : times[times.size() / 2];
+    std::printf("%s: %s, %ld threads, %s kernels, Q8_0 path %s, best of %ld: %.3f ms, median %.3f ms\n", path.c_str(),
+                mode.c_str(), threads, m->kernel_isa(), m->q8_path(), n, best * 1e3, median * 1e3);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llama_calls: %s\n", e.what());
     return 1;

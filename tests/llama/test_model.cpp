@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include "picospec/llama/gguf.hpp"
@@ -28,9 +29,10 @@ std::vector<Token> random_tokens(std::size_t n, std::uint32_t vocab, std::uint64
 }
 
 /// Runs `tokens` through a fresh model in chunks of `chunk` and returns all logits rows concatenated.
+/// q8: LlamaParams::q8_activations (unset: the default, the integer Q8_0 path).
 std::vector<float> run_chunked(const std::shared_ptr<const LlamaWeights>& w, const std::vector<Token>& tokens,
-                               std::size_t chunk, std::size_t threads) {
-  LlamaModel m(w, {.threads = threads});
+                               std::size_t chunk, std::size_t threads, std::optional<bool> q8 = std::nullopt) {
+  LlamaModel m(w, {.threads = threads, .q8_activations = q8});
   std::vector<float> all;
   LogitRows rows;
   for (std::size_t i = 0; i < tokens.size(); i += chunk) {
@@ -131,13 +133,14 @@ TEST_CASE("context length and vocabulary are enforced", "[model]") {
 }
 
 TEST_CASE("weight formats: native Q8_0/F16/BF16 equal dequantized-at-load F32, bit for bit", "[model]") {
-  // Row decoding on the fly must produce the same floats as decoding at load.
+  // Row decoding on the fly must produce the same floats as decoding at load (Q8_0: the exact float path,
+  // LlamaParams::q8_activations = false; the integer path is tested in test_q8.cpp).
   for (GgmlType type : {GgmlType::q8_0, GgmlType::f16, GgmlType::bf16}) {
     RandomLlamaSpec s;
     s.type = type;
     s.dim = 64;
     const auto tokens = random_tokens(9, s.vocab_size, 5);
-    const auto native = run_chunked(weights_for(s, WeightFormat::native), tokens, 4, 2);
+    const auto native = run_chunked(weights_for(s, WeightFormat::native), tokens, 4, 2, false);
     const auto f32 = run_chunked(weights_for(s, WeightFormat::f32), tokens, 3, 1);
     CHECK(bit_equal(native, f32));
   }

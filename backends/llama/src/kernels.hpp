@@ -14,8 +14,24 @@
 //   generic: acc = acc + w * x (two roundings; the library is compiled with -ffp-contract=off so no path fuses);
 //   avx2, avx512: acc = fma(w, x, acc) (one rounding). AVX2 keeps the 16 lanes in two 8-float registers and
 //   reduces them in the order above, so the avx2 and avx512 variants give bit-identical results.
-// Weights stored as F16, BF16 or Q8_0 are widened to float first (Q8_0: float(q) * d, exactly dequantize_row's
-// value), so a natively computed quantized model equals the same model dequantized to F32 at load, bit for bit.
+// In matmul, weights stored as F16, BF16 or Q8_0 are widened to float first (Q8_0: float(q) * d, exactly
+// dequantize_row's value), so a natively computed quantized model equals the same model dequantized to F32 at load,
+// bit for bit (for Q8_0 that is the exact float path; the model's default for Q8_0 is matmul_q8 below).
+//
+// The integer Q8_0 path (matmul_q8, the default for Q8_0 weights; LlamaParams::q8_activations) instead quantizes
+// each activation row once per call (quantize_q8) and multiplies integers. Its order, identical in every variant:
+//   activation block b (32 values x_i): a = max |x_i| (compared as the bit patterns of |x|, so NaN/inf are seen);
+//     a not finite: d_x = NaN, q_i = 0;  otherwise d_x = a / 127 (float division), q_i = 0 when d_x == 0, else
+//     q_i = clamp(round_half_even(x_i / d_x), -127, 127). Stored: the 32 bytes q_i + 128 (unsigned, 1..255:
+//     vpdpbusd takes them as they are), then d_x eight times (8 floats).
+//   a weight row's block b (half d_w, 32 int8 w_i) against the token's block b: 8 exact int32 lane sums
+//     s_k = sum_{e<4} w_{4k+e} q_{4k+e} (k < 8); scale d_b = float(d_w) * d_x (one rounding);
+//     the 16 float lanes: block b goes to lanes 8 (b % 2) + k, and lane = fma(float(s_k), d_b, lane), blocks in
+//     increasing b (an odd last block touches lanes 0-7 only);
+//   the 16 lanes are reduced in the fixed pairwise order above. Rows must be whole blocks (cols % 32 == 0).
+// float(s_k) is exact (|s_k| <= 4 * 128 * 127 < 2^24) and every float operation is a correctly rounded IEEE
+// operation (the generic variant calls std::fma), so generic, avx2 and avx512 (with or without VNNI) agree bit for
+// bit, and each output element depends on its own row and token only (batch-invariant).
 
 #include <cstddef>
 #include <cstdint>
@@ -48,7 +64,18 @@ struct Table {
   float (*dot)(const float* a, const float* b, std::size_t n) = nullptr;
   /// y[e] = y[e] + a * x[e] for e < n (fused on the FMA variants): one step of attention's value sum.
   void (*axpy)(float a, const float* x, float* y, std::size_t n) = nullptr;
+  /// One activation row of n floats (n % 32 == 0) to q8_row_bytes(n) bytes (the order above).
+  void (*quantize_q8)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
+  /// The integer path: Y[j * ystride + r] = Q8_0 row r of W (W.type == q8_0, W.cols % 32 == 0) times activation
+  /// row j (quantize_q8 output, xqstride bytes apart) for r in [r0, r1), j < nt.
+  void (*matmul_q8)(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
+                    std::size_t nt, float* Y, std::size_t ystride) = nullptr;
+  /// The name of matmul_q8's integer dot product ("vnni", "avx512bw", "avx2" or "generic").
+  const char* q8_dot = "generic";
 };
+
+/// Bytes of one quantized activation row of n elements (n % 32 == 0): n bytes q + 128, then n / 32 * 8 floats.
+constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n; }
 
 /// The variant for `isa`, or nullptr when this CPU (or this build) cannot run it.
 [[nodiscard]] const Table* table(Isa isa) noexcept;
@@ -64,5 +91,9 @@ float* scratch_row(std::size_t n);
 const Table* generic_table() noexcept;
 const Table* avx2_table() noexcept;
 const Table* avx512_table() noexcept;
+/// The AVX-512 variant with the VNNI dot product (nullptr where the CPU lacks avx512vnni), and without it
+/// (maddubs/madd); avx512_table() is the first when the CPU has VNNI. For tests: both give the same bits.
+const Table* avx512_vnni_table() noexcept;
+const Table* avx512_bw_table() noexcept;
 
 }  // namespace picospec::llama::kernels

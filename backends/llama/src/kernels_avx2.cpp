@@ -3,6 +3,8 @@
 // -m flags (backends/llama/CMakeLists.txt) and selected at load only when the CPU has them.
 #include "kernels.hpp"
 
+#include <type_traits>
+
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
@@ -74,8 +76,98 @@ constexpr std::size_t kTokSmall = 6;
 
 #include "kernels_simd.inc"
 
+namespace {
+
+// ---- The integer Q8_0 path (kernels.hpp): lanes 0-7 (even blocks) in one register, 8-15 (odd) in another ----
+
+void q8_quantize(const float* x, std::size_t n, std::uint8_t* out) {
+  float* scales = reinterpret_cast<float*>(out + n);
+  const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+  for (std::size_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + 32 * b;
+    __m256i m = _mm256_setzero_si256();
+    for (int i = 0; i < 4; ++i)
+      m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(xb + 8 * i)), absmask));
+    alignas(32) std::uint32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), m);
+    std::uint32_t amax_bits = 0;
+    for (std::uint32_t u : lanes) amax_bits = u > amax_bits ? u : amax_bits;
+    float amax;
+    __builtin_memcpy(&amax, &amax_bits, 4);
+    float d;
+    __m256i q = _mm256_setzero_si256();  // stored below as q + 128
+    if (amax_bits >= 0x7f800000u) {
+      d = __builtin_nanf("");
+    } else {
+      d = amax / 127.0f;
+      if (d != 0.0f) {
+        const __m256 dv = _mm256_set1_ps(d);
+        __m256i v[4];
+        for (int i = 0; i < 4; ++i)
+          v[i] = _mm256_max_epi32(nlim, _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(xb + 8 * i), dv))));
+        // The packs work per 128-bit half: the bytes come out as dwords v0[0..3] v1[0..3] v2[0..3] v3[0..3]
+        // v0[4..7] v1[4..7] v2[4..7] v3[4..7]; one dword permutation puts them in order.
+        const __m256i a = _mm256_packs_epi32(v[0], v[1]), c = _mm256_packs_epi32(v[2], v[3]);
+        q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      }
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), _mm256_xor_si256(q, _mm256_set1_epi8(-128)));
+    _mm256_storeu_ps(scales + 8 * b, _mm256_set1_ps(d));
+  }
+}
+
+template <int R, int T>
+void q8tile(const std::uint8_t* w, std::size_t row_bytes, std::size_t n, const std::uint8_t* xq,
+            std::size_t xqstride, float* out, std::size_t ostride) noexcept {
+  __m256 acc[R][T][2];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  auto block = [&](std::size_t b, auto half) {
+    constexpr int H = decltype(half)::value;
+    __m256i wv[R], wa[R];
+    __m256 dw[R];
+    for (int r = 0; r < R; ++r) {
+      const std::uint8_t* blk = w + static_cast<std::size_t>(r) * row_bytes + 34 * b;
+      wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      wa[r] = _mm256_abs_epi8(wv[r]);  // |w| as unsigned bytes (|-128| = 128 exactly)
+      dw[r] = _mm256_set1_ps(half_scalar(ld16(blk)));
+    }
+    for (int t = 0; t < T; ++t) {
+      const std::uint8_t* xr = xq + static_cast<std::size_t>(t) * xqstride;
+      const __m256i xv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32 * b)),
+                                          _mm256_set1_epi8(-128));  // back to q
+      const __m256 dx = _mm256_loadu_ps(reinterpret_cast<const float*>(xr + n) + 8 * b);
+      for (int r = 0; r < R; ++r) {
+        // |w| * (x with w's sign): pairs of products never saturate int16 (2 * 128 * 127 < 32767)
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wv[r])), ones);
+        acc[r][t][H] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[r], dx), acc[r][t][H]);
+      }
+    }
+  };
+  const std::size_t nb = n / 32;
+  std::size_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    block(b, std::integral_constant<int, 0>{});
+    block(b + 1, std::integral_constant<int, 1>{});
+  }
+  if (b < nb) block(b, std::integral_constant<int, 0>{});
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t)
+      out[static_cast<std::size_t>(t) * ostride + static_cast<std::size_t>(r)] = vhsum(V{acc[r][t][0], acc[r][t][1]});
+}
+
+constexpr int kQ8Rows = 2, kQ8Tok = 3;
+constexpr int kQ8TokOne = 6;
+constexpr std::size_t kQ8TokSmall = 6;
+
+}  // namespace
+
+#include "kernels_q8.inc"
+
 const Table* avx2_table() noexcept {
-  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
+  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &q8_matmul, "avx2"};
   return &t;
 }
 

@@ -2,6 +2,8 @@
 // selected at load only when the CPU has them (kernels_dispatch.cpp).
 #include "kernels.hpp"
 
+#include <type_traits>
+
 #if defined(__AVX512F__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
@@ -69,9 +71,19 @@ constexpr std::size_t kTokSmall = 6;
 
 #include "kernels_simd.inc"
 
-const Table* avx512_table() noexcept {
-  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy};
+#define PICOSPEC_Q8_VNNI 0
+#include "kernels_q8_avx512.inc"
+#undef PICOSPEC_Q8_VNNI
+
+const Table* avx512_bw_table() noexcept {
+  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &q8_matmul,
+                       "avx512bw"};
   return &t;
+}
+
+const Table* avx512_table() noexcept {
+  if (const Table* v = avx512_vnni_table()) return v;
+  return avx512_bw_table();
 }
 
 }  // namespace picospec::llama::kernels
@@ -80,6 +92,7 @@ const Table* avx512_table() noexcept {
 
 namespace picospec::llama::kernels {
 const Table* avx512_table() noexcept { return nullptr; }
+const Table* avx512_bw_table() noexcept { return nullptr; }
 }  // namespace picospec::llama::kernels
 
 #endif

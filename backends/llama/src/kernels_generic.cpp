@@ -1,5 +1,8 @@
 // Generic (baseline ISA) kernels: portable C++, separate multiply and add (see kernels.hpp for the order).
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels.hpp"
@@ -79,10 +82,70 @@ void axpy(float a, const float* x, float* y, std::size_t n) {
   for (std::size_t e = 0; e < n; ++e) y[e] += a * x[e];
 }
 
+// ---- The integer Q8_0 path (the order of kernels.hpp, written out one scalar operation at a time) ----
+
+void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
+  std::uint8_t* q = out;  // q + 128
+  for (std::size_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + 32 * b;
+    std::uint32_t amax_bits = 0;
+    for (std::size_t i = 0; i < 32; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, xb + i, 4);
+      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
+    }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
+    float d;
+    if (amax_bits >= 0x7f800000u) {  // inf or NaN in the block: the block's products are NaN
+      d = std::numeric_limits<float>::quiet_NaN();
+      std::fill_n(q + 32 * b, 32, std::uint8_t{128});
+    } else {
+      d = amax / 127.0f;
+      for (std::size_t i = 0; i < 32; ++i) {
+        float v = 0.0f;
+        if (d != 0.0f) v = std::clamp(std::nearbyint(xb[i] / d), -127.0f, 127.0f);
+        q[32 * b + i] = static_cast<std::uint8_t>(static_cast<int>(v) + 128);
+      }
+    }
+    for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
+  }
+}
+
+void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
+               std::size_t nt, float* Y, std::size_t ystride) {
+  const std::size_t n = W.cols, nb = n / 32;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::uint8_t* row = W.data + r * W.row_bytes;
+    for (std::size_t j = 0; j < nt; ++j) {
+      const std::uint8_t* xr = XQ + j * xqstride;
+      const std::uint8_t* xq = xr;  // q + 128
+      float acc[kLanes] = {};
+      for (std::size_t b = 0; b < nb; ++b) {
+        const std::uint8_t* blk = row + 34 * b;
+        std::uint16_t h;
+        std::memcpy(&h, blk, 2);
+        const auto* wq = reinterpret_cast<const std::int8_t*>(blk + 2);
+        float dx;
+        std::memcpy(&dx, xr + n + 32 * b, 4);  // the rows may sit at any alignment
+        const float db = half_to_float(h) * dx;
+        for (std::size_t k = 0; k < 8; ++k) {
+          std::int32_t s = 0;
+          for (std::size_t e = 0; e < 4; ++e)
+            s += static_cast<std::int32_t>(wq[4 * k + e]) * (static_cast<std::int32_t>(xq[32 * b + 4 * k + e]) - 128);
+          float& lane = acc[8 * (b % 2) + k];
+          lane = std::fma(static_cast<float>(s), db, lane);
+        }
+      }
+      Y[j * ystride + r] = reduce_lanes(acc);
+    }
+  }
+}
+
 }  // namespace
 
 const Table* generic_table() noexcept {
-  static const Table t{Isa::generic, 1, &matmul, &dot, &axpy};
+  static const Table t{Isa::generic, 1, &matmul, &dot, &axpy, &quantize_q8, &matmul_q8, "generic"};
   return &t;
 }
 

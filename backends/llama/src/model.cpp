@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <thread>
@@ -295,9 +297,17 @@ struct LlamaModel::State {
   std::vector<std::size_t> seq_row0;  // first row of each sequence
   std::vector<float> multi_logits;
   std::vector<float> branch_k, branch_v;  // [layer][row][kv]: K/V of branch rows (kept out of every cache)
+  // The integer Q8_0 path: activation rows quantized once per input (kernels::Table::quantize_q8), reused by the
+  // matmuls that read the same input (Q/K/V, gate/up) while q_src says which rows they are.
+  bool q8_int = true;
+  std::vector<std::uint8_t, Eigen::aligned_allocator<std::uint8_t>> xq;
+  struct {
+    const float* x = nullptr;
+    std::size_t stride = 0, rows = 0, cols = 0;
+  } q_src;
 
-  State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads)
-      : w(weights), ctx(context), K(&kernels::select()), pool(threads) {
+  State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads, bool q8_integer)
+      : w(weights), ctx(context), K(&kernels::select()), pool(threads), q8_int(q8_integer) {
     const auto& hp = w->hp;
     k_cache.resize(hp.n_layers);
     v_cache.resize(hp.n_layers);
@@ -334,14 +344,38 @@ struct LlamaModel::State {
     return v_cache[l].data() + (pos * w->hp.n_kv_heads + g) * w->hp.head_dim;
   }
 
+  /// The quantized activation rows X[0..nt) (integer Q8_0 path): `reuse` (the caller knows X has not changed since
+  /// the last call) takes them from the last quantization when that covered these rows.
+  const std::uint8_t* quantized(const float* X, std::size_t xstride, std::size_t nt, std::size_t cols, bool reuse) {
+    const std::size_t qb = kernels::q8_row_bytes(cols);
+    if (reuse && q_src.x != nullptr && q_src.stride == xstride && q_src.cols == cols && X >= q_src.x) {
+      const std::size_t off = static_cast<std::size_t>(X - q_src.x);
+      if (off % xstride == 0 && off / xstride + nt <= q_src.rows) return xq.data() + off / xstride * qb;
+    }
+    if (xq.size() < nt * qb) xq.resize(nt * qb);
+    for (std::size_t j = 0; j < nt; ++j) K->quantize_q8(X + j * xstride, cols, xq.data() + j * qb);
+    q_src = {X, xstride, nt, cols};
+    return xq.data();
+  }
+
   /// Y[j][r] = dot(W.row(r), X[j]) for j < nt, r < W.rows; rows are split across threads in whole row tiles.
+  /// reuse_q: X holds the same values as at the previous call (see quantized()).
   void matmul(const WeightMatrix& W, const float* X, std::size_t xstride, std::size_t nt, float* Y,
-              std::size_t ystride) {
+              std::size_t ystride, bool reuse_q = false) {
     const kernels::Weights kw{W.type, W.data, W.rows, W.cols, W.row_bytes};
     const std::size_t rt = K->row_tile;
     const std::size_t units = (W.rows + rt - 1) / rt;
     const std::size_t work = W.rows * W.cols * nt;
     const kernels::Table* kt = K;
+    if (!reuse_q) q_src.x = nullptr;  // X may have changed since the last quantization
+    if (q8_int && W.type == GgmlType::q8_0 && W.cols % 32 == 0) {
+      const std::uint8_t* XQ = quantized(X, xstride, nt, W.cols, reuse_q);
+      const std::size_t qb = kernels::q8_row_bytes(W.cols);
+      pool.parallel_for(units, [&](std::size_t u0, std::size_t u1) {
+        kt->matmul_q8(kw, u0 * rt, std::min(u1 * rt, kw.rows), XQ, qb, nt, Y, ystride);
+      }, work < 2 * kParallelWork ? 1 : 0);
+      return;
+    }
     pool.parallel_for(units, [&](std::size_t u0, std::size_t u1) {
       kt->matmul(kw, u0 * rt, std::min(u1 * rt, kw.rows), X, xstride, nt, Y, ystride);
     }, work < 2 * kParallelWork ? 1 : 0);
@@ -479,8 +513,8 @@ struct LlamaModel::State {
       const std::size_t jb = l + 1 == hp.n_layers ? first_out : 0, nr = nt - jb;
       for (std::size_t j = 0; j < nt; ++j) rmsnorm(x.row(j), L.attn_norm, xn.row(j));
       matmul(L.wk, xn.row(0), xn.stride, nt, k.row(0), k.stride);
-      matmul(L.wv, xn.row(0), xn.stride, nt, v.row(0), v.stride);
-      matmul(L.wq, xn.row(jb), xn.stride, nr, q.row(jb), q.stride);
+      matmul(L.wv, xn.row(0), xn.stride, nt, v.row(0), v.stride, true);
+      matmul(L.wq, xn.row(jb), xn.stride, nr, q.row(jb), q.stride, true);
       if (hp.qkv_bias) add_qkv_bias(L, jb, nt);
       if (hp.qk_norm) norm_qk_heads(L, jb, nt);
       for (std::size_t j = 0; j < nt; ++j) {
@@ -535,7 +569,7 @@ struct LlamaModel::State {
 
       for (std::size_t j = jb; j < nt; ++j) rmsnorm(x.row(j), L.ffn_norm, xn.row(j));
       matmul(L.w_gate, xn.row(jb), xn.stride, nr, gate.row(jb), gate.stride);
-      matmul(L.w_up, xn.row(jb), xn.stride, nr, up.row(jb), up.stride);
+      matmul(L.w_up, xn.row(jb), xn.stride, nr, up.row(jb), up.stride, true);
       for (std::size_t j = jb; j < nt; ++j) {
         Vec gv(gate.row(j), hp.ffn_dim);
         // SwiGLU: silu(g) * u, elementwise
@@ -580,6 +614,14 @@ ModelInfo make_info(const LlamaWeights& w, const LlamaParams& p) {
   return info;
 }
 
+bool resolve_q8(const std::optional<bool>& q8) {
+  if (q8) return *q8;
+  const char* env = std::getenv("PICOSPEC_LLAMA_Q8");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "int") == 0) return true;
+  if (std::strcmp(env, "float") == 0) return false;
+  throw Error("PICOSPEC_LLAMA_Q8=" + std::string(env).substr(0, 32) + ": unknown (use int or float)");
+}
+
 std::size_t resolve_threads(std::size_t t) {
   if (t != 0) return t;
   const unsigned hw = std::thread::hardware_concurrency();
@@ -596,7 +638,8 @@ const std::shared_ptr<const LlamaWeights>& non_null(const std::shared_ptr<const 
 LlamaModel::LlamaModel(std::shared_ptr<const LlamaWeights> weights, LlamaParams params)
     : CausalLM(make_info(*non_null(weights), params)), weights_(std::move(weights)) {
   if (params.threads > 1024) throw Error("LlamaModel: threads must be <= 1024");
-  st_ = std::make_unique<State>(&weights_->impl(), info_.context_length, resolve_threads(params.threads));
+  st_ = std::make_unique<State>(&weights_->impl(), info_.context_length, resolve_threads(params.threads),
+                                resolve_q8(params.q8_activations));
 }
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::string& path, LlamaParams params) {
@@ -618,7 +661,8 @@ void LlamaModel::do_forward_batch(std::span<const BatchItem> items) {
   seqs.reserve(items.size());
   for (const BatchItem& it : items) {
     auto* m = dynamic_cast<LlamaModel*>(it.model);
-    if (m == nullptr || m->weights_.get() != weights_.get()) return CausalLM::do_forward_batch(items);
+    if (m == nullptr || m->weights_.get() != weights_.get() || m->st_->q8_int != st_->q8_int)
+      return CausalLM::do_forward_batch(items);
     seqs.push_back({m->st_.get(), it.tokens, m->length(), it.out->data()});
   }
   st_->forward_many(seqs, 0);
@@ -643,6 +687,8 @@ void LlamaModel::do_forward_last(std::span<const Token> tokens, LogitRows& out) 
 }
 
 const char* LlamaModel::kernel_isa() const noexcept { return kernels::isa_name(st_->K->isa); }
+
+const char* LlamaModel::q8_path() const noexcept { return st_->q8_int ? "int" : "float"; }
 
 void LlamaModel::do_truncate(std::size_t) {
   // Positions >= n are simply overwritten by later forward() calls; attention never reads past the context length.
