@@ -369,7 +369,8 @@ int main(int argc, char** argv) {
       doc["rejection"] = o.temp == 0.0f ? "greedy" : o.rejection;
       doc["cloud_fill"] = !o.no_fill && o.branches == 0 && (o.temp == 0.0f || coupled);
       for (const auto& [m, same] : identical) doc[o.temp == 0.0f ? "greedy_identical_to_cloud_ar" : "identical_to_cloud_ar"][m] = same;
-      std::printf("%s\n", doc.dump(1).c_str());
+      // Generated text may end inside a UTF-8 sequence (byte-fallback tokens): such bytes print as U+FFFD.
+      std::printf("%s\n", doc.dump(1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("%-10s %8s %9s %10s %9s %10s %11s %9s %12s\n", "mode", "tok/s", "vs c-ar", "accept", "mean len",
                   "up B/tok", "down B/tok", "TTFT ms", "cloud fwd/tok");
