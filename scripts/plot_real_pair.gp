@@ -3,11 +3,11 @@
 # (edge-only, the draft alone, is off the scale and not a target-quality mode: left out).
 set terminal pngcairo size 900,520 font ",11"
 set output png
-set title "Our trained pair (21M target / 1M draft), picospec-demo defaults, T = 0.8, 100 Mbit/s links"
+set title "Our pair (21M target / 1M draft), picospec-demo defaults, T 0.8, 100 Mbit/s"
 set xlabel "round-trip time (ms)"
 set ylabel "tokens / s"
 set logscale xy
-set key outside right
+set key bottom left font ",9"
 set grid
 plot tsv using 1:2 with linespoints lw 2 title "cloud-ar", \
      tsv using 1:4 with linespoints lw 2 title "vanilla", \
