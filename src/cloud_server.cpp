@@ -626,7 +626,7 @@ struct CloudServer::Impl {
       if ((hello_header.flags & wire::kHelloFlagCloudFill) != 0) {
         require(draft_invariant(rejection), wire::ErrorCode::invalid_params,
                 "cloud fill needs rejection greedy or coupled (tokens that do not depend on the draft)");
-        s.fill = true;
+        s.fill = options.cloud_fill;
       }
     }
     s.hello = std::move(hello);

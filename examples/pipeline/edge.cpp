@@ -51,12 +51,32 @@ struct Options {
   std::string rejection;  // --rejection: override the mode's default
 };
 
+// Length of the well-formed UTF-8 sequence at text[i] (1-4), or 0 when the bytes there are not one.
+std::size_t utf8_length(const std::string& text, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = b(i);
+  std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > text.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  if ((n == 2 && c < 0xC2) || (n == 3 && c == 0xE0 && b(i + 1) < 0xA0) || (n == 3 && c == 0xED && b(i + 1) >= 0xA0) ||
+      (n == 4 && c == 0xF0 && b(i + 1) < 0x90) || (n == 4 && (c > 0xF4 || (c == 0xF4 && b(i + 1) >= 0x90))))
+    return 0;  // overlong forms, surrogates, above U+10FFFF
+  return n;
+}
+
+// A JSON string body: quotes, backslashes and control characters escaped; bytes that are not UTF-8 (a text cut
+// inside a multi-byte character by a byte-fallback token) become U+FFFD, so the output is always valid JSON.
 std::string json_escape(const std::string& text) {
   std::string escaped;
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') { escaped += '\\'; escaped += static_cast<char>(c); }
-    else if (c < 0x20) { char buf[8]; std::snprintf(buf, sizeof buf, "\\u%04x", c); escaped += buf; }
-    else escaped += static_cast<char>(c);
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const std::size_t n = utf8_length(text, i);
+    if (n == 0) { escaped += "\xEF\xBF\xBD"; ++i; continue; }
+    if (c == '"' || c == '\\') escaped += '\\';
+    if (c < 0x20) { char buf[8]; std::snprintf(buf, sizeof buf, "\\u%04x", c); escaped += buf; }
+    else escaped.append(text, i, n);
+    i += n;
   }
   return escaped;
 }

@@ -45,6 +45,7 @@ struct Options {
   std::size_t threads = 0;  // 0: max(1, cores / workers)
   std::size_t max_sessions = 64;
   std::size_t max_batch = 32;
+  bool no_fill = false;
   std::size_t max_context = 0;
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string metrics_host = "127.0.0.1";
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
                             std::to_string(examples::hardware_threads()) + " cores)");
   app.add_option("--max-sessions", o.max_sessions, "sessions open at once; more are refused (busy)")
       ->check(examples::range(std::size_t{1}, std::size_t{100000}));
+  app.add_flag("--no-fill", o.no_fill,
+               "ignore the edges' request for cloud fill (fill spends one-token passes on waits; for a cloud "
+               "saturated by many sessions)");
   app.add_option("--max-batch", o.max_batch, "sessions' chunks verified together in one batched forward (1 = one at a time)")
       ->check(examples::range(std::size_t{1}, std::size_t{1024}));
   app.add_option("--max-context", o.max_context, "tokens a session may hold (0 = the model's context length)")
@@ -163,6 +167,7 @@ int main(int argc, char** argv) {
     co.workers = o.workers;
     co.max_sessions = o.max_sessions;
     co.max_batch = o.max_batch;
+    co.cloud_fill = !o.no_fill;
     co.max_context = o.max_context;
     const std::size_t threads = o.threads;
     CloudServer server(

@@ -52,6 +52,11 @@ struct CloudOptions {
   std::size_t max_context = 0;
   std::chrono::milliseconds session_idle_timeout{300000};  ///< sessions silent this long are closed
   std::string name = "picospec-cloud";             ///< sent in Welcome
+  /// Honour cloud fill (wire::kHelloFlagCloudFill) when an edge asks for it. Off: the flag is ignored and the
+  /// session runs without fill (safe: the edge's rules hold when no Tokens frame arrives), so a cloud saturated
+  /// by many sessions spends no one-token passes on waits. A Hello with fill and a rejection that does not allow
+  /// it is refused either way.
+  bool cloud_fill = true;
 };
 
 /// Counters since start(); monotonic; safe to read from any thread.

@@ -607,3 +607,25 @@ TEST_CASE("cloud fill: refused outside greedy/coupled; a peer's drafts behind, b
   CHECK(st.chunks_voided == 1);
   CHECK(st.fill_tokens >= 12);
 }
+
+TEST_CASE("a cloud with CloudOptions::cloud_fill off ignores the request: same tokens, no cloud tokens",
+          "[pipeline][control][fill]") {
+  const auto pair = test::small_pair(0.6, 128);
+  CloudOptions co;
+  co.cloud_fill = false;
+  test::Cloud off(pair, co);
+  test::Cloud on(pair);
+  for (const float temp : {0.0f, 1.0f}) {
+    GenerateParams gp = sampled(PipelineMode::picospec, 12, 40);
+    gp.sampling.temperature = temp;
+    gp.rejection = RejectionMode::coupled;
+    gp.cloud_fill = true;
+    gp.depth = 2;
+    const auto a = off.edge(pair)->generate(test::test_prompt(), gp);
+    const auto b = on.edge(pair)->generate(test::test_prompt(), gp);
+    CHECK(a.tokens == b.tokens);
+    CHECK(a.metrics.cloud_filled == 0);
+    CHECK(b.metrics.cloud_filled > 0);
+  }
+  CHECK(off.server->stats().fill_tokens == 0);
+}
