@@ -79,6 +79,13 @@ void softmax(std::span<const float> logits, std::vector<float>& probs, float tem
 /// basis of RejectionMode::coupled. Deterministic; ties -> lowest id. Throws Error like sample_from.
 [[nodiscard]] Token coupled_sample(std::span<const float> probs, std::uint64_t seed, std::uint64_t position);
 
+/// coupled_sample's winner and, into `runners_up` (resized to at most k), the next k tokens of the same race in
+/// order (score p/E, ties -> lower id). With the coupled rejection, when the draft (q's winner) is rejected the
+/// correction is p's winner under the very same exponentials, which is most often one of q's runners-up: the
+/// natural heads of pre-drafted branches. Same pruning as coupled_sample, against the (k+1)-th score.
+[[nodiscard]] Token coupled_sample_top(std::span<const float> probs, std::uint64_t seed, std::uint64_t position,
+                                       std::size_t k, std::vector<Token>& runners_up);
+
 }  // namespace picospec
 
 #include "picospec/detail/math_sampling.hpp"

@@ -12,9 +12,11 @@ class EdgeCoupled final : public EdgePolicy {
   RejectionMode mode() const noexcept override { return RejectionMode::coupled; }
   void draft(std::span<const float> logits, std::uint64_t position, std::uint32_t, SpecToken& out) override {
     logits_to_probs(logits, cfg_.sampling, out.row, ws_);
-    out.token = coupled_sample(out.row, cfg_.seed, position);
+    // Branch heads: the race's runners-up under the shared exponentials (the likeliest corrections when the
+    // draft is rejected), not q's most probable alternatives.
+    out.token = cfg_.branch_heads != 0 ? coupled_sample_top(out.row, cfg_.seed, position, cfg_.branch_heads, out.alts)
+                                       : coupled_sample(out.row, cfg_.seed, position);
     out.q = out.row[static_cast<std::size_t>(out.token)];
-    if (cfg_.branch_heads != 0) top_alternatives(out.row, out.token, cfg_.branch_heads, out.alts);
     if (cfg_.want_top_q) out.top_q = max_prob(out.row);
   }
   void add_uplink(SpecToken&, wire::Draft&) override {}

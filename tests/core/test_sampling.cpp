@@ -313,3 +313,37 @@ TEST_CASE("coupled_sample equals the exponential race computed in full on large 
     }
   }
 }
+
+TEST_CASE("coupled_sample_top: the race's winner (= coupled_sample) and its runners-up in order", "[sampling][coupled]") {
+  std::vector<float> p(3000);
+  std::uint64_t z = 99;
+  for (std::size_t pos = 0; pos < 200; ++pos) {
+    for (auto& x : p) {
+      z = z * 6364136223846793005ull + 1442695040888963407ull;
+      const double r = static_cast<double>(z >> 11) * 0x1.0p-53;
+      x = r < 0.1 ? 0.0f : static_cast<float>(std::pow(r, 6.0));
+    }
+    const std::uint64_t seed = 11 + pos % 3;
+    // The full race, sorted by score (ties -> lower id).
+    const std::uint64_t base = random_u64(seed, Purpose::coupled, pos, 0);
+    std::vector<std::pair<double, std::size_t>> all;
+    for (std::size_t v = 0; v < p.size(); ++v) {
+      if (!(p[v] > 0.0f)) continue;
+      std::uint64_t s = base + (v + 1) * 0x9E3779B97F4A7C15ull;
+      s = (s ^ (s >> 30)) * 0xBF58476D1CE4E5B9ull;
+      s = (s ^ (s >> 27)) * 0x94D049BB133111EBull;
+      s ^= s >> 31;
+      const double e = -std::log(static_cast<double>((s >> 11) + 1) * 0x1.0p-53);
+      all.emplace_back(e > 0.0 ? p[v] / e : HUGE_VAL, v);
+    }
+    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
+      std::vector<Token> runners;
+      const Token w = coupled_sample_top(p, seed, pos, k, runners);
+      REQUIRE(w == static_cast<Token>(all[0].second));
+      REQUIRE(w == coupled_sample(p, seed, pos));
+      REQUIRE(runners.size() == k);
+      for (std::size_t i = 0; i < k; ++i) REQUIRE(runners[i] == static_cast<Token>(all[i + 1].second));
+    }
+  }
+}

@@ -111,7 +111,7 @@ TEST_CASE("branches (no flush on a miss) give the reference's tokens across mode
   const auto pair = test::small_pair(0.6, 128);
   test::Cloud cloud(pair);
   const std::uint32_t n = 48;
-  const ModeCase cases[] = {kCases[0], kCases[1], kCases[2], kCases[4]};  // the pipelined modes
+  const ModeCase cases[] = {kCases[0], kCases[1], kCases[2], kCases[4], kCases[5]};  // the pipelined modes
   for (const auto& c : cases) {
     std::uint64_t hits = 0, used = 0;
     for (std::uint64_t seed : {1ull, 99ull}) {

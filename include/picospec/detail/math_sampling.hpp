@@ -313,4 +313,33 @@ inline Token coupled_sample(std::span<const float> probs, std::uint64_t seed, st
   return static_cast<Token>(best);
 }
 
+inline Token coupled_sample_top(std::span<const float> probs, std::uint64_t seed, std::uint64_t position,
+                                std::size_t k, std::vector<Token>& runners_up) {
+  if (probs.empty()) throw Error("coupled_sample_top: empty distribution");
+  (void)detail::checked_total(probs, "coupled_sample_top");
+  const std::uint64_t base = random_u64(seed, Purpose::coupled, position, 0);
+  // The k + 1 best (score, id), best first, kept by insertion (k is a handful).
+  std::vector<std::pair<double, std::size_t>> best;
+  best.reserve(k + 2);
+  for (std::size_t v = 0; v < probs.size(); ++v) {
+    if (!(probs[v] > 0.0f)) continue;
+    const std::uint64_t bits = detail::mix64(base + (v + 1) * 0x9E3779B97F4A7C15ull);
+    const std::uint64_t m = (bits >> 11) + 1;
+    const double p = probs[v];
+    // The bound of coupled_sample, against the last of the k + 1 kept: that token cannot enter them.
+    const double one_minus_u = static_cast<double>((std::uint64_t{1} << 53) - m) * 0x1.0p-53;
+    if (best.size() == k + 1 && p < best.back().first * one_minus_u * (1.0 - 1e-9)) continue;
+    const double e = -std::log(static_cast<double>(m) * 0x1.0p-53);
+    const double score = e > 0.0 ? p / e : std::numeric_limits<double>::infinity();
+    if (best.size() == k + 1 && !(score > best.back().first)) continue;
+    auto pos = best.end();
+    while (pos != best.begin() && score > std::prev(pos)->first) --pos;  // equal scores: the earlier id first
+    best.insert(pos, {score, v});
+    if (best.size() > k + 1) best.pop_back();
+  }
+  runners_up.clear();
+  for (std::size_t i = 1; i < best.size(); ++i) runners_up.push_back(static_cast<Token>(best[i].second));
+  return static_cast<Token>(best.front().second);
+}
+
 }  // namespace picospec
