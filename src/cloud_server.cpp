@@ -681,6 +681,28 @@ struct CloudServer::Impl {
     return true;
   }
 
+  // The target's token at position `length` from the pending row: greedy argmax; with the coupled rejection the
+  // coupled draw (what its acceptance test would decide, and what cloud-ar gives when asked for coupled); else a
+  // draw keyed (target_sample, position).
+  Token decide_next(CloudSession& s) {
+    const auto& sp = s.hello.sampling;
+    const auto row = s.verifier->pending_logits();
+    if (sp.greedy()) return argmax(row);
+    logits_to_probs(row, sp, s.probs, s.ws);
+    if (s.hello.rejection == RejectionMode::coupled) return coupled_sample(s.probs, s.hello.seed, s.length);
+    return sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
+  }
+
+  // Leaves one token pending for the batched evaluation (a cloud-ar step or a fill step), after the checks.
+  bool pend_one(CloudSession& s, Token tok, CloudSession::Pending kind) {
+    s.ar_token = tok;
+    s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
+    check_context(s.verifier->length() + 1);
+    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
+    s.pending = kind;
+    return true;
+  }
+
   // One cloud-ar token: sample it from the pending row, send it, and (unless it ends the generation) leave it
   // pending for the batched evaluation that appends it. Stops quietly when the session is cancelled.
   bool step_cloud_ar(CloudSession& s) {
@@ -688,18 +710,8 @@ struct CloudServer::Impl {
       s.ar_active = false;
       return true;
     }
-    const auto& sp = s.hello.sampling;
     const ModelInfo& info = s.verifier->info();
-    const auto row = s.verifier->pending_logits();
-    Token tok;
-    if (sp.greedy()) {
-      tok = argmax(row);
-    } else {
-      logits_to_probs(row, sp, s.probs, s.ws);
-      tok = s.hello.rejection == RejectionMode::coupled
-                ? coupled_sample(s.probs, s.hello.seed, s.length)
-                : sample_from(s.probs, uniform(s.hello.seed, Purpose::target_sample, s.length, 0));
-    }
+    const Token tok = decide_next(s);
     const bool done = s.ar_k + 1 == s.hello.max_new_tokens || info.is_eog(tok);
     wire::Tokens t;
     t.start_position = static_cast<std::uint32_t>(s.length);
@@ -711,12 +723,7 @@ struct CloudServer::Impl {
       s.ar_active = false;
       return true;
     }
-    s.ar_token = tok;
-    s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
-    check_context(s.verifier->length() + 1);
-    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
-    s.pending = CloudSession::Pending::ar_step;
-    return true;
+    return pend_one(s, tok, CloudSession::Pending::ar_step);
   }
 
   // ---- cloud fill (wire::kHelloFlagCloudFill)
@@ -738,15 +745,7 @@ struct CloudServer::Impl {
   // argmax; coupled: coupled_sample of the sampling transform), commits it and sends it down. It stays
   // `unscored` until a Draft or a fill step takes it through the model.
   bool commit_fill(CloudSession& s) {
-    const auto& sp = s.hello.sampling;
-    const auto row = s.verifier->pending_logits();
-    Token tok;
-    if (sp.greedy()) {
-      tok = argmax(row);
-    } else {
-      logits_to_probs(row, sp, s.probs, s.ws);
-      tok = coupled_sample(s.probs, s.hello.seed, s.length);
-    }
+    const Token tok = decide_next(s);
     const bool done = s.length + 1 - s.prompt_length >= s.hello.max_new_tokens || s.verifier->info().is_eog(tok);
     wire::Tokens t;
     t.start_position = static_cast<std::uint32_t>(s.length);
@@ -767,12 +766,7 @@ struct CloudServer::Impl {
       if (!commit_fill(s)) return false;
       if (!fill_wanted(s)) return true;
     }
-    s.ar_token = *s.unscored;
-    s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
-    check_context(s.verifier->length() + 1);
-    if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
-    s.pending = CloudSession::Pending::fill_step;
-    return true;
+    return pend_one(s, *s.unscored, CloudSession::Pending::fill_step);
   }
 
   // A Draft in a fill session may start behind the cloud's length. The tokens behind it are compared with the

@@ -2,6 +2,7 @@
 // large vocabularies, inverse-CDF draws.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -281,6 +282,25 @@ TEST_CASE("coupled_sample: exactly p (chi-square), the coupling bound, keyed by 
   CHECK_THROWS_AS(coupled_sample(std::vector<float>{}, 1, 1), Error);
 }
 
+// The exponential race of coupled_sample computed in full from its definition: every token with p > 0 as
+// (p / E, id), best first (ties -> lower id); E = -ln u, u from SplitMix64 started at the Philox key.
+std::vector<std::pair<double, std::size_t>> full_race(const std::vector<float>& p, std::uint64_t seed,
+                                                      std::uint64_t pos) {
+  const std::uint64_t base = random_u64(seed, Purpose::coupled, pos, 0);
+  std::vector<std::pair<double, std::size_t>> all;
+  for (std::size_t v = 0; v < p.size(); ++v) {
+    if (!(p[v] > 0.0f)) continue;
+    std::uint64_t s = base + (v + 1) * 0x9E3779B97F4A7C15ull;
+    s = (s ^ (s >> 30)) * 0xBF58476D1CE4E5B9ull;
+    s = (s ^ (s >> 27)) * 0x94D049BB133111EBull;
+    s ^= s >> 31;
+    const double e = -std::log(static_cast<double>((s >> 11) + 1) * 0x1.0p-53);
+    all.emplace_back(e > 0.0 ? p[v] / e : HUGE_VAL, v);
+  }
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return all;
+}
+
 TEST_CASE("coupled_sample equals the exponential race computed in full on large vocabularies", "[sampling][coupled]") {
   // coupled_sample skips the logarithm of tokens that provably cannot win; the result must be the full race's.
   for (std::size_t vocab : {std::size_t{4096}, std::size_t{32000}}) {
@@ -293,23 +313,7 @@ TEST_CASE("coupled_sample equals the exponential race computed in full on large 
         p[i] = r < 0.05 ? 0.0f : static_cast<float>(std::pow(r, 8.0 + static_cast<double>(pos % 5) * 4.0));
       }
       const std::uint64_t seed = 3 + pos % 7;
-      const std::uint64_t base = random_u64(seed, Purpose::coupled, pos, 0);
-      std::size_t want = 0;
-      double best = -1.0;
-      for (std::size_t v = 0; v < vocab; ++v) {
-        if (!(p[v] > 0.0f)) continue;
-        std::uint64_t s = base + (v + 1) * 0x9E3779B97F4A7C15ull;
-        s = (s ^ (s >> 30)) * 0xBF58476D1CE4E5B9ull;
-        s = (s ^ (s >> 27)) * 0x94D049BB133111EBull;
-        s ^= s >> 31;
-        const double e = -std::log(static_cast<double>((s >> 11) + 1) * 0x1.0p-53);
-        const double score = e > 0.0 ? p[v] / e : HUGE_VAL;
-        if (score > best) {
-          best = score;
-          want = v;
-        }
-      }
-      REQUIRE(coupled_sample(p, seed, pos) == static_cast<Token>(want));
+      REQUIRE(coupled_sample(p, seed, pos) == static_cast<Token>(full_race(p, seed, pos)[0].second));
     }
   }
 }
@@ -324,19 +328,7 @@ TEST_CASE("coupled_sample_top: the race's winner (= coupled_sample) and its runn
       x = r < 0.1 ? 0.0f : static_cast<float>(std::pow(r, 6.0));
     }
     const std::uint64_t seed = 11 + pos % 3;
-    // The full race, sorted by score (ties -> lower id).
-    const std::uint64_t base = random_u64(seed, Purpose::coupled, pos, 0);
-    std::vector<std::pair<double, std::size_t>> all;
-    for (std::size_t v = 0; v < p.size(); ++v) {
-      if (!(p[v] > 0.0f)) continue;
-      std::uint64_t s = base + (v + 1) * 0x9E3779B97F4A7C15ull;
-      s = (s ^ (s >> 30)) * 0xBF58476D1CE4E5B9ull;
-      s = (s ^ (s >> 27)) * 0x94D049BB133111EBull;
-      s ^= s >> 31;
-      const double e = -std::log(static_cast<double>((s >> 11) + 1) * 0x1.0p-53);
-      all.emplace_back(e > 0.0 ? p[v] / e : HUGE_VAL, v);
-    }
-    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const auto all = full_race(p, seed, pos);
     for (std::size_t k : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
       std::vector<Token> runners;
       const Token w = coupled_sample_top(p, seed, pos, k, runners);
