@@ -23,9 +23,11 @@
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
+#include "model_util.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
+using namespace picospec::llama::test;
 namespace K = picospec::llama::kernels;
 
 namespace {
@@ -88,34 +90,6 @@ float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
   float d;
   std::memcpy(&d, qrow + cols + 32 * block, 4);
   return d;
-}
-
-std::shared_ptr<const LlamaWeights> weights_for(const RandomLlamaSpec& s, WeightFormat f = WeightFormat::native) {
-  return LlamaWeights::from_gguf(GgufFile::from_bytes(random_llama_gguf(s).bytes(), "random.gguf"), f);
-}
-
-std::vector<Token> random_tokens(std::size_t n, std::uint32_t vocab, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<Token> t(n);
-  for (auto& x : t) x = static_cast<Token>(rng() % vocab);
-  return t;
-}
-
-std::vector<float> run_chunked(const std::shared_ptr<const LlamaWeights>& w, const std::vector<Token>& tokens,
-                               std::size_t chunk, std::size_t threads, std::optional<bool> q8) {
-  LlamaModel m(w, {.threads = threads, .q8_activations = q8});
-  std::vector<float> all;
-  LogitRows rows;
-  for (std::size_t i = 0; i < tokens.size(); i += chunk) {
-    const std::size_t n = std::min(chunk, tokens.size() - i);
-    m.forward(std::span<const Token>(tokens).subspan(i, n), rows);
-    all.insert(all.end(), rows.data(), rows.data() + rows.rows() * rows.vocab());
-  }
-  return all;
-}
-
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 struct EnvGuard {
