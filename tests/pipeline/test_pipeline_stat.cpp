@@ -84,6 +84,25 @@ Chi2 run_mode(const synthetic::PairParams& pair, test::ReferenceParams rp) {
   return chi2_of(joint, counts, kSamples);
 }
 
+// The pipeline itself (not the reference): `samples` generations after `prompt` with seeds keyed by the sample
+// index, each configured by `configure`; chi-square of the first two committed tokens against the target's joint.
+// `seen` is called with every result (and its GenerateParams) for the caller's own counters.
+template <class Configure, class Seen>
+Chi2 pipeline_chi2(EdgeSession& edge, const std::vector<Token>& prompt, const std::vector<double>& joint,
+                   int samples, Configure&& configure, Seen&& seen) {
+  std::vector<int> counts(kVocab * kVocab, 0);
+  for (int s = 0; s < samples; ++s) {
+    GenerateParams gp;
+    gp.mode = PipelineMode::picospec;
+    gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
+    configure(gp);
+    const auto r = edge.generate(prompt, gp);
+    ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
+    seen(r, gp, s);
+  }
+  return chi2_of(joint, counts, samples);
+}
+
 }  // namespace
 
 TEST_CASE("exact modes sample the target's joint distribution; a wrong sampler is rejected", "[pipeline][stat]") {
@@ -153,23 +172,18 @@ TEST_CASE("coupled rejection with cloud fill: the pipeline samples the target's 
   auto edge = cloud.edge(pair);
   const std::vector<Token> prompt{2, 5};
   const auto joint = target_joint(pair, prompt);
-  std::vector<int> counts(kVocab * kVocab, 0);
   std::uint64_t filled = 0;
   const int samples = kSamples / 4;
-  for (int s = 0; s < samples; ++s) {
-    GenerateParams gp;
-    gp.mode = PipelineMode::picospec;
-    gp.rejection = RejectionMode::coupled;
-    gp.cloud_fill = true;
-    gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
-    gp.max_tokens = 3;
-    gp.gamma = 2;
-    gp.depth = 2;
-    const auto r = edge->generate(prompt, gp);
-    filled += r.metrics.cloud_filled;
-    ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
-  }
-  const Chi2 c = chi2_of(joint, counts, samples);
+  const Chi2 c = pipeline_chi2(
+      *edge, prompt, joint, samples,
+      [](GenerateParams& gp) {
+        gp.rejection = RejectionMode::coupled;
+        gp.cloud_fill = true;
+        gp.max_tokens = 3;
+        gp.gamma = 2;
+        gp.depth = 2;
+      },
+      [&](const GenerateResult& r, const GenerateParams&, int) { filled += r.metrics.cloud_filled; });
   INFO("coupled+fill chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv << " filled " << filled);
   REQUIRE(c.stat < c.critical);
   REQUIRE(filled > static_cast<std::uint64_t>(samples) / 2);  // the cloud's own tokens carried many samples
@@ -187,25 +201,20 @@ TEST_CASE("with branches (no flush on a miss) the pipeline samples the target's 
   const std::vector<Token> prompt{2, 5};
   const auto joint = target_joint(pair, prompt);
   for (RejectionMode mode : {RejectionMode::candidates, RejectionMode::sparse_draft}) {
-    std::vector<int> counts(kVocab * kVocab, 0);
     std::uint64_t hits = 0;
     const int samples = kSamples / 4;
-    for (int s = 0; s < samples; ++s) {
-      GenerateParams gp;
-      gp.mode = PipelineMode::picospec;
-      gp.rejection = mode;
-      gp.candidates_m = 2;
-      gp.sparse_codec = "topk_q:8";
-      gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
-      gp.max_tokens = 3;  // a third draft step extends the branches of the first chunk (fused)
-      gp.gamma = 2;
-      gp.branch_heads = 3;
-      gp.branch_schedule = BranchSchedule::fused;
-      const auto r = edge->generate(prompt, gp);
-      hits += r.metrics.branch_hits;
-      ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
-    }
-    const Chi2 c = chi2_of(joint, counts, samples);
+    const Chi2 c = pipeline_chi2(
+        *edge, prompt, joint, samples,
+        [&](GenerateParams& gp) {
+          gp.rejection = mode;
+          gp.candidates_m = 2;
+          gp.sparse_codec = "topk_q:8";
+          gp.max_tokens = 3;  // a third draft step extends the branches of the first chunk (fused)
+          gp.gamma = 2;
+          gp.branch_heads = 3;
+          gp.branch_schedule = BranchSchedule::fused;
+        },
+        [&](const GenerateResult& r, const GenerateParams&, int) { hits += r.metrics.branch_hits; });
     INFO(to_string(mode) << " chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv << " branch hits "
                          << hits);
     REQUIRE(c.stat < c.critical);
@@ -226,27 +235,24 @@ TEST_CASE("with block verification the pipeline samples the target's joint distr
   const auto joint = target_joint(pair, prompt);
   for (const auto& [mode, rejection] : {std::pair{PipelineMode::vanilla, RejectionMode::full},
                                         std::pair{PipelineMode::picospec, RejectionMode::sparse_draft}}) {
-    std::vector<int> counts(kVocab * kVocab, 0);
     std::uint64_t acc_block = 0, acc_token = 0;  // over the first quarter of the seeds, both ways
     const int samples = kSamples / 4;
-    for (int s = 0; s < samples; ++s) {
-      GenerateParams gp;
-      gp.mode = mode;
-      gp.rejection = rejection;
-      gp.sparse_codec = "topk_q:8";
-      gp.seed = 1000003ull * static_cast<std::uint64_t>(s) + 17;
-      gp.max_tokens = 2;
-      gp.gamma = 3;
-      gp.block_verify = true;
-      const auto r = edge->generate(prompt, gp);
-      ++counts[static_cast<std::size_t>(r.tokens[0]) * kVocab + static_cast<std::size_t>(r.tokens[1])];
-      if (s < samples / 4) {
-        acc_block += r.metrics.accepted;
-        gp.block_verify = false;
-        acc_token += edge->generate(prompt, gp).metrics.accepted;
-      }
-    }
-    const Chi2 c = chi2_of(joint, counts, samples);
+    const Chi2 c = pipeline_chi2(
+        *edge, prompt, joint, samples,
+        [&](GenerateParams& gp) {
+          gp.mode = mode;
+          gp.rejection = rejection;
+          gp.sparse_codec = "topk_q:8";
+          gp.max_tokens = 2;
+          gp.gamma = 3;
+          gp.block_verify = true;
+        },
+        [&](const GenerateResult& r, GenerateParams gp, int s) {
+          if (s >= samples / 4) return;
+          acc_block += r.metrics.accepted;
+          gp.block_verify = false;
+          acc_token += edge->generate(prompt, gp).metrics.accepted;
+        });
     INFO(to_string(rejection) << " chi2 " << c.stat << " critical " << c.critical << " tv " << c.tv
                               << "; drafts accepted with block verification " << acc_block << ", token-level "
                               << acc_token);
