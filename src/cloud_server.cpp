@@ -42,6 +42,7 @@ struct CloudSession {
   // Guarded by `mu`.
   std::mutex mu;
   std::deque<Frame> inbox;
+  std::deque<Clock::time_point> arrivals;  // when each frame of `inbox` was received
   std::size_t inbox_bytes = 0;  // bytes of the frames in `inbox`
   bool scheduled = false;
   bool closed = false;
@@ -90,6 +91,13 @@ struct CloudSession {
   std::size_t prompt_length = 0;
   std::vector<Token> committed;
   std::size_t fill_matched = 0;  // tokens of the pending Draft that were already committed (reported as accepted)
+  // Paced fill (CloudOptions::fill_paced), worker-only. `gap_ms`: EMA of the time from a rejection verdict to the
+  // arrival of the next chunk of the new epoch; `pass_ms`: EMA of a fill pass (its batch); negative = unmeasured.
+  Clock::time_point popped_arrival{};  // arrival of the frame being served
+  Clock::time_point prefill_at{}, starved_at{};
+  bool gap_open = false;     // a rejection's wait is being timed
+  bool fill_paused = false;  // this wait runs no more fill passes (cleared when the wait ends)
+  double gap_ms = -1.0, pass_ms = -1.0;
 };
 
 struct CloudServer::Impl {
@@ -117,6 +125,8 @@ struct CloudServer::Impl {
   Frame pop_frame_locked(CloudSession& s) {
     Frame f = std::move(s.inbox.front());
     s.inbox.pop_front();
+    s.popped_arrival = s.arrivals.front();
+    s.arrivals.pop_front();
     s.inbox_bytes -= f.size();
     queued_bytes -= f.size();
     --queued_frames;
@@ -127,6 +137,7 @@ struct CloudServer::Impl {
     queued_frames -= s.inbox.size();
     s.inbox_bytes = 0;
     s.inbox.clear();
+    s.arrivals.clear();
   }
 
   std::thread io_thread;
@@ -177,6 +188,7 @@ struct CloudServer::Impl {
         queued_bytes += n;
         ++queued_frames;
         s->inbox.push_back(std::move(frame));
+        s->arrivals.push_back(Clock::now());
         if (!s->scheduled) s->scheduled = schedule = true;
       }
     }
@@ -440,6 +452,9 @@ struct CloudServer::Impl {
       if (!scoring.empty()) {
         const auto t0 = Clock::now();
         score_all(scoring);
+        const double pass = ms_between(t0, Clock::now());
+        for (auto& s : scoring)
+          if (s->pending == CloudSession::Pending::fill_step) s->pass_ms = ema(s->pass_ms, pass);
         for (auto& s : scoring)
           if (!finish_pending(*s)) close_session(s);
         bump([&](CloudStats& st) { st.busy_ms += ms_between(t0, Clock::now()); });
@@ -473,7 +488,7 @@ struct CloudServer::Impl {
     {
       std::lock_guard lk(s->mu);
       again = !s->closed && !stop_flag.load() &&
-              (!s->inbox.empty() || s->ar_active || (s->starved && fill_wanted(*s)));
+              (!s->inbox.empty() || s->ar_active || (s->starved && !s->fill_paused && fill_wanted(*s)));
       if (!again) s->scheduled = false;
     }
     if (again) {
@@ -671,7 +686,8 @@ struct CloudServer::Impl {
       s.prompt_length = p.tokens.size();
       s.committed = p.tokens;
       s.fill_done = s.hello.max_new_tokens == 0;
-      s.starved = true;
+      s.prefill_at = Clock::now();
+      start_wait(s, false);
       if (fill_wanted(s)) return commit_fill(s);  // the first token is decided by the prompt's pending row
     }
     if (s.hello.pipeline == PipelineMode::cloud_ar) {
@@ -736,9 +752,36 @@ struct CloudServer::Impl {
   // its way (at the start, after a rejection or a void). After an accepted chunk the next one is usually in
   // flight, and a pass then would only delay it.
   bool fill_step_wanted(CloudSession& s) {
-    if (!s.starved || !fill_wanted(s)) return false;
-    std::lock_guard lk(s.mu);
-    return s.inbox.empty();
+    if (!s.starved || s.fill_paused || !fill_wanted(s)) return false;
+    {
+      std::lock_guard lk(s.mu);
+      if (!s.inbox.empty()) return false;
+    }
+    if (!fill_due(s)) {
+      s.fill_paused = true;
+      bump([](CloudStats& st) { ++st.fill_paused; });
+      return false;
+    }
+    return true;
+  }
+
+  // Paced fill: a pass is worth it unless the next chunk is due before it would end, by more than the session's
+  // wall time per committed token (what the pass gains). Unpaced until both times are measured.
+  bool fill_due(const CloudSession& s) const {
+    if (!options.fill_paced || s.gap_ms < 0.0 || s.pass_ms < 0.0) return true;
+    const auto now = Clock::now();
+    const double remaining = s.gap_ms - ms_between(s.starved_at, now);
+    const std::size_t made = s.length - s.prompt_length;
+    const double per_token = made > 0 ? ms_between(s.prefill_at, now) / static_cast<double>(made) : 0.0;
+    return remaining >= s.pass_ms - per_token;
+  }
+  static double ema(double old, double x) noexcept { return old < 0.0 ? x : 0.75 * old + 0.25 * x; }
+  // A wait for the edge's next chunk starts (fill passes may run); `timed`: a rejection, whose wait is measured.
+  static void start_wait(CloudSession& s, bool timed) {
+    s.starved = true;
+    s.fill_paused = false;
+    s.starved_at = Clock::now();
+    s.gap_open = timed;
   }
 
   // Decides the token at position `length` from the pending row, exactly as the policy's test would (greedy:
@@ -783,7 +826,7 @@ struct CloudServer::Impl {
     for (std::size_t i = 0; i < behind; ++i) {
       if (d.tokens[i] != s.committed[d.start_position + i]) {
         ++s.epoch;
-        s.starved = true;
+        start_wait(s, false);
         bump([](CloudStats& st) { ++st.chunks_voided; });
         return false;
       }
@@ -808,6 +851,10 @@ struct CloudServer::Impl {
       return true;
     }
     require(!d.tokens.empty(), wire::ErrorCode::invalid_params, "empty Draft");
+    if (s.fill && s.gap_open) {  // the chunk after a rejection: how long the edge took to send it
+      s.gap_ms = ema(s.gap_ms, ms_between(s.starved_at, s.popped_arrival));
+      s.gap_open = false;
+    }
     if (s.fill && !reconcile_fill(s, d)) return true;
     require(d.start_position == s.length, wire::ErrorCode::bad_state,
             "Draft at position " + std::to_string(d.start_position) + ", expected " + std::to_string(s.length));
@@ -921,7 +968,7 @@ struct CloudServer::Impl {
     // The cloud decided: tell the edge first; the correction goes through the model with the next Draft.
     s.unscored = v.correction;
     if (s.fill) {
-      s.starved = true;
+      start_wait(s, true);
       s.committed.push_back(v.correction);
       if (pos + 1 - s.prompt_length >= s.hello.max_new_tokens || s.verifier->info().is_eog(v.correction))
         s.fill_done = true;
@@ -1039,6 +1086,8 @@ std::vector<Metric> metrics_of(const CloudStats& s) {
        d(s.chunks_consumed)},
       {"chunks_voided_total", "counter", "Drafts that differ from a cloud-fill token (void, no verdict).",
        d(s.chunks_voided)},
+      {"fill_paused_total", "counter", "Waits in which paced fill ran no more passes: the next chunk was due.",
+       d(s.fill_paused)},
       {"busy_seconds_total", "counter", "Worker time serving sessions.", s.busy_ms / 1000.0},
       {"ready_sessions", "gauge", "Sessions waiting for a worker.", d(s.ready_sessions)},
       {"queued_frames", "gauge", "Frames received and not yet served.", d(s.queued_frames)},

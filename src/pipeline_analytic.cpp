@@ -51,13 +51,37 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
         const double k = std::clamp(in.branch_drafts_per_hit, 0.0, g);
         const double miss = h * l_sync(g - k) + (1.0 - h) * l_sync(g);
         round = hit * l_async + (1.0 - hit) * miss;
+        if (in.cloud_fill && !in.edge_decides_correction) {
+          // A round after a miss: k fill passes during the wait W, then the chunk's first k drafts are compared
+          // with the fill tokens (all equal with probability α^k; else the chunk is void and no pass runs) and
+          // the rest is verified in one pass with the last fill token. Stationary mix as above: a round follows
+          // a hit with probability α^γ whatever the state. Pacing depends on the wall time per token, which the
+          // model itself gives: a short fixed-point iteration.
+          const auto e_n = [&](double m) { return a < 1.0 ? (1.0 - std::pow(a, m)) / (1.0 - a) : m; };
+          const double wait = draft_chunk + up + R, F = Lt(1);
+          double per_token = round / en;  // start from the model without fill
+          for (int it = 0; it < 8; ++it) {
+            double kf = 0.0;
+            if (!in.fill_paced) kf = std::ceil(wait / F);
+            else if (wait - F + per_token >= 0.0) kf = std::floor((wait - F + per_token) / F) + 1.0;
+            kf = std::clamp(kf, 0.0, g);
+            const double match = std::pow(a, kf);
+            const double t_miss = std::max(wait, kf * F) + match * (kf < g ? Lt(g - kf + 1.0) : 0.0) + down;
+            const double y_miss = kf + match * e_n(g - kf);
+            const double t = hit * l_async + (1.0 - hit) * t_miss;
+            const double y = hit * en + (1.0 - hit) * y_miss;
+            round = t;
+            r.tokens_per_round = y;
+            per_token = t / y;
+          }
+        }
       }
       // First verdict: handshake (R), then the first chunk and the cloud prefill in parallel.
       const double first = 2 * R + std::max(Ld(P) + in.edge_overhead_ms + (g - 1) * D + up, Lt0(P)) + Lt(g);
-      r.tokens_per_round = en;
+      if (r.tokens_per_round <= 0.0) r.tokens_per_round = en;
       r.round_ms = round;
       r.ttft_ms = first;
-      r.wall_ms = first + std::max(0.0, N / en - 1.0) * round;
+      r.wall_ms = first + std::max(0.0, N / r.tokens_per_round - 1.0) * round;
       break;
     }
   }

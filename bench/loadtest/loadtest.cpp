@@ -56,6 +56,9 @@ struct Options {
   int vocab = 256;  // 0 = the profile's
   std::string mode = "picospec";
   float temp = 0.0f;
+  std::string rejection;  // empty = the mode's default
+  bool fill = false;      // GenerateParams::cloud_fill (greedy, or --rejection coupled)
+  bool fill_paced = true;  // CloudOptions::fill_paced
   double time_limit_s = 60.0;
   bool json = false;
 };
@@ -65,7 +68,8 @@ struct Options {
                "picospec-loadtest: %s\n"
                "usage: picospec-loadtest [--clients N<=256] [--requests R<=1000] [--tokens T<=4096] [--profile P]\n"
                "                         [--time-scale S] [--alpha A] [--workers W<=64] [--max-batch B<=256] [--mode M]\n"
-               "                         [--temp T] [--vocab V (0 = the profile's)]"
+               "                         [--temp T] [--vocab V (0 = the profile's)] [--rejection R] [--fill 0|1]\n"
+               "                         [--fill-paced 0|1]\n"
                "                         [--time-limit SEC<=3600] [--json]\n",
                msg.c_str());
   std::exit(2);
@@ -101,6 +105,9 @@ Options parse(int argc, char** argv) {
     else if (f == "--max-batch") o.max_batch = static_cast<int>(number("--max-batch", val(), 1, 256));
     else if (f == "--mode") o.mode = val();
     else if (f == "--temp") o.temp = static_cast<float>(number("--temp", val(), 0, 10));
+    else if (f == "--rejection") o.rejection = val();
+    else if (f == "--fill") o.fill = number("--fill", val(), 0, 1) == 1.0;
+    else if (f == "--fill-paced") o.fill_paced = number("--fill-paced", val(), 0, 1) == 1.0;
     else if (f == "--time-limit") o.time_limit_s = number("--time-limit", val(), 0.1, 3600);
     else if (f == "--json") o.json = true;
     else usage("unknown flag " + f);
@@ -143,6 +150,7 @@ RunResult run(const Options& o, int n_clients, int max_batch) {
   co.max_sessions = static_cast<std::size_t>(n_clients) + 8;
   co.max_sessions_per_peer = 8;
   co.max_batch = static_cast<std::size_t>(max_batch);
+  co.fill_paced = o.fill_paced;
   CloudServer cloud([pair] { return synthetic::make_verifier(pair); }, std::move(st), co);
   cloud.start();
 
@@ -150,6 +158,8 @@ RunResult run(const Options& o, int n_clients, int max_batch) {
   gp.mode = parse_pipeline_mode(o.mode);
   gp.sampling.temperature = o.temp;
   gp.max_tokens = static_cast<std::uint32_t>(o.tokens);
+  if (!o.rejection.empty()) gp.rejection = parse_rejection_mode(o.rejection);
+  gp.cloud_fill = o.fill;
   std::vector<Token> prompt{3, 14, 15, 92, 65, 35, 89, 79};
   for (auto& t : prompt) t %= static_cast<Token>(pair.profile.vocab_size);
 
@@ -312,6 +322,7 @@ int main(int argc, char** argv) {
   try {
     (void)synthetic::profile(o.profile);
     (void)parse_pipeline_mode(o.mode);
+    if (!o.rejection.empty()) (void)parse_rejection_mode(o.rejection);
   } catch (const std::exception& e) {
     usage(e.what());
   }

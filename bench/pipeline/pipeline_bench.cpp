@@ -39,6 +39,7 @@ struct Args {
   std::string transport = "loopback";
   std::string rejection;  // picospec override: candidates | sparse_draft | coupled
   bool fill = false;      // picospec with greedy or coupled: cloud fill
+  bool fill_paced = true;  // CloudOptions::fill_paced
   SendPolicy policy = SendPolicy::full_chunks;
   std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
   BranchSchedule branch_schedule = BranchSchedule::idle;
@@ -85,6 +86,7 @@ void usage() {
       "                     profile speed (measured wall time / X)\n"
       "  --rejection R      picospec mode: candidates (default) | sparse_draft | coupled\n"
       "  --fill 0|1         picospec with --rejection coupled (or temperature 0): cloud fill (default 0)\n"
+      "  --fill-paced 0|1   with --fill: the cloud skips fill passes that would hold up a chunk due (default 1)\n"
       "  --send-policy P    full | when-idle (default full)\n"
       "  --transport T      loopback (default) | zmq (tcp on 127.0.0.1)\n"
       "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
@@ -125,6 +127,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--transport") a.transport = v;
     else if (f == "--rejection") a.rejection = v;
     else if (f == "--fill") a.fill = to_u32(f, v, 0, 1) == 1;
+    else if (f == "--fill-paced") a.fill_paced = to_u32(f, v, 0, 1) == 1;
     else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
     else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
     else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
@@ -233,6 +236,7 @@ int main(int argc, char** argv) {
       server_t = std::move(h);
     }
     CloudOptions co;
+    co.fill_paced = args.fill_paced;
     co.workers = 1;
     CloudServer server([pair] { return synthetic::make_verifier(pair); }, std::move(server_t), co);
     server.start();
@@ -309,6 +313,8 @@ int main(int argc, char** argv) {
     if (row.m.frames_down > 0) in.down_bytes_per_verdict = static_cast<double>(row.m.bytes_down) / row.m.frames_down;
     in.edge_decides_correction =
         plan.rejection == RejectionMode::candidates || plan.rejection == RejectionMode::topk;
+    in.cloud_fill = args.fill && mode == PipelineMode::picospec;
+    in.fill_paced = args.fill_paced;
     // Measured CPU overheads (real ms -> profile ms): what the machine adds to the profile's forward times.
     const double ts = args.time_scale;
     if (row.m.drafted > 0) {

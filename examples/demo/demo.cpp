@@ -75,6 +75,7 @@ struct Options {
   std::uint32_t branches = 0;
   std::string rejection = "coupled";
   bool no_fill = false;
+  bool unpaced_fill = false;
   std::size_t threads = 1;
   std::size_t cloud_threads = 1;
   bool json = false;
@@ -168,6 +169,8 @@ int main(int argc, char** argv) {
                  "samples the same way, so the texts are equal), candidates or sparse_draft")
       ->check(CLI::IsMember({"coupled", "candidates", "sparse_draft"}));
   app.add_flag("--no-fill", o.no_fill, "picospec: the cloud waits for drafts instead of committing tokens itself");
+  app.add_flag("--unpaced-fill", o.unpaced_fill,
+               "picospec: fill passes even when the edge's next chunk is due (CloudOptions::fill_paced off)");
   app.add_option("-t,--threads", o.threads, "threads of the edge's draft model")
       ->check(examples::range(std::size_t{1}, std::size_t{64}));
   app.add_option("--cloud-threads", o.cloud_threads, "threads of the cloud's target model (default 1: one core per side, as two machines)")
@@ -226,6 +229,7 @@ int main(int argc, char** argv) {
     const std::string endpoint = server_transport->endpoint();
     CloudOptions co;
     co.workers = 1;
+    co.fill_paced = !o.unpaced_fill;
     const llama::LlamaParams mp{.threads = o.threads};
     const llama::LlamaParams cp{.threads = o.cloud_threads};
     CloudServer cloud(

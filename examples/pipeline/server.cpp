@@ -46,6 +46,7 @@ struct Options {
   std::size_t max_sessions = 64;
   std::size_t max_batch = 32;
   bool no_fill = false;
+  bool unpaced_fill = false;
   std::size_t max_context = 0;
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string metrics_host = "127.0.0.1";
@@ -89,6 +90,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-fill", o.no_fill,
                "ignore the edges' request for cloud fill (fill spends one-token passes on waits; for a cloud "
                "saturated by many sessions)");
+  app.add_flag("--unpaced-fill", o.unpaced_fill,
+               "run fill passes whenever a session waits, even when its edge's next chunk is due (default: "
+               "paced by each session's measured redraft time)");
   app.add_option("--max-batch", o.max_batch, "sessions' chunks verified together in one batched forward (1 = one at a time)")
       ->check(examples::range(std::size_t{1}, std::size_t{1024}));
   app.add_option("--max-context", o.max_context, "tokens a session may hold (0 = the model's context length)")
@@ -168,6 +172,7 @@ int main(int argc, char** argv) {
     co.max_sessions = o.max_sessions;
     co.max_batch = o.max_batch;
     co.cloud_fill = !o.no_fill;
+    co.fill_paced = !o.unpaced_fill;
     co.max_context = o.max_context;
     const std::size_t threads = o.threads;
     CloudServer server(

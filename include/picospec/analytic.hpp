@@ -12,6 +12,9 @@
 //   pipelined, after a miss:   L_sync  = γ D + R + Lt(γ) + tx  (the pre-verify of the correction is hidden when
 //                              Lt(1) fits in the drafting time; otherwise the excess is added)
 //   E[T_round] = α^γ L_async + (1 - α^γ) L_sync
+//   cloud fill: the wait after a miss, W = γ D + R + tx_up, holds k one-token passes F = Lt(1); the chunk's first
+//              k drafts are checked against them (all equal with probability α^k, else the chunk is void), so a
+//              round after a miss takes max(W, k F) + α^k Lt(γ - k + 1) + tx_down and yields k + α^k E_N(γ - k)
 // with D = Ld(1) + edge overhead, Lt(γ) including the cloud overhead per chunk. cloud-ar: 2R + Lt(P) + (N - 1) Lt(1); edge-only: Ld(P) + (N - 1) D.
 //
 // Thread-safety: pure functions.
@@ -43,6 +46,11 @@ struct AnalyticInputs {
   /// branch_used / branch_hits). A hit shortens that miss's redraft by those drafts (see docs/pipeline.md).
   double branch_hit_rate = 0.0;
   double branch_drafts_per_hit = 0.0;
+  /// Cloud fill (GenerateParams::cloud_fill; cloud-decided corrections only): while the edge redrafts after a
+  /// miss, the cloud commits tokens with one-token passes Lt(1); `fill_paced` (CloudOptions::fill_paced) starts a
+  /// pass only while the wait left is at least Lt(1) less the wall time per committed token.
+  bool cloud_fill = false;
+  bool fill_paced = true;
 };
 
 struct AnalyticResult {

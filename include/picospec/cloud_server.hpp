@@ -57,6 +57,12 @@ struct CloudOptions {
   /// by many sessions spends no one-token passes on waits. A Hello with fill and a rejection that does not allow
   /// it is refused either way.
   bool cloud_fill = true;
+  /// Paced fill: once a session has measured how long its edge takes to send the next chunk after a rejection,
+  /// a one-token fill pass starts only if that chunk is not due before the pass would end, less one committed
+  /// token's worth of the session's own time (remaining wait >= pass time - wall time per committed token). A
+  /// pass that would hold up a chunk about to arrive delays a verification (several tokens) to commit one. Off:
+  /// fill passes run whenever nothing is queued (the first rejection of every session is unpaced either way).
+  bool fill_paced = true;
 };
 
 /// Counters since start(); monotonic; safe to read from any thread.
@@ -69,6 +75,7 @@ struct CloudStats {
   /// Cloud fill (GenerateParams::cloud_fill): tokens the cloud committed with no draft, and drafts chunks that
   /// arrived wholly or partly behind them (consumed: every token equal to the committed one; void: one differs).
   std::uint64_t fill_tokens = 0, chunks_consumed = 0, chunks_voided = 0;
+  std::uint64_t fill_paused = 0;  ///< waits in which paced fill ran no (more) passes: the next chunk was due
   double verify_ms = 0.0;  ///< time inside Verifier calls (begin/score/rollback), all sessions
   double busy_ms = 0.0;    ///< time workers spent serving frames (verify + sampling + encoding)
   std::uint64_t sessions_timed_out = 0;  ///< closed by session_idle_timeout

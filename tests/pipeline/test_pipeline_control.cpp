@@ -629,3 +629,28 @@ TEST_CASE("a cloud with CloudOptions::cloud_fill off ignores the request: same t
   }
   CHECK(off.server->stats().fill_tokens == 0);
 }
+
+TEST_CASE("paced fill: a cloud pass that would hold up a chunk about to arrive is skipped; same tokens",
+          "[pipeline][control][fill]") {
+  // A slow target pass (30 ms) and a fast edge (4 drafts in ~4 ms): once the cloud has timed its edge's redraft
+  // after a rejection, a fill pass would only delay the chunk, so paced fill skips it; unpaced fill runs it.
+  auto pair = test::small_pair(0.6, 128, 1.0);
+  pair.profile.draft = synthetic::Latency{0.5, 0.5};
+  pair.profile.target = synthetic::Latency{29.0, 1.0};
+  CloudOptions unpaced_opts;
+  unpaced_opts.fill_paced = false;
+  test::Cloud paced(pair);
+  test::Cloud unpaced(pair, unpaced_opts);
+  GenerateParams gp = sampled(PipelineMode::picospec, 3, 40);
+  gp.rejection = RejectionMode::coupled;
+  gp.cloud_fill = true;
+  const auto a = paced.edge(pair)->generate(test::test_prompt(), gp);
+  const auto b = unpaced.edge(pair)->generate(test::test_prompt(), gp);
+  CHECK(a.tokens == b.tokens);
+  const CloudStats sa = paced.server->stats(), sb = unpaced.server->stats();
+  INFO("rejections " << sa.rejections << ", fill tokens paced " << sa.fill_tokens << " unpaced " << sb.fill_tokens);
+  REQUIRE(sa.rejections >= 3);  // alpha 0.6: about 16 misses in 40 tokens
+  CHECK(sa.fill_paused > 0);
+  CHECK(sb.fill_paused == 0);
+  CHECK(sa.fill_tokens < sb.fill_tokens);
+}

@@ -272,3 +272,40 @@ TEST_CASE("best_gamma is the argmax of the model's steady-state rate and follows
   CHECK(best_gamma(PipelineMode::picospec, in, 1) == 1);
   CHECK_THROWS_AS(best_gamma(PipelineMode::picospec, in, 0), Error);
 }
+
+TEST_CASE("the model of cloud fill: passes that fit the wait after a miss, paced or not", "[analytic][fill]") {
+  AnalyticInputs in;
+  in.draft_a_ms = 38;  // llama-paper: D = 43, Lt(1) = 146, Lt(4) = 166
+  in.draft_b_ms = 5;
+  in.target_a_ms = 146 - 20.0 / 3;
+  in.target_b_ms = 20.0 / 3;
+  in.rtt_ms = 20;
+  in.alpha = 0.9;
+  in.gamma = 4;
+  in.tokens = 1000;
+  const auto none = predict(PipelineMode::picospec, in);
+  in.cloud_fill = true;
+  const auto paced = predict(PipelineMode::picospec, in);
+  in.fill_paced = false;
+  const auto unpaced = predict(PipelineMode::picospec, in);
+  // By hand. The wait after a miss is W = 4·43 + 20 = 192 ms; a round after a hit L_async = 20 + 166 = 186 ms.
+  // Paced: one pass (146 ms) fits (a second would start with 46 ms left, less than 146 minus the ~70 ms a token
+  // takes); the chunk's first draft equals its token with probability 0.9, then 3 drafts are verified with it.
+  const double hit = std::pow(0.9, 4), e3 = 1 + 0.9 + 0.81, e4 = e3 + 0.729;
+  const double t1 = std::max(192.0, 146.0) + 0.9 * (146 - 20.0 / 3 + 20.0 / 3 * 4);
+  CHECK(paced.round_ms == Approx(hit * 186 + (1 - hit) * t1));
+  CHECK(paced.tokens_per_round == Approx(hit * e4 + (1 - hit) * (1 + 0.9 * e3)));
+  // Unpaced: passes run until the chunk arrives, two of them (292 ms), and the chunk's last 2 drafts follow.
+  const double t2 = 2 * 146.0 + 0.81 * (146 - 20.0 / 3 + 20.0 / 3 * 3);
+  CHECK(unpaced.round_ms == Approx(hit * 186 + (1 - hit) * t2));
+  CHECK(unpaced.tokens_per_round == Approx(hit * e4 + (1 - hit) * (2 + 0.81 * (1 + 0.9))));
+  // Without fill the cloud waits W, pre-verifies nothing in it and verifies 4 drafts: L_sync = 192 + 166.
+  CHECK(none.round_ms == Approx(hit * 186 + (1 - hit) * (192 + 166)));
+  CHECK(paced.tokens_per_s > none.tokens_per_s);
+  CHECK(paced.tokens_per_s > unpaced.tokens_per_s);
+  // An edge-decided correction (candidates, topk) cannot be filled: the model ignores the flag there.
+  in.edge_decides_correction = true;
+  const auto edge = predict(PipelineMode::picospec, in);
+  in.cloud_fill = false;
+  CHECK(edge.tokens_per_s == Approx(predict(PipelineMode::picospec, in).tokens_per_s));
+}
