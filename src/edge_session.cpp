@@ -722,7 +722,11 @@ struct EdgeSession::Run {
         }
         commit(x);
       } else {
-        if (sent > 0) ++epoch;  // the cloud voids the oldest chunk in flight (and drops the later ones as stale)
+        if (sent > 0) {
+          ++epoch;  // the cloud voids the oldest chunk in flight (and drops the later ones as stale)
+          // That chunk's drafts were tested up to this one: its matched ones accepted, this one rejected.
+          if (!inflight.empty()) count_round(inflight.front().prefilled + 1, inflight.front().prefilled);
+        }
         if (!spec.empty()) {
           ++m.rollbacks;
           drop_spec();
