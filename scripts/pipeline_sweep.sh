@@ -7,7 +7,8 @@
 # pipeline_sweep.tsv and the raw JSON/tables (default build/pipeline-sweep). The PNGs go to docs/img/ (skipped
 # with PLOT=0 or when gnuplot is missing).
 # Environment: TIME_SCALE (default 1), TOKENS (default 200), REPEAT (default 1), SEED (default 1),
-# JOBS (points run at once, default 1), PICOSPEC_OPTS (extra flags for every run, e.g. "--branches 1
+# JOBS (points run at once, default 1), MODES (default cloud-ar,vanilla,paper,picospec), PLOT_SUFFIX (the PNGs
+# become docs/img/pipeline<SUFFIX>_rtt.png and ..._alpha.png; default none), PICOSPEC_OPTS (extra flags for every run, e.g. "--branches 1
 # --branch-schedule fused" or "--adaptive-gamma 1 --gamma-max 8": they apply to the picospec row only). Runs are mostly sleeping (the models' latency profile and the emulated
 # link), so several points can share a machine; with JOBS > number of cores the CPU work of the pipeline
 # (sampling a 152k vocabulary, a few ms per row) starts to queue and every figure drops.
@@ -24,6 +25,8 @@ tokens=${TOKENS:-200}
 repeat=${REPEAT:-1}
 seed=${SEED:-1}
 jobs=${JOBS:-1}
+modes=${MODES:-cloud-ar,vanilla,paper,picospec}
+suffix=${PLOT_SUFFIX:-}
 mkdir -p "$out"
 
 points=()
@@ -36,7 +39,7 @@ run_point() {  # profile sweep rtt alpha
   local profile=$1 sweep=$2 rtt=$3 alpha=$4
   local base=$out/${profile}_${sweep}_rtt${rtt}_a${alpha}
   "$bench" --profile "$profile" --link "$rtt:100:100" --alpha "$alpha" --tokens "$tokens" --repeat "$repeat" \
-    --seed "$seed" --time-scale "$ts" --modes cloud-ar,vanilla,paper,picospec ${PICOSPEC_OPTS:-} --json \
+    --seed "$seed" --time-scale "$ts" --modes "$modes" ${PICOSPEC_OPTS:-} --json \
     > "$base.json" 2> "$base.txt"
   echo "done: $profile $sweep rtt=$rtt alpha=$alpha"
 }
@@ -66,6 +69,6 @@ done
 echo "wrote $tsv"
 if [ "${PLOT:-1}" = 1 ] && command -v gnuplot > /dev/null; then
   mkdir -p docs/img
-  gnuplot -e "tsv='$tsv'; outdir='docs/img'" scripts/plot_pipeline.gp
-  echo "wrote docs/img/pipeline_rtt.png docs/img/pipeline_alpha.png"
+  gnuplot -e "tsv='$tsv'; outdir='docs/img'; suffix='$suffix'; label='${PICOSPEC_OPTS:-}'" scripts/plot_pipeline.gp
+  echo "wrote docs/img/pipeline${suffix}_rtt.png docs/img/pipeline${suffix}_alpha.png"
 fi

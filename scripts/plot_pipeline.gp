@@ -3,6 +3,9 @@
 # Points = measured, dashed lines = analytic model. SYNTHETIC models with the paper's latency profiles.
 if (!exists("tsv")) tsv = 'build/pipeline-sweep/pipeline_sweep.tsv'
 if (!exists("outdir")) outdir = 'docs/img'
+if (!exists("suffix")) suffix = ''
+if (!exists("label")) label = ''
+picospec_is = (label eq '') ? '' : ' (picospec: '.label.')'
 set terminal pngcairo size 1200,500 font ",10" noenhanced
 set datafile separator "\t"
 set key top right box opaque
@@ -13,8 +16,8 @@ colors = "#666666 #d95f02 #7570b3 #1b9e77"
 # rows of one profile / sweep / mode (awk keeps the lines connected; a 1/0 filter would break them)
 rows(p, s, m) = sprintf("< awk -F'\t' '$1 == \"%s\" && $2 == \"%s\" && $5 == \"%s\"' '%s'", p, s, m, tsv)
 
-set output outdir.'/pipeline_rtt.png'
-set multiplot layout 1,2 title "picospec-bench-pipeline, SYNTHETIC models: throughput vs RTT (alpha 0.8, gamma 4, depth 1, 100/100 Mbit/s)"
+set output outdir.'/pipeline'.suffix.'_rtt.png'
+set multiplot layout 1,2 title "picospec-bench-pipeline, SYNTHETIC models: throughput vs RTT (alpha 0.8, gamma 4, depth 1, 100/100 Mbit/s)".picospec_is
 set xlabel "RTT (ms)"
 set logscale x
 set xrange [4:250]
@@ -28,8 +31,8 @@ unset multiplot
 unset logscale x
 set xrange [*:*]
 
-set output outdir.'/pipeline_alpha.png'
-set multiplot layout 1,2 title "picospec-bench-pipeline, SYNTHETIC models: throughput vs draft agreement alpha (RTT 20 ms, gamma 4, depth 1)"
+set output outdir.'/pipeline'.suffix.'_alpha.png'
+set multiplot layout 1,2 title "picospec-bench-pipeline, SYNTHETIC models: throughput vs draft agreement alpha (RTT 20 ms, gamma 4, depth 1)".picospec_is
 set xlabel "alpha (per-token acceptance)"
 set key top left
 do for [p in "qwen-paper llama-paper"] {
