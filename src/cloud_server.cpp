@@ -601,12 +601,18 @@ struct CloudServer::Impl {
     return f();
   }
 
-  // CloudOptions::max_context: a session may hold this many tokens.
-  void check_context(std::size_t tokens) {
-    if (options.max_context == 0 || tokens <= options.max_context) return;
+  // A session may hold CloudOptions::max_context tokens, and no more than its target's context length: beyond
+  // either, context_full (the edge ends the generation with finish length and keeps its tokens).
+  void check_context(const CloudSession& s, std::size_t tokens) {
+    const std::size_t model = s.verifier->info().context_length;
+    std::string limit;
+    if (options.max_context != 0 && tokens > options.max_context)
+      limit = "context limit of " + std::to_string(options.max_context) + " tokens per session";
+    else if (model != 0 && tokens > model)
+      limit = "the target's context length of " + std::to_string(model) + " tokens";
+    if (limit.empty()) return;
     bump([](CloudStats& st) { ++st.sessions_context_limited; });
-    throw SessionFailure{wire::ErrorCode::too_large, "context limit of " + std::to_string(options.max_context) +
-                                                         " tokens per session reached (" + std::to_string(tokens) + ")"};
+    throw SessionFailure{wire::ErrorCode::context_full, limit + " reached (" + std::to_string(tokens) + ")"};
   }
 
   static void require(bool ok, wire::ErrorCode code, const std::string& msg) {
@@ -713,7 +719,7 @@ struct CloudServer::Impl {
   bool pend_one(CloudSession& s, Token tok, CloudSession::Pending kind) {
     s.ar_token = tok;
     s.pending_chunk = std::span<const Token>(&s.ar_token, 1);
-    check_context(s.verifier->length() + 1);
+    check_context(s, s.verifier->length() + 1);
     if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
     s.pending = kind;
     return true;
@@ -887,7 +893,7 @@ struct CloudServer::Impl {
       s.pending_chunk = d.tokens;
       s.pending_shifted = false;
     }
-    check_context(s.verifier->length() + s.pending_chunk.size());
+    check_context(s, s.verifier->length() + s.pending_chunk.size());
     if (auto why = s.verifier->score_problem(s.pending_chunk); !why.empty()) throw Error(why);
     s.pending = CloudSession::Pending::draft;
     return true;
@@ -1070,7 +1076,7 @@ std::vector<Metric> metrics_of(const CloudStats& s) {
       {"sessions_timed_out_total", "counter", "Sessions closed after the idle timeout.", d(s.sessions_timed_out)},
       {"sessions_over_limit_total", "counter", "Sessions ended for queuing more bytes than allowed.",
        d(s.sessions_over_limit)},
-      {"sessions_context_limited_total", "counter", "Sessions ended at the per-session context limit.",
+      {"sessions_context_limited_total", "counter", "Sessions ended at a context limit (per-session max_context or the target model's context).",
        d(s.sessions_context_limited)},
       {"frames_in_total", "counter", "Frames received.", d(s.frames_in)},
       {"frames_stale_dropped_total", "counter", "Stale, duplicate or out-of-epoch frames dropped.", d(s.stale_dropped)},

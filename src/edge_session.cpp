@@ -762,8 +762,11 @@ struct EdgeSession::Run {
     auto& msg = std::get<wire::Message>(ev);
     if (auto* e = std::get_if<wire::ErrorMessage>(&msg.body)) {
       std::string what = "EdgeSession: cloud error (" + std::string(wire::to_string(e->code)) + "): " + e->message;
-      // The target's context is full (its own limit, or a verifier that ran out of context): a `length` stop --
-      // unless the prompt itself did not fit (the first Prefill, refused by Verifier::begin): an error.
+      // The session's context is full (the target's, or the cloud's per-session limit): a `length` stop.
+      if (e->code == wire::ErrorCode::context_full) throw ContextFull{};
+      // A verifier that ran out of context another way (a resume's re-prefill refused by Verifier::begin, a
+      // backend's own limit), told by its message: a `length` stop too -- unless the prompt itself did not fit
+      // (the first Prefill): an error.
       if (e->message.find("context length") != std::string::npos ||
           (e->code == wire::ErrorCode::too_large && e->message.find("context") != std::string::npos)) {
         if (resumes == 0 && e->message.find("::begin") != std::string::npos) throw Error(what);

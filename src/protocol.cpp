@@ -518,6 +518,7 @@ std::string_view to_string(ErrorCode c) noexcept {
     case ErrorCode::busy: return "busy";
     case ErrorCode::internal: return "internal";
     case ErrorCode::cancelled: return "cancelled";
+    case ErrorCode::context_full: return "context_full";
   }
   return "unknown";
 }

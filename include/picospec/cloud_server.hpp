@@ -48,7 +48,8 @@ struct CloudOptions {
   std::size_t max_queued_bytes_total = std::size_t{512} << 20;
   std::size_t max_frame_bytes = std::size_t{64} << 20;  ///< decode limit (vanilla mode uploads dense rows)
   /// Tokens a session may hold (prompt + committed + the chunk being verified); 0 = the target model's context
-  /// length. A Prefill or chunk beyond it ends the session with `too_large` ("context limit ...").
+  /// length. A chunk beyond it (or beyond the target model's context length) ends the session with `context_full`; a
+  /// longer Prefill is refused with `invalid_params`.
   std::size_t max_context = 0;
   std::chrono::milliseconds session_idle_timeout{300000};  ///< sessions silent this long are closed
   std::string name = "picospec-cloud";             ///< sent in Welcome
@@ -80,7 +81,7 @@ struct CloudStats {
   double busy_ms = 0.0;    ///< time workers spent serving frames (verify + sampling + encoding)
   std::uint64_t sessions_timed_out = 0;  ///< closed by session_idle_timeout
   std::uint64_t sessions_over_limit = 0;  ///< ended because their queued bytes went over a limit
-  std::uint64_t sessions_context_limited = 0;  ///< ended at CloudOptions::max_context
+  std::uint64_t sessions_context_limited = 0;  ///< ended at CloudOptions::max_context or the target's context (context_full)
   // Gauges, sampled by stats(): sessions waiting for a worker, frames and bytes received but not yet served.
   std::uint64_t ready_sessions = 0, queued_frames = 0, queued_bytes = 0;
   std::uint64_t verify_batches = 0;      ///< Verifier::score_batch calls (Drafts and cloud-ar steps)

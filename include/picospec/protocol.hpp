@@ -68,6 +68,8 @@ enum class ErrorCode : std::uint16_t {
   busy = 11,                   ///< cloud refuses new sessions for now
   internal = 12,               ///< unexpected failure on the sender's side
   cancelled = 13,              ///< the session was cancelled
+  context_full = 14,           ///< the session's context is full (the target's, or the cloud's per-session limit):
+                               ///< the edge ends the generation with finish `length`, keeping its tokens
 };
 
 /// Header flag bits (version 1 receivers ignore bits they do not know).

@@ -654,3 +654,42 @@ TEST_CASE("paced fill: a cloud pass that would hold up a chunk about to arrive i
   CHECK(sb.fill_paused == 0);
   CHECK(sa.fill_tokens < sb.fill_tokens);
 }
+
+TEST_CASE("a Draft beyond the session's context limit gets context_full, after which the edge stops with length",
+          "[pipeline][control][robust]") {
+  const auto pair = test::small_pair(0.7, 128);
+  CloudOptions co;
+  co.max_context = static_cast<std::size_t>(test::test_prompt().size()) + 3;
+  test::Cloud cloud(pair, co);
+  auto raw = cloud.hub->connect();
+  const auto fp = wire::fingerprint(synthetic::make_draft_lm(pair)->info());
+  wire::Header h;
+  h.seq = 1;
+  SamplingParams sp;
+  sp.temperature = 0.0f;
+  REQUIRE(raw->send(wire::encode(
+      h, wire::Hello{wire::kVersion, fp, sp, RejectionMode::greedy, PipelineMode::picospec, "", 10, 8, 3, 4, 12})));
+  const auto w = raw->recv(Millis(5000));
+  REQUIRE(w.ok());
+  const auto welcome = wire::decode(w.frame);
+  REQUIRE(std::holds_alternative<wire::Welcome>(welcome.body));
+  wire::Header hs;
+  hs.session_id = welcome.header.session_id;
+  hs.seq = 1;
+  const std::vector<Token> prompt = test::test_prompt();
+  REQUIRE(raw->send(wire::encode(hs, wire::Prefill{prompt})));
+  wire::Draft d;  // 4 tokens where 3 fit
+  d.start_position = static_cast<std::uint32_t>(prompt.size());
+  d.tokens = {1, 2, 3, 4};
+  hs.seq = 2;
+  REQUIRE(raw->send(wire::encode(hs, d)));
+  const auto r = raw->recv(Millis(5000));
+  REQUIRE(r.ok());
+  const auto m = wire::decode(r.frame);
+  const auto* e = std::get_if<wire::ErrorMessage>(&m.body);
+  REQUIRE(e != nullptr);
+  CHECK(e->code == wire::ErrorCode::context_full);
+  CHECK(wire::to_string(e->code) == "context_full");
+  CHECK(e->message.find("context limit") != std::string::npos);
+  CHECK(cloud.server->stats().sessions_context_limited == 1);
+}
