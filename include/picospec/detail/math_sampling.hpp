@@ -318,8 +318,10 @@ inline Token coupled_sample_top(std::span<const float> probs, std::uint64_t seed
   if (probs.empty()) throw Error("coupled_sample_top: empty distribution");
   (void)detail::checked_total(probs, "coupled_sample_top");
   const std::uint64_t base = random_u64(seed, Purpose::coupled, position, 0);
-  // The k + 1 best (score, id), best first, kept by insertion (k is a handful).
-  std::vector<std::pair<double, std::size_t>> best;
+  // The k + 1 best (score, id), best first, kept by insertion (k is a handful); per-thread scratch, so a draft
+  // step allocates nothing once warm.
+  thread_local std::vector<std::pair<double, std::size_t>> best;
+  best.clear();
   best.reserve(k + 2);
   for (std::size_t v = 0; v < probs.size(); ++v) {
     if (!(probs[v] > 0.0f)) continue;
