@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "picospec/detail/batch_groups.hpp"
 #include "picospec/types.hpp"
 
 namespace picospec {
@@ -105,27 +106,18 @@ class CausalLM {
         if (items[j].model == it.model) throw Error("CausalLM::forward_batch: a model appears twice");
       it.model->check_append(it.tokens, "CausalLM::forward_batch");
     }
-    std::vector<bool> done(items.size(), false);
-    std::vector<BatchItem> group;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (done[i]) continue;
-      const void* key = items[i].model->batch_key();
-      group.clear();
-      for (std::size_t j = i; j < items.size(); ++j) {
-        if (done[j] || items[j].tokens.empty()) continue;
-        if (j != i && (key == nullptr || items[j].model->batch_key() != key)) continue;
-        group.push_back(items[j]);
-        done[j] = true;
-      }
-      done[i] = true;
-      for (const BatchItem& g : group) g.out->resize(g.tokens.size(), g.model->info_.vocab_size);
-      if (group.size() > 1) {
-        group.front().model->do_forward_batch(group);
-        for (const BatchItem& g : group) g.model->length_ += g.tokens.size();
-      } else if (group.size() == 1) {
-        group.front().model->forward(group.front().tokens, *group.front().out);
-      }
-    }
+    detail::for_each_batch_group(
+        items, [](const BatchItem& it) { return it.model->batch_key(); },
+        [](const BatchItem& it) { return it.tokens.empty(); },
+        [](std::span<const BatchItem> group) {
+          for (const BatchItem& g : group) g.out->resize(g.tokens.size(), g.model->info_.vocab_size);
+          if (group.size() > 1) {
+            group.front().model->do_forward_batch(group);
+            for (const BatchItem& g : group) g.model->length_ += g.tokens.size();
+          } else {
+            group.front().model->forward(group.front().tokens, *group.front().out);
+          }
+        });
     for (const BatchItem& it : items)
       if (it.tokens.empty()) it.out->resize(0, it.model->info_.vocab_size);
   }

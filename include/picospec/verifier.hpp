@@ -96,26 +96,16 @@ class Verifier {
         if (items[j].verifier == it.verifier) throw Error("Verifier::score_batch: a verifier appears twice");
       if (auto why = it.verifier->score_problem(it.chunk); !why.empty()) throw Error(why);
     }
-    std::vector<bool> done(items.size(), false);
-    std::vector<ScoreItem> group;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (done[i]) continue;
-      const void* key = items[i].verifier->batch_key();
-      group.clear();
-      for (std::size_t j = i; j < items.size(); ++j) {
-        if (done[j]) continue;
-        if (j != i && (key == nullptr || items[j].verifier->batch_key() != key)) continue;
-        group.push_back(items[j]);
-        done[j] = true;
-      }
-      for (const ScoreItem& g : group)
-        g.out->resize(g.chunk.size() + 1, g.verifier->info_.vocab_size);
-      if (group.size() > 1)
-        group.front().verifier->do_score_batch(group);
-      else
-        group.front().verifier->do_score(group.front().chunk, *group.front().out);
-      for (const ScoreItem& g : group) g.verifier->length_ += g.chunk.size();
-    }
+    detail::for_each_batch_group(
+        items, [](const ScoreItem& it) { return it.verifier->batch_key(); }, [](const ScoreItem&) { return false; },
+        [](std::span<const ScoreItem> group) {
+          for (const ScoreItem& g : group) g.out->resize(g.chunk.size() + 1, g.verifier->info_.vocab_size);
+          if (group.size() > 1)
+            group.front().verifier->do_score_batch(group);
+          else
+            group.front().verifier->do_score(group.front().chunk, *group.front().out);
+          for (const ScoreItem& g : group) g.verifier->length_ += g.chunk.size();
+        });
   }
 
   /// Rolls the context back to its first `n` tokens (1 <= n <= length()); the pending row becomes the logits
