@@ -112,6 +112,15 @@ auto cancel_repeatedly(EdgeSession& edge, F&& generate) {
   } join{returned, canceller};
   return generate();
 }
+// After a Welcome on `raw`: sends the Prefill of `prompt` (seq 1) and returns the session's header for what follows.
+wire::Header prefill(Transport& raw, const wire::Message& welcome, const std::vector<Token>& prompt) {
+  REQUIRE(std::holds_alternative<wire::Welcome>(welcome.body));
+  wire::Header hs;
+  hs.session_id = welcome.header.session_id;
+  hs.seq = 1;
+  REQUIRE(raw.send(wire::encode(hs, wire::Prefill{prompt})));
+  return hs;
+}
 }  // namespace
 
 TEST_CASE("chunks of an old epoch are dropped by the cloud", "[pipeline][control]") {
@@ -552,13 +561,8 @@ TEST_CASE("cloud fill: refused outside greedy/coupled; a peer's drafts behind, b
   CHECK(e->code == wire::ErrorCode::invalid_params);
   CHECK(e->message.find("cloud fill") != std::string::npos);
   // Coupled: after the Prefill the cloud streams its own tokens at once, up to max_new_tokens (12), done on the last.
-  const auto welcome = hello(RejectionMode::coupled);
-  REQUIRE(std::holds_alternative<wire::Welcome>(welcome.body));
-  wire::Header hs;
-  hs.session_id = welcome.header.session_id;
-  hs.seq = 1;
   const std::vector<Token> prompt = test::test_prompt();
-  REQUIRE(raw->send(wire::encode(hs, wire::Prefill{prompt})));
+  wire::Header hs = prefill(*raw, hello(RejectionMode::coupled), prompt);
   std::vector<Token> got;
   std::uint32_t epoch = 0;
   bool done = false;
@@ -671,13 +675,8 @@ TEST_CASE("a Draft beyond the session's context limit gets context_full, after w
       h, wire::Hello{wire::kVersion, fp, sp, RejectionMode::greedy, PipelineMode::picospec, "", 10, 8, 3, 4, 12})));
   const auto w = raw->recv(Millis(5000));
   REQUIRE(w.ok());
-  const auto welcome = wire::decode(w.frame);
-  REQUIRE(std::holds_alternative<wire::Welcome>(welcome.body));
-  wire::Header hs;
-  hs.session_id = welcome.header.session_id;
-  hs.seq = 1;
   const std::vector<Token> prompt = test::test_prompt();
-  REQUIRE(raw->send(wire::encode(hs, wire::Prefill{prompt})));
+  wire::Header hs = prefill(*raw, wire::decode(w.frame), prompt);
   wire::Draft d;  // 4 tokens where 3 fit
   d.start_position = static_cast<std::uint32_t>(prompt.size());
   d.tokens = {1, 2, 3, 4};
