@@ -24,7 +24,9 @@ namespace picospec {
 namespace {
 
 using detail::Clock;
+using detail::ema_ms;
 using detail::ms_between;
+constexpr double kFillEmaWeight = 0.25;  // paced fill's two EMAs (redraft wait, fill pass), as benchmarked
 
 // Thrown inside a session's handler to refuse / fail with a wire error code; ends the session.
 struct SessionFailure {
@@ -41,8 +43,11 @@ struct CloudSession {
 
   // Guarded by `mu`.
   std::mutex mu;
-  std::deque<Frame> inbox;
-  std::deque<Clock::time_point> arrivals;  // when each frame of `inbox` was received
+  struct Queued {
+    Frame frame;
+    Clock::time_point arrived;  // when the I/O thread received it (paced fill times the edge by it)
+  };
+  std::deque<Queued> inbox;
   std::size_t inbox_bytes = 0;  // bytes of the frames in `inbox`
   bool scheduled = false;
   bool closed = false;
@@ -123,10 +128,9 @@ struct CloudServer::Impl {
 
   // Pops / clears under s.mu (held by the caller), keeping the totals.
   Frame pop_frame_locked(CloudSession& s) {
-    Frame f = std::move(s.inbox.front());
+    Frame f = std::move(s.inbox.front().frame);
+    s.popped_arrival = s.inbox.front().arrived;
     s.inbox.pop_front();
-    s.popped_arrival = s.arrivals.front();
-    s.arrivals.pop_front();
     s.inbox_bytes -= f.size();
     queued_bytes -= f.size();
     --queued_frames;
@@ -137,7 +141,6 @@ struct CloudServer::Impl {
     queued_frames -= s.inbox.size();
     s.inbox_bytes = 0;
     s.inbox.clear();
-    s.arrivals.clear();
   }
 
   std::thread io_thread;
@@ -187,8 +190,7 @@ struct CloudServer::Impl {
         s->inbox_bytes += n;
         queued_bytes += n;
         ++queued_frames;
-        s->inbox.push_back(std::move(frame));
-        s->arrivals.push_back(Clock::now());
+        s->inbox.push_back({std::move(frame), Clock::now()});
         if (!s->scheduled) s->scheduled = schedule = true;
       }
     }
@@ -453,10 +455,10 @@ struct CloudServer::Impl {
         const auto t0 = Clock::now();
         score_all(scoring);
         const double pass = ms_between(t0, Clock::now());
-        for (auto& s : scoring)
-          if (s->pending == CloudSession::Pending::fill_step) s->pass_ms = ema(s->pass_ms, pass);
-        for (auto& s : scoring)
+        for (auto& s : scoring) {
+          if (s->pending == CloudSession::Pending::fill_step) s->pass_ms = ema_ms(s->pass_ms, pass, kFillEmaWeight);
           if (!finish_pending(*s)) close_session(s);
+        }
         bump([&](CloudStats& st) { st.busy_ms += ms_between(t0, Clock::now()); });
       }
       for (auto& s : batch) release(s);
@@ -781,7 +783,6 @@ struct CloudServer::Impl {
     const double per_token = made > 0 ? ms_between(s.prefill_at, now) / static_cast<double>(made) : 0.0;
     return remaining >= s.pass_ms - per_token;
   }
-  static double ema(double old, double x) noexcept { return old < 0.0 ? x : 0.75 * old + 0.25 * x; }
   // A wait for the edge's next chunk starts (fill passes may run); `timed`: a rejection, whose wait is measured.
   static void start_wait(CloudSession& s, bool timed) {
     s.starved = true;
@@ -858,7 +859,7 @@ struct CloudServer::Impl {
     }
     require(!d.tokens.empty(), wire::ErrorCode::invalid_params, "empty Draft");
     if (s.fill && s.gap_open) {  // the chunk after a rejection: how long the edge took to send it
-      s.gap_ms = ema(s.gap_ms, ms_between(s.starved_at, s.popped_arrival));
+      s.gap_ms = ema_ms(s.gap_ms, ms_between(s.starved_at, s.popped_arrival), kFillEmaWeight);
       s.gap_open = false;
     }
     if (s.fill && !reconcile_fill(s, d)) return true;

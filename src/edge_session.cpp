@@ -19,6 +19,7 @@ namespace picospec {
 namespace {
 
 using detail::Clock;
+using detail::ema_ms;
 using detail::ms_between;
 
 struct IoFailure {
@@ -366,9 +367,9 @@ struct EdgeSession::Run {
       note_step(ms);
     } else {
       m.draft_ms += ms;
-      if (m.drafted > 1) draft_est_ms = draft_est_ms < 0.0 ? ms : 0.8 * draft_est_ms + 0.2 * ms;
+      if (m.drafted > 1) draft_est_ms = ema_ms(draft_est_ms, ms);
       // Until a branch step has been timed, one plain draft (not the first: it includes the prompt) estimates it.
-      if (gp.branch_heads != 0 && !step_timed && m.drafted > 1) step_ms = step_ms < 0.0 ? ms : 0.8 * step_ms + 0.2 * ms;
+      if (gp.branch_heads != 0 && !step_timed && m.drafted > 1) step_ms = ema_ms(step_ms, ms);
     }
   }
 
@@ -658,7 +659,7 @@ struct EdgeSession::Run {
     }
     if (c.drafts() > 0) {
       const double ms = ms_between(c.sent_at, Clock::now());
-      verdict_ms = verdict_ms < 0.0 ? ms : 0.8 * verdict_ms + 0.2 * ms;
+      verdict_ms = ema_ms(verdict_ms, ms);
       const double n = c.n;
       ls_n += n;
       ls_nn += n * n;

@@ -30,7 +30,10 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
     default: {
       const double a = in.alpha;
       const double hit = std::pow(a, g);
-      const double en = a < 1.0 ? (1.0 - hit) / (1.0 - a) : g;
+      // Tokens a verification of m drafts yields: E_N(m) = (1 - α^m) / (1 - α).
+      const auto e_n = [&](double m) { return a < 1.0 ? (1.0 - std::pow(a, m)) / (1.0 - a) : m; };
+      const double en = e_n(g);
+      double per_round = en;
       const double up = tx(in.up_bytes_per_chunk, in.up_mbit);
       const double down = tx(in.down_bytes_per_verdict, in.down_mbit);
       const double draft_chunk = g * D;
@@ -57,7 +60,6 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
           // the rest is verified in one pass with the last fill token. Stationary mix as above: a round follows
           // a hit with probability α^γ whatever the state. Pacing depends on the wall time per token, which the
           // model itself gives: a short fixed-point iteration.
-          const auto e_n = [&](double m) { return a < 1.0 ? (1.0 - std::pow(a, m)) / (1.0 - a) : m; };
           const double wait = draft_chunk + up + R, F = Lt(1);
           double per_token = round / en;  // start from the model without fill
           for (int it = 0; it < 8; ++it) {
@@ -71,17 +73,17 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
             const double t = hit * l_async + (1.0 - hit) * t_miss;
             const double y = hit * en + (1.0 - hit) * y_miss;
             round = t;
-            r.tokens_per_round = y;
+            per_round = y;
             per_token = t / y;
           }
         }
       }
       // First verdict: handshake (R), then the first chunk and the cloud prefill in parallel.
       const double first = 2 * R + std::max(Ld(P) + in.edge_overhead_ms + (g - 1) * D + up, Lt0(P)) + Lt(g);
-      if (r.tokens_per_round <= 0.0) r.tokens_per_round = en;
+      r.tokens_per_round = per_round;
       r.round_ms = round;
       r.ttft_ms = first;
-      r.wall_ms = first + std::max(0.0, N / r.tokens_per_round - 1.0) * round;
+      r.wall_ms = first + std::max(0.0, N / per_round - 1.0) * round;
       break;
     }
   }

@@ -22,4 +22,10 @@ using Clock = std::chrono::steady_clock;
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+/// A measured time's exponential moving average, `weight` on the new sample; a negative `old` means "not
+/// measured yet" and gives the sample itself.
+[[nodiscard]] inline double ema_ms(double old, double sample, double weight = 0.2) noexcept {
+  return old < 0.0 ? sample : (1.0 - weight) * old + weight * sample;
+}
+
 }  // namespace picospec::detail
