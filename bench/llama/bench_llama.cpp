@@ -14,7 +14,10 @@
 // F32 at load; and a Qwen3-shaped random model (qwen3
 // architecture with Qwen3-0.6B's widths: dim 1024, 16 heads / 8 KV heads of 128, ffn 3072, vocab 151936, tied
 // embeddings, but 4 layers instead of 28) in F32 and in llama-quantize's Q4_K_M mix (Q4_K, Q6_K for the tied
-// output/embedding matrix and for attn_v / ffn_down on the layers Q4_K_M gives more bits).
+// output/embedding matrix and for attn_v / ffn_down on the layers Q4_K_M gives more bits); and a LLaMA model with
+// widths that K-quants take (dim 1024, 8 layers, 16 heads / 8 KV heads, ffn 2816, vocab 32000) in the Q4_K_M mix,
+// on the integer path (the default) and on the exact float path (`random1024x8_q4_k_m_floatpath`): a file
+// llama.cpp reads too (/tmp/picospec_bench_llama_1024x8_q4_k_m.gguf; bench/llama/wall_vs_llama_bench.sh).
 //
 //   bench_llama [--benchmark_filter=...]        threads: PICOSPEC_BENCH_THREADS (default: all cores)
 #include <benchmark/benchmark.h>
@@ -51,13 +54,14 @@ struct ModelSpec {
   GgmlType type = GgmlType::f32;
   WeightFormat format = WeightFormat::native;
   bool qwen3_shape = false;  // the Qwen3-shaped random model instead of the 512x8 one
+  bool wide = false;         // the 1024x8 LLaMA model (widths multiples of 256, for K-quants) instead of 512x8
   bool q4_k_m = false;       // llama-quantize's Q4_K_M mix (Q4_K + Q6_K) instead of `type`
-  std::optional<bool> q8 = std::nullopt;  // LlamaParams::q8_activations (unset: the default, the integer Q8_0 path)
+  std::optional<bool> q8 = std::nullopt;  // LlamaParams::q8_activations (unset: the default, the integer path)
 };
 
 std::string random_model_path(const ModelSpec& spec) {
   const std::string kind = spec.q4_k_m ? "q4_k_m" : (spec.type == GgmlType::f32 ? "f32" : "q8_0");
-  const std::string shape = spec.qwen3_shape ? "qwen3shape_" : "512x8_";
+  const std::string shape = spec.qwen3_shape ? "qwen3shape_" : (spec.wide ? "1024x8_" : "512x8_");
   const auto path = std::filesystem::temp_directory_path() / ("picospec_bench_llama_" + shape + kind + ".gguf");
   if (!std::filesystem::exists(path)) {
     RandomLlamaSpec s;
@@ -72,6 +76,13 @@ std::string random_model_path(const ModelSpec& spec) {
       s.ffn_dim = 3072;
       s.rope_base = 1000000.0f;
       s.tied_output = true;
+    } else if (spec.wide) {  // a LLaMA model whose K-quant mix llama.cpp reads too (no qwen3 needed)
+      s.vocab_size = 32000;
+      s.dim = 1024;
+      s.n_layers = 8;
+      s.n_heads = 16;
+      s.n_kv_heads = 8;
+      s.ffn_dim = 2816;
     } else {
       s.vocab_size = 32000;
       s.dim = 512;
@@ -97,7 +108,7 @@ LlamaModel& model_for(const ModelSpec& spec) {
   if (!m) {
     const std::string path = spec.path.empty() ? random_model_path(spec) : spec.path;
     m = LlamaModel::load(path, {.threads = bench_threads(), .weights = spec.format, .q8_activations = spec.q8});
-    std::printf("%s: %zu threads, %s kernels, Q8_0 path %s\n", spec.label.c_str(), m->threads(), m->kernel_isa(),
+    std::printf("%s: %zu threads, %s kernels, quantized-weight path %s\n", spec.label.c_str(), m->threads(), m->kernel_isa(),
                 m->q8_path());
   }
   return *m;
@@ -244,10 +255,12 @@ int main(int argc, char** argv) {
   }
   specs.push_back({"random512x8_f32", "", GgmlType::f32, WeightFormat::native});
   specs.push_back({"random512x8_q8_0", "", GgmlType::q8_0, WeightFormat::native});
-  specs.push_back({"random512x8_q8_0_floatpath", "", GgmlType::q8_0, WeightFormat::native, false, false, false});
+  specs.push_back({"random512x8_q8_0_floatpath", "", GgmlType::q8_0, WeightFormat::native, false, false, false, false});
   specs.push_back({"random512x8_q8_0_dequant_at_load", "", GgmlType::q8_0, WeightFormat::f32});
-  specs.push_back({"qwen3shape_f32", "", GgmlType::f32, WeightFormat::native, true, false});
-  specs.push_back({"qwen3shape_q4_k_m", "", GgmlType::f32, WeightFormat::native, true, true});
+  specs.push_back({"qwen3shape_f32", "", GgmlType::f32, WeightFormat::native, true, false, false});
+  specs.push_back({"qwen3shape_q4_k_m", "", GgmlType::f32, WeightFormat::native, true, false, true});
+  specs.push_back({"random1024x8_q4_k_m", "", GgmlType::f32, WeightFormat::native, false, true, true});
+  specs.push_back({"random1024x8_q4_k_m_floatpath", "", GgmlType::f32, WeightFormat::native, false, true, true, false});
   for (const auto& s : specs) {
     // one plain baseline per file (the float-path row uses the integer-path row's, measured just before)
     const bool plain = s.format == WeightFormat::native && s.q8 != std::optional<bool>(false);

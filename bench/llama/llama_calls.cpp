@@ -6,7 +6,7 @@
 // context (last row only); each rolled back after the call. The 64-token context is built once before the
 // repetitions, so the difference between two runs with different REPEATS is the cost of the calls alone
 // (bench/llama/cpu_time_vs_llama_bench.sh uses it beside llama.cpp's llama-bench). Prints the best and the median
-// wall time. Q8_0 files take the integer path unless PICOSPEC_LLAMA_Q8=float (docs/llama.md).
+// wall time. Q8_0, Q4_0, Q4_K and Q6_K weights take the integer path unless PICOSPEC_LLAMA_Q8=float (docs/llama.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
     }
     std::sort(times.begin(), times.end());
     const double best = times.empty() ? 0.0 : times.front(), median = times.empty() ? 0.0 : times[times.size() / 2];
-    std::printf("%s: %s, %ld threads, %s kernels, Q8_0 path %s, best of %ld: %.3f ms, median %.3f ms\n", path.c_str(),
+    std::printf("%s: %s, %ld threads, %s kernels, quantized-weight path %s, best of %ld: %.3f ms, median %.3f ms\n", path.c_str(),
                 mode.c_str(), threads, m->kernel_isa(), m->q8_path(), n, best * 1e3, median * 1e3);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llama_calls: %s\n", e.what());

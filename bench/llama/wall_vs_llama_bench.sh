@@ -1,7 +1,7 @@
 #!/bin/sh
 # Wall-clock time per call of picospec (llama_calls) beside llama.cpp (llama-bench) on the same GGUF files, back to
 # back in one run: llama-bench first (all three tests), then picospec's decode, verify5 and prefill64 (and, for a
-# Q8_0 file, the same three on the exact float path, PICOSPEC_LLAMA_Q8=float). Wall clock is only fair on a quiet
+# Q8_0 or Q4_K_M file (by its name), the same three on the exact float path, PICOSPEC_LLAMA_Q8=float). Wall clock is only fair on a quiet
 # machine: the script prints `uptime` before each file; repeat it and report the ranges.
 #
 #   bench/llama/wall_vs_llama_bench.sh LLAMA_CALLS LLAMA_BENCH THREADS REPEATS FILE...
@@ -18,7 +18,7 @@ for F in "$@"; do
   echo "== $F, $T threads; $(uptime)"
   "$L" -m "$F" -t "$T" -p 5,64 -n 32 -r "$N" -o json > "$tmp/lb.json" 2> /dev/null
   paths="default"
-  case "$F" in *q8_0*) paths="default float" ;; esac
+  case "$F" in *q8_0*|*q4_k_m*) paths="default float" ;; esac
   for p in $paths; do
     for mode in decode verify prefill; do
       if [ "$p" = float ]; then out=$(PICOSPEC_LLAMA_Q8=float "$C" "$F" "$mode" "$N" "$T"); else out=$("$C" "$F" "$mode" "$N" "$T"); fi
@@ -32,9 +32,9 @@ r = [x for x in lb if (x["n_prompt"], x["n_gen"]) == want][0]
 per = 32 if mode == "decode" else 1  # tg32: per token
 s = r["samples_ns"]
 lbest, lmean = min(s) / 1e6 / per, sum(s) / len(s) / 1e6 / per
-m = re.search(r"Q8_0 path (\w+), best of \d+: ([\d.]+) ms, median ([\d.]+) ms", pc)
+m = re.search(r"quantized-weight path (\w+), best of \d+: ([\d.]+) ms, median ([\d.]+) ms", pc)
 path, pbest, pmed = m.group(1), float(m.group(2)), float(m.group(3))
-label = f"Q8_0 {path:5s}" if len(sys.argv[4].split()) > 1 else "          "
+label = f"path {path:5s}" if len(sys.argv[4].split()) > 1 else "          "
 print(f"{mode:8s} {label} vs {name:4s}: llama.cpp best {lbest:7.3f} mean {lmean:7.3f} ms | "
       f"picospec best {pbest:7.3f} median {pmed:7.3f} ms | picospec speed / llama.cpp {lbest / pbest:.2f}x "
       f"(best), {lmean / pmed:.2f}x (mean / median)")

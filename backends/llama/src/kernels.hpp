@@ -32,6 +32,23 @@
 // float(s_k) is exact (|s_k| <= 4 * 128 * 127 < 2^24) and every float operation is a correctly rounded IEEE
 // operation (the generic variant calls std::fma), so generic, avx2 and avx512 (with or without VNNI) agree bit for
 // bit, and each output element depends on its own row and token only (batch-invariant).
+//
+// The same activation rows serve Q4_0, Q4_K and Q6_K weights (matmul_q8 dispatches on W.type). Besides the bytes
+// and the replicated scales, a row stores each block's scale once more (compact, n / 32 floats) and the exact sum of
+// its 32 q_i (n / 32 int32): see q8_row_bytes. Each (row, token) element has 16 float lanes; as for Q8_0, lane
+// 8 (b % 2) + k takes the products of elements 4k..4k+3 (k < 8) of activation block b, blocks in increasing order;
+// below acc[k] names block b's lane, s_k the exact int32 sum of those 4 products (weights as small integers) and
+// dx_b the block's activation scale:
+//   Q4_0 (block: half d, nibbles u_i; w_i = u_i - 8):   acc[k] = fma(float(s_k), float(d) * dx_b, acc[k]);
+//   Q4_K (super-block of 8 activation blocks j = 0..7: half d, dmin, 6-bit sc_j, m_j, nibbles u_i; w_i = u_i):
+//     for j: acc[k] = fma(float(s_k), (d * float(sc_j)) * dx_b, acc[k]); then the mins, lane j per block j:
+//     lane[j] = fma(float(sum_b q), -((dmin * float(m_j)) * dx_b), lane[j]) (lanes 0-7; b = the super-block's
+//     block j);
+//   Q6_K (16 int8 scales sc, one per 16 elements; w_i = q6_i - 32): lanes k < 4 of activation block j of the
+//     super-block use sc[2j], lanes 4-7 sc[2j + 1]: acc[k] = fma(float(s_k), (d * float(sc)) * dx_b, acc[k]);
+// then the 16 lanes are reduced in the fixed pairwise order above. The weight scales are formed exactly as ggml's
+// dequantize_row forms them (d * sc, dmin * m), every sum s_k is exact in int32 and in float (|s_k| <= 4 * 32 *
+// 127), so again every variant gives the same bits, whatever the tile.
 
 #include <cstddef>
 #include <cstdint>
@@ -66,16 +83,25 @@ struct Table {
   void (*axpy)(float a, const float* x, float* y, std::size_t n) = nullptr;
   /// One activation row of n floats (n % 32 == 0) to q8_row_bytes(n) bytes (the order above).
   void (*quantize_q8)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
-  /// The integer path: Y[j * ystride + r] = Q8_0 row r of W (W.type == q8_0, W.cols % 32 == 0) times activation
-  /// row j (quantize_q8 output, xqstride bytes apart) for r in [r0, r1), j < nt.
+  /// The integer path: Y[j * ystride + r] = row r of W (W.type q8_0, q4_0, q4_k or q6_k: has_int_path; W.cols %
+  /// 32 == 0) times activation row j (quantize_q8 output, xqstride bytes apart) for r in [r0, r1), j < nt.
   void (*matmul_q8)(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
                     std::size_t nt, float* Y, std::size_t ystride) = nullptr;
   /// The name of matmul_q8's integer dot product ("vnni", "avx512bw", "avx2" or "generic").
   const char* q8_dot = "generic";
 };
 
-/// Bytes of one quantized activation row of n elements (n % 32 == 0): n bytes q + 128, then n / 32 * 8 floats.
-constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n; }
+/// Bytes of one quantized activation row of n elements (n % 32 == 0): n bytes q + 128, then each block's scale 8
+/// times (n / 32 * 8 floats), then each block's scale once (n / 32 floats), then each block's sum of q (n / 32
+/// int32). The offsets of the last two parts:
+constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n + n / 4; }
+constexpr std::size_t q8_scales_at(std::size_t n) noexcept { return 2 * n; }
+constexpr std::size_t q8_sums_at(std::size_t n) noexcept { return 2 * n + n / 8; }
+
+/// Whether matmul_q8 takes weights of type t (the integer path): Q8_0, Q4_0, Q4_K, Q6_K.
+constexpr bool has_int_path(GgmlType t) noexcept {
+  return t == GgmlType::q8_0 || t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q6_k;
+}
 
 /// The variant for `isa`, or nullptr when this CPU (or this build) cannot run it.
 [[nodiscard]] const Table* table(Isa isa) noexcept;

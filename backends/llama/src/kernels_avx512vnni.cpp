@@ -19,7 +19,7 @@ const Table* avx512_vnni_table() noexcept {
   if (bw == nullptr) return nullptr;
   static const Table t = [bw] {
     Table v = *bw;
-    v.matmul_q8 = &q8_matmul;
+    v.matmul_q8 = &int_matmul;
     v.q8_dot = "vnni";
     return v;
   }();

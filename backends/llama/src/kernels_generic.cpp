@@ -109,12 +109,115 @@ void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
       }
     }
     for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
+    std::int32_t sum = 0;
+    for (std::size_t i = 0; i < 32; ++i) sum += static_cast<std::int32_t>(q[32 * b + i]) - 128;
+    std::memcpy(out + q8_scales_at(n) + 4 * b, &d, 4);
+    std::memcpy(out + q8_sums_at(n) + 4 * b, &sum, 4);
   }
+}
+
+inline float load_f32(const std::uint8_t* p) noexcept {
+  float v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline std::uint16_t load_u16(const std::uint8_t* p) noexcept {
+  std::uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+/// acc[k] = fma(float(s_k), scale[k], acc[k]) with s_k = sum_{e<4} w[4k+e] * q[4k+e]: one activation block of the
+/// Q4_0 / Q4_K / Q6_K integer path (kernels.hpp), w the weights as small integers, xq the stored bytes q + 128, acc
+/// the block's 8 lanes (lanes 8 (b % 2) + k of the 16).
+inline void block_lanes(const int* w, const std::uint8_t* xq, const float* scale, float* acc) noexcept {
+  for (std::size_t k = 0; k < 8; ++k) {
+    std::int32_t s = 0;
+    for (std::size_t e = 0; e < 4; ++e) s += w[4 * k + e] * (static_cast<std::int32_t>(xq[4 * k + e]) - 128);
+    acc[k] = std::fma(static_cast<float>(s), scale[k], acc[k]);
+  }
+}
+
+/// The 6-bit scale and min of sub-block j of a Q4_K block's 12 scale bytes (ggml's get_scale_min_k4).
+inline void scale_min_k4(std::size_t j, const std::uint8_t* q, int& sc, int& m) noexcept {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+/// One (weight row, activation row) element of the Q4_0 / Q4_K / Q6_K integer path, in the order of kernels.hpp.
+float dot_qk(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
+  float acc[kLanes] = {};
+  int w[32];
+  float scale[8];
+  const std::uint8_t* dxs = xr + q8_scales_at(n);
+  const std::uint8_t* sums = xr + q8_sums_at(n);
+  if (type == GgmlType::q4_0) {
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      const std::uint8_t* blk = row + 18 * b;
+      for (std::size_t i = 0; i < 16; ++i) {
+        w[i] = (blk[2 + i] & 0xF) - 8;
+        w[i + 16] = (blk[2 + i] >> 4) - 8;
+      }
+      const float db = half_to_float(load_u16(blk)) * load_f32(dxs + 4 * b);
+      std::fill_n(scale, 8, db);
+      block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
+    }
+  } else if (type == GgmlType::q4_k) {
+    for (std::size_t s = 0; s < n / 256; ++s) {
+      const std::uint8_t* blk = row + 144 * s;
+      const float d = half_to_float(load_u16(blk)), dmin = half_to_float(load_u16(blk + 2));
+      float mins[8];
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::size_t b = 8 * s + j;
+        int sc, m;
+        scale_min_k4(j, blk + 4, sc, m);
+        const std::uint8_t* qs = blk + 16 + 32 * (j / 2);
+        for (std::size_t i = 0; i < 32; ++i) w[i] = j % 2 == 0 ? (qs[i] & 0xF) : (qs[i] >> 4);
+        const float dx = load_f32(dxs + 4 * b);
+        std::fill_n(scale, 8, (d * static_cast<float>(sc)) * dx);
+        mins[j] = (dmin * static_cast<float>(m)) * dx;
+        block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
+      }
+      for (std::size_t j = 0; j < 8; ++j) {
+        std::int32_t sum;
+        std::memcpy(&sum, sums + 4 * (8 * s + j), 4);
+        acc[j] = std::fma(static_cast<float>(sum), -mins[j], acc[j]);
+      }
+    }
+  } else {  // q6_k
+    for (std::size_t s = 0; s < n / 256; ++s) {
+      const std::uint8_t* blk = row + 210 * s;
+      const auto* sc = reinterpret_cast<const std::int8_t*>(blk + 192);
+      const float d = half_to_float(load_u16(blk + 208));
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::size_t b = 8 * s + j, h = j / 4, g = j % 4;
+        const std::uint8_t* ql = blk + 64 * h + 32 * (g % 2);
+        const std::uint8_t* qh = blk + 128 + 32 * h;
+        for (std::size_t i = 0; i < 32; ++i)
+          w[i] = (((ql[i] >> (4 * (g / 2))) & 0xF) | (((qh[i] >> (2 * g)) & 3) << 4)) - 32;
+        const float dx = load_f32(dxs + 4 * b);
+        const float lo = (d * static_cast<float>(sc[2 * j])) * dx, hi = (d * static_cast<float>(sc[2 * j + 1])) * dx;
+        for (std::size_t k = 0; k < 8; ++k) scale[k] = k < 4 ? lo : hi;
+        block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
+      }
+    }
+  }
+  return reduce_lanes(acc);
 }
 
 void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
                std::size_t nt, float* Y, std::size_t ystride) {
   const std::size_t n = W.cols, nb = n / 32;
+  if (W.type != GgmlType::q8_0) {
+    for (std::size_t r = r0; r < r1; ++r)
+      for (std::size_t j = 0; j < nt; ++j) Y[j * ystride + r] = dot_qk(W.type, W.data + r * W.row_bytes, XQ + j * xqstride, n);
+    return;
+  }
   for (std::size_t r = r0; r < r1; ++r) {
     const std::uint8_t* row = W.data + r * W.row_bytes;
     for (std::size_t j = 0; j < nt; ++j) {

@@ -368,7 +368,7 @@ struct LlamaModel::State {
     const std::size_t work = W.rows * W.cols * nt;
     const kernels::Table* kt = K;
     if (!reuse_q) q_src.x = nullptr;  // X may have changed since the last quantization
-    if (q8_int && W.type == GgmlType::q8_0 && W.cols % 32 == 0) {
+    if (q8_int && kernels::has_int_path(W.type) && W.cols % 32 == 0) {
       const std::uint8_t* XQ = quantized(X, xstride, nt, W.cols, reuse_q);
       const std::size_t qb = kernels::q8_row_bytes(W.cols);
       pool.parallel_for(units, [&](std::size_t u0, std::size_t u1) {

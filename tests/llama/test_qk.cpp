@@ -1,0 +1,276 @@
+// The integer path for Q4_0, Q4_K and Q6_K weights (kernels.hpp, docs/llama.md "Two paths for quantized weights"):
+// the activations quantized to 8-bit blocks of 32 as for Q8_0, exact integer products per block, combined in one
+// fixed float order.
+// - kernels: every variant (generic, avx2, avx512 with and without VNNI) gives the same bits for each type; each
+//   element is independent of the tokens, row range and alignment of the call; the result equals a float64 product
+//   of the dequantized weights with the *rounded* activations within float error, and the float64 product with the
+//   true activations within the activations' rounding bound; zero, infinite and NaN activations;
+// - models: a Q4_K_M model (Q4_K + Q6_K) and a Q4_0 one are batch-invariant on the integer path (chunks 1..9,
+//   threads 1/2/4), bit-identical on the SIMD variants, and the integer path is the default.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../backends/llama/src/kernels.hpp"
+#include "picospec/llama/ggml_types.hpp"
+#include "picospec/llama/model.hpp"
+#include "picospec/llama/random_model.hpp"
+#include "model_util.hpp"
+
+using namespace picospec;
+using namespace picospec::llama;
+using namespace picospec::llama::test;
+namespace K = picospec::llama::kernels;
+
+namespace {
+
+std::vector<const K::Table*> variants() {
+  std::vector<const K::Table*> v;
+  for (K::Isa isa : {K::Isa::generic, K::Isa::avx2})
+    if (const K::Table* t = K::table(isa)) v.push_back(t);
+  if (K::table(K::Isa::avx512) != nullptr) {
+    v.push_back(K::avx512_bw_table());
+    if (const K::Table* t = K::avx512_vnni_table()) v.push_back(t);
+    else WARN("no avx512vnni on this CPU: the VNNI product is not tested");
+  }
+  return v;
+}
+
+struct QMatrix {
+  GgmlType type;
+  std::size_t rows, cols, rb;
+  std::vector<std::uint8_t> bytes;
+  std::vector<float> deq;
+  [[nodiscard]] K::Weights weights() const { return {type, bytes.data(), rows, cols, rb}; }
+};
+
+QMatrix q_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  QMatrix m{type, rows, cols, row_bytes(type, cols), {}, {}};
+  m.bytes.resize(rows * m.rb);
+  m.deq.resize(rows * cols);
+  std::vector<float> src(cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    // rows with an offset too, so that Q4_K's mins are not all zero
+    const float shift = static_cast<float>(r % 3) * 0.7f;
+    for (auto& x : src) x = g(rng) + shift;
+    quantize_row(type, src.data(), m.bytes.data() + r * m.rb, cols);
+    dequantize_row(type, m.bytes.data() + r * m.rb, m.deq.data() + r * cols, cols);
+  }
+  return m;
+}
+
+std::vector<float> normal_x(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = g(rng);
+  return v;
+}
+
+std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
+                                   std::size_t cols) {
+  const std::size_t qb = K::q8_row_bytes(cols);
+  std::vector<std::uint8_t> q(nt * qb + 64, 0xAB);
+  for (std::size_t j = 0; j < nt; ++j) kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
+  return q;
+}
+
+bool bits_equal(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
+  float d;
+  std::memcpy(&d, qrow + K::q8_scales_at(cols) + 4 * block, 4);
+  return d;
+}
+
+struct EnvGuard {
+  const char* name;
+  explicit EnvGuard(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+  ~EnvGuard() { ::unsetenv(name); }
+};
+
+const char* name_of(GgmlType t) { return t == GgmlType::q4_0 ? "q4_0" : t == GgmlType::q4_k ? "q4_k" : "q6_k"; }
+
+}  // namespace
+
+TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alignment; within the bounds",
+          "[kernels][q8][qk][invariance]") {
+  const auto vs = variants();
+  const K::Table& ref_table = *K::table(K::Isa::generic);
+  struct Case {
+    GgmlType type;
+    std::size_t cols;
+  };
+  // Q4_0 with 1, 3 and 17 blocks (an odd count leaves a last block alone); K-quants with 1, 2 and 3 super-blocks.
+  const Case cases[] = {{GgmlType::q4_0, 32},  {GgmlType::q4_0, 96},  {GgmlType::q4_0, 544}, {GgmlType::q4_k, 256},
+                        {GgmlType::q4_k, 512}, {GgmlType::q4_k, 768}, {GgmlType::q6_k, 256}, {GgmlType::q6_k, 768}};
+  for (const auto& c : cases) {
+    const std::size_t rows = 13, cols = c.cols;
+    const QMatrix m = q_matrix(c.type, rows, cols, cols * 7 + 1);
+    const std::size_t nt = 11, xstride = cols + 5;  // odd stride: every alignment of the activation rows
+    const auto X = normal_x(nt * xstride + 1, cols);
+    const float* x = X.data() + 1;
+    const std::size_t qb = K::q8_row_bytes(cols);
+    const auto q_ref = quantize(ref_table, x, xstride, nt, cols);
+    std::vector<float> y_ref(nt * rows);
+    ref_table.matmul_q8(m.weights(), 0, rows, q_ref.data(), qb, nt, y_ref.data(), rows);
+    for (const K::Table* kt : vs) {
+      INFO(name_of(c.type) << " cols " << cols << " variant " << K::isa_name(kt->isa) << " / " << kt->q8_dot);
+      const auto q = quantize(*kt, x, xstride, nt, cols);
+      CHECK(std::memcmp(q.data(), q_ref.data(), nt * qb) == 0);  // bytes, both scale copies and the sums
+      std::vector<float> all(nt * rows), one(nt * rows), split(nt * rows), moved(nt * rows);
+      kt->matmul_q8(m.weights(), 0, rows, q.data(), qb, nt, all.data(), rows);
+      for (std::size_t j = 0; j < nt; ++j)
+        kt->matmul_q8(m.weights(), 0, rows, q.data() + j * qb, 0, 1, one.data() + j * rows, rows);
+      for (std::size_t r0 = 0, step = 1; r0 < rows; r0 += step, step = step % 5 + 2)
+        kt->matmul_q8(m.weights(), r0, std::min(rows, r0 + step), q.data(), qb, nt, split.data(), rows);
+      std::vector<std::uint8_t> shifted(q.size() + 3);
+      std::memcpy(shifted.data() + 3, q.data(), q.size());
+      kt->matmul_q8(m.weights(), 0, rows, shifted.data() + 3, qb, nt, moved.data(), rows);
+      CHECK(bits_equal(all.data(), y_ref.data(), all.size()));
+      CHECK(bits_equal(all.data(), one.data(), all.size()));
+      CHECK(bits_equal(all.data(), split.data(), all.size()));
+      CHECK(bits_equal(all.data(), moved.data(), all.size()));
+    }
+    // Against float64. y_hat = sum w_i d_b q_i with w_i the dequantized weights: the integer path computes exactly
+    // that up to float rounding (the block scales, the lane sums, and for Q4_K the weights' own d*sc*u - dmin*m,
+    // which ggml rounds twice while the path keeps both products apart; that cancellation is within 2^-23 of
+    // |dmin * m|, bounded here by the block's largest |w|). The true product is within sum |w_i| d_b / 2 more.
+    double worst_exact = 0, worst_bound = 0, used = 0;
+    for (std::size_t j = 0; j < nt; ++j) {
+      const std::uint8_t* qr = q_ref.data() + j * qb;
+      auto qi = [qr](std::size_t i) { return static_cast<int>(qr[i]) - 128; };
+      std::int32_t sum_check = 0;
+      for (std::size_t i = 0; i < 32; ++i) sum_check += qi(i);
+      std::int32_t stored_sum;
+      std::memcpy(&stored_sum, qr + K::q8_sums_at(cols), 4);
+      REQUIRE(stored_sum == sum_check);
+      for (std::size_t r = 0; r < rows; ++r) {
+        double y_hat = 0, y_true = 0, mag = 0, bound = 0;
+        for (std::size_t i = 0; i < cols; ++i) {
+          const double w = m.deq[r * cols + i], d = scale_of(qr, cols, i / 32);
+          double wmax = 0;
+          for (std::size_t e = i / 32 * 32; e < i / 32 * 32 + 32; ++e) wmax = std::max(wmax, std::abs(double(m.deq[r * cols + e])));
+          y_hat += w * (d * qi(i));
+          y_true += w * x[j * xstride + i];
+          mag += (std::abs(w) + wmax) * std::abs(d * qi(i));
+          bound += std::abs(w) * d / 2;
+        }
+        const double y = y_ref[j * rows + r];
+        worst_exact = std::max(worst_exact, std::abs(y - y_hat) / (1e-6 * mag + 1e-30));
+        worst_bound = std::max(worst_bound, std::abs(y - y_true) / (bound + 1e-6 * mag));
+        used = std::max(used, std::abs(y - y_true) / (bound + 1e-30));
+      }
+    }
+    INFO(name_of(c.type) << " cols " << cols << ": error / float bound " << worst_exact
+                         << ", error / rounding bound " << worst_bound);
+    CHECK(worst_exact < 1.0);
+    CHECK(worst_bound < 1.0);
+    CHECK(used > 0.01);  // the activations really were rounded (the bound is not vacuous)
+  }
+}
+
+TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activations", "[kernels][q8][qk]") {
+  for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_k, GgmlType::q6_k}) {
+    const std::size_t cols = 512, rows = 3;
+    const QMatrix m = q_matrix(type, rows, cols, 5);
+    auto run = [&](const char* what, const std::vector<float>& x, bool expect_nan) {
+      INFO(name_of(type) << ": " << what);
+      std::vector<std::vector<float>> outs;
+      for (const K::Table* kt : variants()) {
+        const auto q = quantize(*kt, x.data(), cols, 1, cols);
+        std::vector<float> y(rows);
+        kt->matmul_q8(m.weights(), 0, rows, q.data(), 0, 1, y.data(), rows);
+        for (std::size_t r = 0; r < rows; ++r) {
+          INFO("variant " << kt->q8_dot << " row " << r << " y " << y[r]);
+          if (expect_nan) {
+            CHECK(std::isnan(y[r]));
+            continue;
+          }
+          REQUIRE(std::isfinite(y[r]));
+          double y_true = 0, bound = 0, mag = 0;
+          for (std::size_t i = 0; i < cols; ++i) {
+            const double w = m.deq[r * cols + i], d = scale_of(q.data(), cols, i / 32);
+            y_true += w * x[i];
+            bound += std::abs(w) * d / 2;
+            mag += 4 * std::abs(w * x[i]);
+          }
+          CHECK(std::abs(y[r] - y_true) <= bound + 1e-6 * mag + 1e-37);
+        }
+        outs.push_back(y);
+      }
+      for (const auto& y : outs) CHECK(std::memcmp(y.data(), outs[0].data(), rows * sizeof(float)) == 0);
+    };
+    auto x = normal_x(cols, 9);
+    std::fill_n(x.begin() + 32, 32, 0.0f);  // block 1 all zero
+    run("a zero block", x, false);
+    run("all zero", std::vector<float>(cols, 0.0f), false);
+    auto with_inf = normal_x(cols, 12);
+    with_inf[300] = std::numeric_limits<float>::infinity();
+    run("an infinity", with_inf, true);
+    auto with_nan = normal_x(cols, 13);
+    with_nan[70] = std::numeric_limits<float>::quiet_NaN();
+    run("a NaN", with_nan, true);
+  }
+}
+
+TEST_CASE("qk model: Q4_K_M and Q4_0 integer paths bit-identical over chunks 1..9 and threads 1/2/4; avx2 = avx512",
+          "[model][q8][qk][invariance]") {
+  RandomLlamaSpec k;  // Q4_K_M: Q4_K, with Q6_K for output and for attn_v / ffn_down on some layers
+  k.q4_k_m = true;
+  k.dim = 256;
+  k.n_heads = 4;
+  k.n_kv_heads = 2;
+  k.ffn_dim = 512;
+  k.n_layers = 3;
+  k.context_length = 128;
+  RandomLlamaSpec z;  // Q4_0 with an odd block count
+  z.type = GgmlType::q4_0;
+  z.dim = 96;
+  z.n_heads = 6;
+  z.n_kv_heads = 2;
+  z.ffn_dim = 160;
+  z.context_length = 128;
+  for (const RandomLlamaSpec* s : {&k, &z}) {
+    const auto w = weights_for(*s);
+    const auto tokens = random_tokens(70, s->vocab_size, 3);  // past the first KV cache growth (64)
+    std::vector<float> simd_ref;
+    for (const char* isa : {"generic", "avx2", "avx512"}) {
+      const K::Isa id = isa == std::string("generic") ? K::Isa::generic
+                        : isa == std::string("avx2")  ? K::Isa::avx2
+                                                      : K::Isa::avx512;
+      if (K::table(id) == nullptr) {
+        WARN("SKIPPED " << isa << ": this CPU cannot run it");
+        continue;
+      }
+      EnvGuard env("PICOSPEC_LLAMA_ISA", isa);
+      const auto ref = run_chunked(w, tokens, 1, 1);
+      INFO((s->q4_k_m ? "Q4_K_M" : "Q4_0") << " isa " << isa);
+      if (std::string(isa) != "generic") {  // (generic's attention rounds differently: checked against itself)
+        if (simd_ref.empty()) simd_ref = ref;
+        CHECK(bit_equal(ref, simd_ref));
+      }
+      for (std::size_t chunk : {2u, 3u, 5u, 6u, 7u, 9u})
+        for (std::size_t threads : {1u, 2u, 4u}) {
+          if (std::string(isa) == "generic" && threads != 2) continue;  // the slow variant: one thread count
+          INFO("chunk " << chunk << " threads " << threads);
+          CHECK(bit_equal(run_chunked(w, tokens, chunk, threads), ref));
+        }
+      CHECK(bit_equal(run_chunked(w, tokens, 70, 4), ref));
+    }
+    // The integer path is the default; the float path is another path, batch-invariant too.
+    CHECK(std::string(LlamaModel(w, {.threads = 1}).q8_path()) == "int");
+    const auto in = run_chunked(w, tokens, 1, 1, true), fl = run_chunked(w, tokens, 1, 1, false);
+    CHECK(bit_equal(run_chunked(w, tokens, 1, 1), in));
+    CHECK(bit_equal(run_chunked(w, tokens, 7, 2, false), fl));
+    CHECK_FALSE(bit_equal(in, fl));
+  }
+}
