@@ -1,6 +1,6 @@
 // The integer path for Q4_0, Q4_K and Q6_K weights (kernels.hpp, docs/llama.md "Two paths for quantized weights"):
-// the activations quantized to 8-bit blocks of 32 as for Q8_0, exact integer products per block, combined in one
-// fixed float order.
+// the activations quantized to 8-bit blocks of 32 as for Q8_0 (Q4_0) or to super-blocks of 256 (Q4_K, Q6_K), exact
+// integer products, combined in one fixed float order.
 // - kernels: every variant (generic, avx2, avx512 with and without VNNI) gives the same bits for each type; each
 //   element is independent of the tokens, row range and alignment of the call; the result equals a float64 product
 //   of the dequantized weights with the *rounded* activations within float error, and the float64 product with the
@@ -79,16 +79,28 @@ std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size
                                    std::size_t cols) {
   const std::size_t qb = K::q8_row_bytes(cols);
   std::vector<std::uint8_t> q(nt * qb + 64, 0xAB);
-  for (std::size_t j = 0; j < nt; ++j) kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
+  for (std::size_t j = 0; j < nt; ++j) {
+    kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
+    if (cols % 256 == 0) kt.quantize_q8k(x + j * xstride, cols, q.data() + j * qb);
+  }
   return q;
 }
 
 bool bits_equal(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
 
-float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
+/// The activation scale of element i and its quantized value, in the part the integer path reads for `type`.
+float scale_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
   float d;
-  std::memcpy(&d, qrow + K::q8_scales_at(cols) + 4 * block, 4);
+  if (K::q8_part(type) == K::Q8Part::super256)
+    std::memcpy(&d, qrow + K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + 288, 4);
+  else
+    std::memcpy(&d, qrow + cols + 32 * (i / 32), 4);
   return d;
+}
+int q_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
+  if (K::q8_part(type) == K::Q8Part::super256)
+    return static_cast<std::int8_t>(qrow[K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + i % 256]);
+  return static_cast<int>(qrow[i]) - 128;
 }
 
 struct EnvGuard {
@@ -141,28 +153,33 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
       CHECK(bits_equal(all.data(), moved.data(), all.size()));
     }
     // Against float64. y_hat = sum w_i d_b q_i with w_i the dequantized weights: the integer path computes exactly
-    // that up to float rounding (the block scales, the lane sums, and for Q4_K the weights' own d*sc*u - dmin*m,
-    // which ggml rounds twice while the path keeps both products apart; that cancellation is within 2^-23 of
-    // |dmin * m|, bounded here by the block's largest |w|). The true product is within sum |w_i| d_b / 2 more.
+    // that up to float rounding (the scales d * D, the lanes' conversion to float, their sums, and for Q4_K the
+    // weights' own d*sc*u - dmin*m, which ggml rounds twice while the path keeps both products apart; that is
+    // within 2^-23 of |dmin * m|, bounded here by the block's largest |w|). The true product is within
+    // sum |w_i| d_b / 2 more (d_b the scale of element i's block of 32 or super-block of 256).
     double worst_exact = 0, worst_bound = 0, used = 0;
     for (std::size_t j = 0; j < nt; ++j) {
       const std::uint8_t* qr = q_ref.data() + j * qb;
-      auto qi = [qr](std::size_t i) { return static_cast<int>(qr[i]) - 128; };
-      std::int32_t sum_check = 0;
-      for (std::size_t i = 0; i < 32; ++i) sum_check += qi(i);
-      std::int32_t stored_sum;
-      std::memcpy(&stored_sum, qr + K::q8_sums_at(cols), 4);
-      REQUIRE(stored_sum == sum_check);
+      auto qi = [&](std::size_t i) { return q_of(c.type, qr, cols, i); };
+      if (K::q8_part(c.type) == K::Q8Part::super256)  // the stored sums of 16
+        for (std::size_t i = 0; i < cols / 16; ++i) {
+          int sum = 0;
+          for (std::size_t e = 0; e < 16; ++e) sum += qi(16 * i + e);
+          std::int16_t stored;
+          std::memcpy(&stored, qr + K::q8_k_at(cols) + K::q8k_block_bytes * (i / 16) + 256 + 2 * (i % 16), 2);
+          REQUIRE(stored == sum);
+        }
       for (std::size_t r = 0; r < rows; ++r) {
         double y_hat = 0, y_true = 0, mag = 0, bound = 0;
         for (std::size_t i = 0; i < cols; ++i) {
-          const double w = m.deq[r * cols + i], d = scale_of(qr, cols, i / 32);
+          const double w = m.deq[r * cols + i], d = scale_of(c.type, qr, cols, i);
           double wmax = 0;
           for (std::size_t e = i / 32 * 32; e < i / 32 * 32 + 32; ++e) wmax = std::max(wmax, std::abs(double(m.deq[r * cols + e])));
           y_hat += w * (d * qi(i));
           y_true += w * x[j * xstride + i];
           mag += (std::abs(w) + wmax) * std::abs(d * qi(i));
           bound += std::abs(w) * d / 2;
+          REQUIRE(std::abs(x[j * xstride + i] - d * qi(i)) <= d / 2 * (1 + 1e-6));  // rounded to nearest
         }
         const double y = y_ref[j * rows + r];
         worst_exact = std::max(worst_exact, std::abs(y - y_hat) / (1e-6 * mag + 1e-30));
@@ -198,7 +215,7 @@ TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activat
           REQUIRE(std::isfinite(y[r]));
           double y_true = 0, bound = 0, mag = 0;
           for (std::size_t i = 0; i < cols; ++i) {
-            const double w = m.deq[r * cols + i], d = scale_of(q.data(), cols, i / 32);
+            const double w = m.deq[r * cols + i], d = scale_of(type, q.data(), cols, i);
             y_true += w * x[i];
             bound += std::abs(w) * d / 2;
             mag += 4 * std::abs(w * x[i]);

@@ -33,22 +33,23 @@
 // operation (the generic variant calls std::fma), so generic, avx2 and avx512 (with or without VNNI) agree bit for
 // bit, and each output element depends on its own row and token only (batch-invariant).
 //
-// The same activation rows serve Q4_0, Q4_K and Q6_K weights (matmul_q8 dispatches on W.type). Besides the bytes
-// and the replicated scales, a row stores each block's scale once more (compact, n / 32 floats) and the exact sum of
-// its 32 q_i (n / 32 int32): see q8_row_bytes. Each (row, token) element has 16 float lanes; as for Q8_0, lane
-// 8 (b % 2) + k takes the products of elements 4k..4k+3 (k < 8) of activation block b, blocks in increasing order;
-// below acc[k] names block b's lane, s_k the exact int32 sum of those 4 products (weights as small integers) and
-// dx_b the block's activation scale:
-//   Q4_0 (block: half d, nibbles u_i; w_i = u_i - 8):   acc[k] = fma(float(s_k), float(d) * dx_b, acc[k]);
-//   Q4_K (super-block of 8 activation blocks j = 0..7: half d, dmin, 6-bit sc_j, m_j, nibbles u_i; w_i = u_i):
-//     for j: acc[k] = fma(float(s_k), (d * float(sc_j)) * dx_b, acc[k]); then the mins, lane j per block j:
-//     lane[j] = fma(float(sum_b q), -((dmin * float(m_j)) * dx_b), lane[j]) (lanes 0-7; b = the super-block's
-//     block j);
-//   Q6_K (16 int8 scales sc, one per 16 elements; w_i = q6_i - 32): lanes k < 4 of activation block j of the
-//     super-block use sc[2j], lanes 4-7 sc[2j + 1]: acc[k] = fma(float(s_k), (d * float(sc)) * dx_b, acc[k]);
-// then the 16 lanes are reduced in the fixed pairwise order above. The weight scales are formed exactly as ggml's
-// dequantize_row forms them (d * sc, dmin * m), every sum s_k is exact in int32 and in float (|s_k| <= 4 * 32 *
-// 127), so again every variant gives the same bits, whatever the tile.
+// Q4_0 weights use the same activation blocks, lanes and order: a block (half d, nibbles u_i, w_i = u_i - 8)
+// gives s_k = sum_{e<4} u q - 8 sum_{e<4} q (exact int32) and lane = fma(float(s_k), float(d) * d_x, lane).
+//
+// Q4_K and Q6_K weights (super-blocks of 256) use activations quantized per 256 instead (quantize_q8k, as
+// llama.cpp's Q8_K): super-block s of a row: a = max |x_i| over its 256 values, D = a / 127 and q_i as above
+// (NaN when not finite); stored: the 256 int8 q_i, the 16 int16 sums of each 16 consecutive q_i (bsum_i), D.
+// With whole super-blocks the integer work needs no float at all; per super-block and (row, token) element:
+//   Q4_K (half d, dmin; 6-bit sc_j, m_j for the 8 sub-blocks of 32; nibbles u): 8 int32 lanes
+//     I_k = sum_j sc_j * sum_{e<4} u_{32j+4k+e} q_{32j+4k+e} (exact), and M = sum_i m_{i/2} bsum_i (exact);
+//     acc[k] = fma(float(I_k), d * D, acc[k]) for k < 8, then acc[0] = fma(float(M), -(dmin * D), acc[0]);
+//   Q6_K (half d; int8 sc_i for the 16 sub-blocks of 16; 6-bit u, w = u - 32): 8 int32 lanes
+//     I_k = sum_j (sc_{2j + k/4} * sum_{e<4} u_{32j+4k+e} q_{32j+4k+e}) and I_0 -= 32 * sum_i sc_i bsum_i (exact);
+//     acc[k] = fma(float(I_k), d * D, acc[k]);
+// 8 float lanes, super-blocks in increasing order, reduced as s4[k] = a[k] + a[k+4], (s4[0] + s4[2]) +
+// (s4[1] + s4[3]). The integers are exact whatever the order of their additions, so each variant may group them
+// as it likes (256- or 512-bit, VNNI or not); the float steps are the same correctly rounded operations in every
+// variant, so all give the same bits, and each element depends on its own row and token only.
 
 #include <cstddef>
 #include <cstdint>
@@ -81,22 +82,32 @@ struct Table {
   float (*dot)(const float* a, const float* b, std::size_t n) = nullptr;
   /// y[e] = y[e] + a * x[e] for e < n (fused on the FMA variants): one step of attention's value sum.
   void (*axpy)(float a, const float* x, float* y, std::size_t n) = nullptr;
-  /// One activation row of n floats (n % 32 == 0) to q8_row_bytes(n) bytes (the order above).
+  /// One activation row of n floats (n % 32 == 0) to its blocks of 32: the first q8_k_at(n) bytes of a quantized
+  /// row (the order above).
   void (*quantize_q8)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
+  /// The same row (n % 256 == 0) to its super-blocks of 256, written at out + q8_k_at(n).
+  void (*quantize_q8k)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
   /// The integer path: Y[j * ystride + r] = row r of W (W.type q8_0, q4_0, q4_k or q6_k: has_int_path; W.cols %
-  /// 32 == 0) times activation row j (quantize_q8 output, xqstride bytes apart) for r in [r0, r1), j < nt.
+  /// 32 == 0, or % 256 for Q4_K / Q6_K) times quantized activation row j (xqstride bytes apart; the part
+  /// q8_part(W.type) filled) for r in [r0, r1), j < nt.
   void (*matmul_q8)(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
                     std::size_t nt, float* Y, std::size_t ystride) = nullptr;
   /// The name of matmul_q8's integer dot product ("vnni", "avx512bw", "avx2" or "generic").
   const char* q8_dot = "generic";
 };
 
-/// Bytes of one quantized activation row of n elements (n % 32 == 0): n bytes q + 128, then each block's scale 8
-/// times (n / 32 * 8 floats), then each block's scale once (n / 32 floats), then each block's sum of q (n / 32
-/// int32). The offsets of the last two parts:
-constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n + n / 4; }
-constexpr std::size_t q8_scales_at(std::size_t n) noexcept { return 2 * n; }
-constexpr std::size_t q8_sums_at(std::size_t n) noexcept { return 2 * n + n / 8; }
+/// A quantized activation row of n elements (n % 32 == 0): blocks of 32 (n bytes q + 128, then each block's scale
+/// 8 times: n / 32 * 8 floats), then, from q8_k_at(n), super-blocks of 256 (q8k_block_bytes each: 256 int8 q, 16
+/// int16 sums, float D). Either part is filled on demand (quantize_q8, quantize_q8k).
+constexpr std::size_t q8k_block_bytes = 256 + 32 + 4;
+constexpr std::size_t q8_k_at(std::size_t n) noexcept { return 2 * n; }
+constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n + n / 256 * q8k_block_bytes; }
+
+/// Which part of a quantized row the integer path reads for weights of type t: blocks of 32 or super-blocks of 256.
+enum class Q8Part { blocks32, super256 };
+constexpr Q8Part q8_part(GgmlType t) noexcept {
+  return t == GgmlType::q4_k || t == GgmlType::q6_k ? Q8Part::super256 : Q8Part::blocks32;
+}
 
 /// Whether matmul_q8 takes weights of type t (the integer path): Q8_0, Q4_0, Q4_K, Q6_K.
 constexpr bool has_int_path(GgmlType t) noexcept {

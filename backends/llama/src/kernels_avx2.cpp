@@ -113,10 +113,8 @@ void q8_quantize(const float* x, std::size_t n, std::uint8_t* out) {
         q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
       }
     }
-    const __m256i qu = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), qu);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), _mm256_xor_si256(q, _mm256_set1_epi8(-128)));
     _mm256_storeu_ps(scales + 8 * b, _mm256_set1_ps(d));
-    q8_block_extras(out, n, b, d, qu);
   }
 }
 
@@ -170,7 +168,7 @@ constexpr std::size_t kQ8TokSmall = 6;
 #include "kernels_q8.inc"
 
 const Table* avx2_table() noexcept {
-  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &int_matmul, "avx2"};
+  static const Table t{Isa::avx2, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &q8k_quantize, &int_matmul, "avx2"};
   return &t;
 }
 

@@ -76,8 +76,8 @@ constexpr std::size_t kTokSmall = 6;
 #undef PICOSPEC_Q8_VNNI
 
 const Table* avx512_bw_table() noexcept {
-  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &int_matmul,
-                       "avx512bw"};
+  static const Table t{Isa::avx512, kRowsMain, &simd_matmul, &simd_dot, &simd_axpy, &q8_quantize, &q8k_quantize,
+                       &int_matmul, "avx512bw"};
   return &t;
 }
 

@@ -109,10 +109,32 @@ void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
       }
     }
     for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
-    std::int32_t sum = 0;
-    for (std::size_t i = 0; i < 32; ++i) sum += static_cast<std::int32_t>(q[32 * b + i]) - 128;
-    std::memcpy(out + q8_scales_at(n) + 4 * b, &d, 4);
-    std::memcpy(out + q8_sums_at(n) + 4 * b, &sum, 4);
+  }
+}
+
+void quantize_q8k(const float* x, std::size_t n, std::uint8_t* out) {
+  for (std::size_t s = 0; s < n / 256; ++s) {
+    const float* xs = x + 256 * s;
+    std::uint8_t* blk = out + q8_k_at(n) + q8k_block_bytes * s;
+    std::uint32_t amax_bits = 0;
+    for (std::size_t i = 0; i < 256; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, xs + i, 4);
+      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
+    }
+    float amax;
+    std::memcpy(&amax, &amax_bits, 4);
+    const float d = amax_bits >= 0x7f800000u ? std::numeric_limits<float>::quiet_NaN() : amax / 127.0f;
+    std::int16_t sums[16] = {};
+    for (std::size_t i = 0; i < 256; ++i) {
+      float v = 0.0f;
+      if (amax_bits < 0x7f800000u && d != 0.0f) v = std::clamp(std::nearbyint(xs[i] / d), -127.0f, 127.0f);
+      const auto q = static_cast<std::int8_t>(v);
+      blk[i] = static_cast<std::uint8_t>(q);
+      sums[i / 16] = static_cast<std::int16_t>(sums[i / 16] + q);
+    }
+    std::memcpy(blk + 256, sums, 32);
+    std::memcpy(blk + 288, &d, 4);
   }
 }
 
@@ -127,87 +149,91 @@ inline std::uint16_t load_u16(const std::uint8_t* p) noexcept {
   return v;
 }
 
-/// acc[k] = fma(float(s_k), scale[k], acc[k]) with s_k = sum_{e<4} w[4k+e] * q[4k+e]: one activation block of the
-/// Q4_0 / Q4_K / Q6_K integer path (kernels.hpp), w the weights as small integers, xq the stored bytes q + 128, acc
-/// the block's 8 lanes (lanes 8 (b % 2) + k of the 16).
-inline void block_lanes(const int* w, const std::uint8_t* xq, const float* scale, float* acc) noexcept {
-  for (std::size_t k = 0; k < 8; ++k) {
-    std::int32_t s = 0;
-    for (std::size_t e = 0; e < 4; ++e) s += w[4 * k + e] * (static_cast<std::int32_t>(xq[4 * k + e]) - 128);
-    acc[k] = std::fma(static_cast<float>(s), scale[k], acc[k]);
-  }
+inline float reduce_lanes8(const float* a) noexcept {
+  float s4[4];
+  for (std::size_t k = 0; k < 4; ++k) s4[k] = a[k] + a[k + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
-/// The 6-bit scale and min of sub-block j of a Q4_K block's 12 scale bytes (ggml's get_scale_min_k4).
-inline void scale_min_k4(std::size_t j, const std::uint8_t* q, int& sc, int& m) noexcept {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
-/// One (weight row, activation row) element of the Q4_0 / Q4_K / Q6_K integer path, in the order of kernels.hpp.
-float dot_qk(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
+/// A Q4_0 row against activation blocks of 32, in the order of kernels.hpp (16 lanes, as Q8_0).
+float dot_q4_0(const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
   float acc[kLanes] = {};
-  int w[32];
-  float scale[8];
-  const std::uint8_t* dxs = xr + q8_scales_at(n);
-  const std::uint8_t* sums = xr + q8_sums_at(n);
-  if (type == GgmlType::q4_0) {
-    for (std::size_t b = 0; b < n / 32; ++b) {
-      const std::uint8_t* blk = row + 18 * b;
-      for (std::size_t i = 0; i < 16; ++i) {
-        w[i] = (blk[2 + i] & 0xF) - 8;
-        w[i + 16] = (blk[2 + i] >> 4) - 8;
+  for (std::size_t b = 0; b < n / 32; ++b) {
+    const std::uint8_t* blk = row + 18 * b;
+    const float db = half_to_float(load_u16(blk)) * load_f32(xr + n + 32 * b);
+    for (std::size_t k = 0; k < 8; ++k) {
+      std::int32_t s = 0;
+      for (std::size_t e = 0; e < 4; ++e) {
+        const std::size_t i = 4 * k + e;
+        const int w = (i < 16 ? (blk[2 + i] & 0xF) : (blk[2 + i - 16] >> 4)) - 8;
+        s += w * (static_cast<std::int32_t>(xr[32 * b + i]) - 128);
       }
-      const float db = half_to_float(load_u16(blk)) * load_f32(dxs + 4 * b);
-      std::fill_n(scale, 8, db);
-      block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
-    }
-  } else if (type == GgmlType::q4_k) {
-    for (std::size_t s = 0; s < n / 256; ++s) {
-      const std::uint8_t* blk = row + 144 * s;
-      const float d = half_to_float(load_u16(blk)), dmin = half_to_float(load_u16(blk + 2));
-      float mins[8];
-      for (std::size_t j = 0; j < 8; ++j) {
-        const std::size_t b = 8 * s + j;
-        int sc, m;
-        scale_min_k4(j, blk + 4, sc, m);
-        const std::uint8_t* qs = blk + 16 + 32 * (j / 2);
-        for (std::size_t i = 0; i < 32; ++i) w[i] = j % 2 == 0 ? (qs[i] & 0xF) : (qs[i] >> 4);
-        const float dx = load_f32(dxs + 4 * b);
-        std::fill_n(scale, 8, (d * static_cast<float>(sc)) * dx);
-        mins[j] = (dmin * static_cast<float>(m)) * dx;
-        block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
-      }
-      for (std::size_t j = 0; j < 8; ++j) {
-        std::int32_t sum;
-        std::memcpy(&sum, sums + 4 * (8 * s + j), 4);
-        acc[j] = std::fma(static_cast<float>(sum), -mins[j], acc[j]);
-      }
-    }
-  } else {  // q6_k
-    for (std::size_t s = 0; s < n / 256; ++s) {
-      const std::uint8_t* blk = row + 210 * s;
-      const auto* sc = reinterpret_cast<const std::int8_t*>(blk + 192);
-      const float d = half_to_float(load_u16(blk + 208));
-      for (std::size_t j = 0; j < 8; ++j) {
-        const std::size_t b = 8 * s + j, h = j / 4, g = j % 4;
-        const std::uint8_t* ql = blk + 64 * h + 32 * (g % 2);
-        const std::uint8_t* qh = blk + 128 + 32 * h;
-        for (std::size_t i = 0; i < 32; ++i)
-          w[i] = (((ql[i] >> (4 * (g / 2))) & 0xF) | (((qh[i] >> (2 * g)) & 3) << 4)) - 32;
-        const float dx = load_f32(dxs + 4 * b);
-        const float lo = (d * static_cast<float>(sc[2 * j])) * dx, hi = (d * static_cast<float>(sc[2 * j + 1])) * dx;
-        for (std::size_t k = 0; k < 8; ++k) scale[k] = k < 4 ? lo : hi;
-        block_lanes(w, xr + 32 * b, scale, acc + 8 * (b % 2));
-      }
+      float& lane = acc[8 * (b % 2) + k];
+      lane = std::fma(static_cast<float>(s), db, lane);
     }
   }
   return reduce_lanes(acc);
+}
+
+/// A Q4_K or Q6_K row against activation super-blocks of 256 (quantize_q8k), in the order of kernels.hpp.
+float dot_k(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
+  float acc[8] = {};
+  for (std::size_t s = 0; s < n / 256; ++s) {
+    const std::uint8_t* xb = xr + q8_k_at(n) + q8k_block_bytes * s;
+    const auto* q = reinterpret_cast<const std::int8_t*>(xb);
+    std::int16_t bsum[16];
+    std::memcpy(bsum, xb + 256, 32);
+    const float D = load_f32(xb + 288);
+    std::int32_t I[8] = {};
+    if (type == GgmlType::q4_k) {
+      const std::uint8_t* blk = row + 144 * s;
+      int sc[8], m[8];
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::uint8_t* k4 = blk + 4;
+        sc[j] = j < 4 ? (k4[j] & 63) : ((k4[j + 4] & 0xF) | ((k4[j - 4] >> 6) << 4));
+        m[j] = j < 4 ? (k4[j + 4] & 63) : ((k4[j + 4] >> 4) | ((k4[j] >> 6) << 4));
+      }
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::uint8_t* qs = blk + 16 + 32 * (j / 2);
+        for (std::size_t k = 0; k < 8; ++k) {
+          std::int32_t p = 0;
+          for (std::size_t e = 0; e < 4; ++e) {
+            const std::size_t i = 4 * k + e;
+            p += (j % 2 == 0 ? (qs[i] & 0xF) : (qs[i] >> 4)) * q[32 * j + i];
+          }
+          I[k] += sc[j] * p;
+        }
+      }
+      std::int32_t M = 0;
+      for (std::size_t i = 0; i < 16; ++i) M += m[i / 2] * bsum[i];
+      const float d = half_to_float(load_u16(blk)), dmin = half_to_float(load_u16(blk + 2));
+      for (std::size_t k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(I[k]), d * D, acc[k]);
+      acc[0] = std::fma(static_cast<float>(M), -(dmin * D), acc[0]);
+    } else {  // q6_k
+      const std::uint8_t* blk = row + 210 * s;
+      const auto* sc = reinterpret_cast<const std::int8_t*>(blk + 192);
+      for (std::size_t j = 0; j < 8; ++j) {
+        const std::size_t h = j / 4, g = j % 4;
+        const std::uint8_t* ql = blk + 64 * h + 32 * (g % 2);
+        const std::uint8_t* qh = blk + 128 + 32 * h;
+        for (std::size_t k = 0; k < 8; ++k) {
+          std::int32_t p = 0;
+          for (std::size_t e = 0; e < 4; ++e) {
+            const std::size_t i = 4 * k + e;
+            const int u = ((ql[i] >> (4 * (g / 2))) & 0xF) | (((qh[i] >> (2 * g)) & 3) << 4);
+            p += u * q[32 * j + i];
+          }
+          I[k] += sc[2 * j + k / 4] * p;
+        }
+      }
+      std::int32_t S = 0;
+      for (std::size_t i = 0; i < 16; ++i) S += sc[i] * bsum[i];
+      I[0] -= 32 * S;
+      const float d = half_to_float(load_u16(blk + 208));
+      for (std::size_t k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(I[k]), d * D, acc[k]);
+    }
+  }
+  return reduce_lanes8(acc);
 }
 
 void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
@@ -215,7 +241,11 @@ void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint
   const std::size_t n = W.cols, nb = n / 32;
   if (W.type != GgmlType::q8_0) {
     for (std::size_t r = r0; r < r1; ++r)
-      for (std::size_t j = 0; j < nt; ++j) Y[j * ystride + r] = dot_qk(W.type, W.data + r * W.row_bytes, XQ + j * xqstride, n);
+      for (std::size_t j = 0; j < nt; ++j) {
+        const std::uint8_t* row = W.data + r * W.row_bytes;
+        const std::uint8_t* xr = XQ + j * xqstride;
+        Y[j * ystride + r] = W.type == GgmlType::q4_0 ? dot_q4_0(row, xr, n) : dot_k(W.type, row, xr, n);
+      }
     return;
   }
   for (std::size_t r = r0; r < r1; ++r) {
@@ -248,7 +278,7 @@ void matmul_q8(const Weights& W, std::size_t r0, std::size_t r1, const std::uint
 }  // namespace
 
 const Table* generic_table() noexcept {
-  static const Table t{Isa::generic, 1, &matmul, &dot, &axpy, &quantize_q8, &matmul_q8, "generic"};
+  static const Table t{Isa::generic, 1, &matmul, &dot, &axpy, &quantize_q8, &quantize_q8k, &matmul_q8, "generic"};
   return &t;
 }
 

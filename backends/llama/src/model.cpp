@@ -297,13 +297,15 @@ struct LlamaModel::State {
   std::vector<std::size_t> seq_row0;  // first row of each sequence
   std::vector<float> multi_logits;
   std::vector<float> branch_k, branch_v;  // [layer][row][kv]: K/V of branch rows (kept out of every cache)
-  // The integer Q8_0 path: activation rows quantized once per input (kernels::Table::quantize_q8), reused by the
-  // matmuls that read the same input (Q/K/V, gate/up) while q_src says which rows they are.
+  // The integer path: activation rows quantized once per input (kernels::Table::quantize_q8 / quantize_q8k, each
+  // part when a matmul first needs it), reused by the matmuls that read the same input (Q/K/V, gate/up) while q_src
+  // says which rows they are and which parts are filled.
   bool q8_int = true;
   std::vector<std::uint8_t, Eigen::aligned_allocator<std::uint8_t>> xq;
   struct {
     const float* x = nullptr;
     std::size_t stride = 0, rows = 0, cols = 0;
+    bool blocks32 = false, super256 = false;
   } q_src;
 
   State(const LlamaWeights::Impl* weights, std::size_t context, std::size_t threads, bool q8_integer)
@@ -344,18 +346,36 @@ struct LlamaModel::State {
     return v_cache[l].data() + (pos * w->hp.n_kv_heads + g) * w->hp.head_dim;
   }
 
-  /// The quantized activation rows X[0..nt) (integer Q8_0 path): `reuse` (the caller knows X has not changed since
-  /// the last call) takes them from the last quantization when that covered these rows.
-  const std::uint8_t* quantized(const float* X, std::size_t xstride, std::size_t nt, std::size_t cols, bool reuse) {
+  /// The quantized activation rows X[0..nt) (integer path) with `part` filled: `reuse` (the caller knows X has not
+  /// changed since the last call) takes them from the last quantization when that covered these rows.
+  const std::uint8_t* quantized(const float* X, std::size_t xstride, std::size_t nt, std::size_t cols, bool reuse,
+                                kernels::Q8Part part) {
     const std::size_t qb = kernels::q8_row_bytes(cols);
+    std::size_t first = 0;  // row of the last quantization where X starts
     if (reuse && q_src.x != nullptr && q_src.stride == xstride && q_src.cols == cols && X >= q_src.x) {
       const std::size_t off = static_cast<std::size_t>(X - q_src.x);
-      if (off % xstride == 0 && off / xstride + nt <= q_src.rows) return xq.data() + off / xstride * qb;
+      if (off % xstride == 0 && off / xstride + nt <= q_src.rows) first = off / xstride;
+      else reuse = false;
+    } else {
+      reuse = false;
     }
-    if (xq.size() < nt * qb) xq.resize(nt * qb);
-    for (std::size_t j = 0; j < nt; ++j) K->quantize_q8(X + j * xstride, cols, xq.data() + j * qb);
-    q_src = {X, xstride, nt, cols};
-    return xq.data();
+    if (!reuse) {
+      if (xq.size() < nt * qb) xq.resize(nt * qb);
+      q_src = {X, xstride, nt, cols, false, false};
+      first = 0;
+    }
+    // Fill the part for all the rows of the last quantization (later calls may read any of them).
+    const bool b32 = part == kernels::Q8Part::blocks32;
+    bool& filled = b32 ? q_src.blocks32 : q_src.super256;
+    if (!filled) {
+      for (std::size_t j = 0; j < q_src.rows; ++j) {
+        const float* xj = q_src.x + j * q_src.stride;
+        if (b32) K->quantize_q8(xj, cols, xq.data() + j * qb);
+        else K->quantize_q8k(xj, cols, xq.data() + j * qb);
+      }
+      filled = true;
+    }
+    return xq.data() + first * qb;
   }
 
   /// Y[j][r] = dot(W.row(r), X[j]) for j < nt, r < W.rows; rows are split across threads in whole row tiles.
@@ -369,7 +389,7 @@ struct LlamaModel::State {
     const kernels::Table* kt = K;
     if (!reuse_q) q_src.x = nullptr;  // X may have changed since the last quantization
     if (q8_int && kernels::has_int_path(W.type) && W.cols % 32 == 0) {
-      const std::uint8_t* XQ = quantized(X, xstride, nt, W.cols, reuse_q);
+      const std::uint8_t* XQ = quantized(X, xstride, nt, W.cols, reuse_q, kernels::q8_part(W.type));
       const std::size_t qb = kernels::q8_row_bytes(W.cols);
       pool.parallel_for(units, [&](std::size_t u0, std::size_t u1) {
         kt->matmul_q8(kw, u0 * rt, std::min(u1 * rt, kw.rows), XQ, qb, nt, Y, ystride);
