@@ -1,12 +1,12 @@
-// The integer path for Q4_0, Q4_K and Q6_K weights (kernels.hpp, docs/llama.md "Two paths for quantized weights"):
-// the activations quantized to 8-bit blocks of 32 as for Q8_0 (Q4_0) or to super-blocks of 256 (Q4_K, Q6_K), exact
-// integer products, combined in one fixed float order.
+// The integer path for Q4_0, Q4_K, Q5_K and Q6_K weights (kernels.hpp, docs/llama.md "Two paths for quantized
+// weights"): the activations quantized to 8-bit blocks of 32 as for Q8_0 (Q4_0) or to super-blocks of 256
+// (K-quants), exact integer products, combined in one fixed float order.
 // - kernels: every variant (generic, avx2, avx512 with and without VNNI) gives the same bits for each type; each
 //   element is independent of the tokens, row range and alignment of the call; the result equals a float64 product
 //   of the dequantized weights with the *rounded* activations within float error, and the float64 product with the
 //   true activations within the activations' rounding bound; zero, infinite and NaN activations;
-// - models: a Q4_K_M model (Q4_K + Q6_K) and a Q4_0 one are batch-invariant on the integer path (chunks 1..9,
-//   threads 1/2/4), bit-identical on the SIMD variants, and the integer path is the default.
+// - models: a Q4_K_M model (Q4_K + Q6_K), a Q5_K one and a Q4_0 one are batch-invariant on the integer path
+//   (chunks 1..9, threads 1/2/4), bit-identical on the SIMD variants, and the integer path is the default.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -109,7 +109,9 @@ struct EnvGuard {
   ~EnvGuard() { ::unsetenv(name); }
 };
 
-const char* name_of(GgmlType t) { return t == GgmlType::q4_0 ? "q4_0" : t == GgmlType::q4_k ? "q4_k" : "q6_k"; }
+const char* name_of(GgmlType t) {
+  return t == GgmlType::q4_0 ? "q4_0" : t == GgmlType::q4_k ? "q4_k" : t == GgmlType::q5_k ? "q5_k" : "q6_k";
+}
 
 }  // namespace
 
@@ -123,7 +125,8 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
   };
   // Q4_0 with 1, 3 and 17 blocks (an odd count leaves a last block alone); K-quants with 1, 2 and 3 super-blocks.
   const Case cases[] = {{GgmlType::q4_0, 32},  {GgmlType::q4_0, 96},  {GgmlType::q4_0, 544}, {GgmlType::q4_k, 256},
-                        {GgmlType::q4_k, 512}, {GgmlType::q4_k, 768}, {GgmlType::q6_k, 256}, {GgmlType::q6_k, 768}};
+                        {GgmlType::q4_k, 512}, {GgmlType::q4_k, 768}, {GgmlType::q5_k, 256}, {GgmlType::q5_k, 768},
+                        {GgmlType::q6_k, 256}, {GgmlType::q6_k, 768}};
   for (const auto& c : cases) {
     const std::size_t rows = 13, cols = c.cols;
     const QMatrix m = q_matrix(c.type, rows, cols, cols * 7 + 1);
@@ -196,7 +199,7 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
 }
 
 TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activations", "[kernels][q8][qk]") {
-  for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_k, GgmlType::q6_k}) {
+  for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k}) {
     const std::size_t cols = 512, rows = 3;
     const QMatrix m = q_matrix(type, rows, cols, 5);
     auto run = [&](const char* what, const std::vector<float>& x, bool expect_nan) {
@@ -239,7 +242,7 @@ TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activat
   }
 }
 
-TEST_CASE("qk model: Q4_K_M and Q4_0 integer paths bit-identical over chunks 1..9 and threads 1/2/4; avx2 = avx512",
+TEST_CASE("qk model: Q4_K_M, Q5_K and Q4_0 integer paths bit-identical over chunks 1..9, threads 1/2/4; avx2 = avx512",
           "[model][q8][qk][invariance]") {
   RandomLlamaSpec k;  // Q4_K_M: Q4_K, with Q6_K for output and for attn_v / ffn_down on some layers
   k.q4_k_m = true;
@@ -256,7 +259,11 @@ TEST_CASE("qk model: Q4_K_M and Q4_0 integer paths bit-identical over chunks 1..
   z.n_kv_heads = 2;
   z.ffn_dim = 160;
   z.context_length = 128;
-  for (const RandomLlamaSpec* s : {&k, &z}) {
+  RandomLlamaSpec f = k;  // Q5_K throughout
+  f.q4_k_m = false;
+  f.type = GgmlType::q5_k;
+  f.n_layers = 2;
+  for (const RandomLlamaSpec* s : {&k, &f, &z}) {
     const auto w = weights_for(*s);
     const auto tokens = random_tokens(70, s->vocab_size, 3);  // past the first KV cache growth (64)
     std::vector<float> simd_ref;
@@ -270,7 +277,7 @@ TEST_CASE("qk model: Q4_K_M and Q4_0 integer paths bit-identical over chunks 1..
       }
       EnvGuard env("PICOSPEC_LLAMA_ISA", isa);
       const auto ref = run_chunked(w, tokens, 1, 1);
-      INFO((s->q4_k_m ? "Q4_K_M" : "Q4_0") << " isa " << isa);
+      INFO((s->q4_k_m ? "Q4_K_M" : ggml_type_name(static_cast<std::uint32_t>(s->type))) << " isa " << isa);
       if (std::string(isa) != "generic") {  // (generic's attention rounds differently: checked against itself)
         if (simd_ref.empty()) simd_ref = ref;
         CHECK(bit_equal(ref, simd_ref));

@@ -36,13 +36,14 @@
 // Q4_0 weights use the same activation blocks, lanes and order: a block (half d, nibbles u_i, w_i = u_i - 8)
 // gives s_k = sum_{e<4} u q - 8 sum_{e<4} q (exact int32) and lane = fma(float(s_k), float(d) * d_x, lane).
 //
-// Q4_K and Q6_K weights (super-blocks of 256) use activations quantized per 256 instead (quantize_q8k, as
+// Q4_K, Q5_K and Q6_K weights (super-blocks of 256) use activations quantized per 256 instead (quantize_q8k, as
 // llama.cpp's Q8_K): super-block s of a row: a = max |x_i| over its 256 values, D = a / 127 and q_i as above
 // (NaN when not finite); stored: the 256 int8 q_i, the 16 int16 sums of each 16 consecutive q_i (bsum_i), D.
 // With whole super-blocks the integer work needs no float at all; per super-block and (row, token) element:
 //   Q4_K (half d, dmin; 6-bit sc_j, m_j for the 8 sub-blocks of 32; nibbles u): 8 int32 lanes
 //     I_k = sum_j sc_j * sum_{e<4} u_{32j+4k+e} q_{32j+4k+e} (exact), and M = sum_i m_{i/2} bsum_i (exact);
 //     acc[k] = fma(float(I_k), d * D, acc[k]) for k < 8, then acc[0] = fma(float(M), -(dmin * D), acc[0]);
+//   Q5_K: as Q4_K with u = nibble + 16 * (bit j of high-bit byte i) (0..31);
 //   Q6_K (half d; int8 sc_i for the 16 sub-blocks of 16; 6-bit u, w = u - 32): 8 int32 lanes
 //     I_k = sum_j (sc_{2j + k/4} * sum_{e<4} u_{32j+4k+e} q_{32j+4k+e}) and I_0 -= 32 * sum_i sc_i bsum_i (exact);
 //     acc[k] = fma(float(I_k), d * D, acc[k]);
@@ -87,8 +88,8 @@ struct Table {
   void (*quantize_q8)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
   /// The same row (n % 256 == 0) to its super-blocks of 256, written at out + q8_k_at(n).
   void (*quantize_q8k)(const float* x, std::size_t n, std::uint8_t* out) = nullptr;
-  /// The integer path: Y[j * ystride + r] = row r of W (W.type q8_0, q4_0, q4_k or q6_k: has_int_path; W.cols %
-  /// 32 == 0, or % 256 for Q4_K / Q6_K) times quantized activation row j (xqstride bytes apart; the part
+  /// The integer path: Y[j * ystride + r] = row r of W (W.type q8_0, q4_0, q4_k, q5_k or q6_k: has_int_path;
+  /// W.cols % 32 == 0, or % 256 for the K-quants) times quantized activation row j (xqstride bytes apart; the part
   /// q8_part(W.type) filled) for r in [r0, r1), j < nt.
   void (*matmul_q8)(const Weights& W, std::size_t r0, std::size_t r1, const std::uint8_t* XQ, std::size_t xqstride,
                     std::size_t nt, float* Y, std::size_t ystride) = nullptr;
@@ -106,12 +107,13 @@ constexpr std::size_t q8_row_bytes(std::size_t n) noexcept { return 2 * n + n / 
 /// Which part of a quantized row the integer path reads for weights of type t: blocks of 32 or super-blocks of 256.
 enum class Q8Part { blocks32, super256 };
 constexpr Q8Part q8_part(GgmlType t) noexcept {
-  return t == GgmlType::q4_k || t == GgmlType::q6_k ? Q8Part::super256 : Q8Part::blocks32;
+  return t == GgmlType::q4_k || t == GgmlType::q5_k || t == GgmlType::q6_k ? Q8Part::super256 : Q8Part::blocks32;
 }
 
-/// Whether matmul_q8 takes weights of type t (the integer path): Q8_0, Q4_0, Q4_K, Q6_K.
+/// Whether matmul_q8 takes weights of type t (the integer path): Q8_0, Q4_0, Q4_K, Q5_K, Q6_K.
 constexpr bool has_int_path(GgmlType t) noexcept {
-  return t == GgmlType::q8_0 || t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q6_k;
+  return t == GgmlType::q8_0 || t == GgmlType::q4_0 || t == GgmlType::q4_k || t == GgmlType::q5_k ||
+         t == GgmlType::q6_k;
 }
 
 /// The variant for `isa`, or nullptr when this CPU (or this build) cannot run it.

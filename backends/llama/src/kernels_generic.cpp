@@ -175,7 +175,7 @@ float dot_q4_0(const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) n
   return reduce_lanes(acc);
 }
 
-/// A Q4_K or Q6_K row against activation super-blocks of 256 (quantize_q8k), in the order of kernels.hpp.
+/// A Q4_K, Q5_K or Q6_K row against activation super-blocks of 256 (quantize_q8k), in the order of kernels.hpp.
 float dot_k(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
   float acc[8] = {};
   for (std::size_t s = 0; s < n / 256; ++s) {
@@ -185,8 +185,9 @@ float dot_k(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std:
     std::memcpy(bsum, xb + 256, 32);
     const float D = load_f32(xb + 288);
     std::int32_t I[8] = {};
-    if (type == GgmlType::q4_k) {
-      const std::uint8_t* blk = row + 144 * s;
+    if (type == GgmlType::q4_k || type == GgmlType::q5_k) {
+      const bool five = type == GgmlType::q5_k;  // Q5_K: Q4_K's layout with 32 bytes of fifth bits before the nibbles
+      const std::uint8_t* blk = row + (five ? 176 : 144) * s;
       int sc[8], m[8];
       for (std::size_t j = 0; j < 8; ++j) {
         const std::uint8_t* k4 = blk + 4;
@@ -194,12 +195,14 @@ float dot_k(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std:
         m[j] = j < 4 ? (k4[j + 4] & 63) : ((k4[j + 4] >> 4) | ((k4[j] >> 6) << 4));
       }
       for (std::size_t j = 0; j < 8; ++j) {
-        const std::uint8_t* qs = blk + 16 + 32 * (j / 2);
+        const std::uint8_t* qs = blk + (five ? 48 : 16) + 32 * (j / 2);
         for (std::size_t k = 0; k < 8; ++k) {
           std::int32_t p = 0;
           for (std::size_t e = 0; e < 4; ++e) {
             const std::size_t i = 4 * k + e;
-            p += (j % 2 == 0 ? (qs[i] & 0xF) : (qs[i] >> 4)) * q[32 * j + i];
+            int u = j % 2 == 0 ? (qs[i] & 0xF) : (qs[i] >> 4);
+            if (five) u |= ((blk[16 + i] >> j) & 1) << 4;
+            p += u * q[32 * j + i];
           }
           I[k] += sc[j] * p;
         }

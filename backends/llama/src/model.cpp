@@ -367,12 +367,17 @@ struct LlamaModel::State {
     // Fill the part for all the rows of the last quantization (later calls may read any of them).
     const bool b32 = part == kernels::Q8Part::blocks32;
     bool& filled = b32 ? q_src.blocks32 : q_src.super256;
-    if (!filled) {
-      for (std::size_t j = 0; j < q_src.rows; ++j) {
-        const float* xj = q_src.x + j * q_src.stride;
-        if (b32) K->quantize_q8(xj, cols, xq.data() + j * qb);
-        else K->quantize_q8k(xj, cols, xq.data() + j * qb);
-      }
+    if (!filled) {  // rows split over the threads when there is enough of them (a prefill)
+      const kernels::Table* kt = K;
+      const float* x0 = q_src.x;
+      const std::size_t stride = q_src.stride;
+      std::uint8_t* out = xq.data();
+      pool.parallel_for(q_src.rows, [&](std::size_t j0, std::size_t j1) {
+        for (std::size_t j = j0; j < j1; ++j) {
+          if (b32) kt->quantize_q8(x0 + j * stride, cols, out + j * qb);
+          else kt->quantize_q8k(x0 + j * stride, cols, out + j * qb);
+        }
+      }, q_src.rows * cols < 4 * kParallelWork ? 1 : 0);
       filled = true;
     }
     return xq.data() + first * qb;
