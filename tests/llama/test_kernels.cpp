@@ -24,10 +24,11 @@
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
 #include "picospec/llama/gguf.hpp"
+#include "kernel_util.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
-namespace K = picospec::llama::kernels;
+using namespace picospec::llama::test;
 
 namespace {
 
@@ -38,41 +39,12 @@ std::vector<const K::Table*> available() {
   return v;
 }
 
-struct Matrix {
-  GgmlType type;
-  std::size_t rows, cols, rb;
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> deq;  // the same weights as F32
-  [[nodiscard]] K::Weights native() const { return {type, bytes.data(), rows, cols, rb}; }
-  [[nodiscard]] K::Weights f32() const {
-    return {GgmlType::f32, reinterpret_cast<const std::uint8_t*>(deq.data()), rows, cols, cols * 4};
-  }
-};
-
-Matrix random_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
+QuantMatrix random_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  Matrix m{type, rows, cols, row_bytes(type, cols), {}, {}};
-  m.bytes.resize(rows * m.rb);
-  m.deq.resize(rows * cols);
-  std::vector<float> src(cols);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (auto& x : src) x = u(rng);
-    quantize_row(type, src.data(), m.bytes.data() + r * m.rb, cols);
-    dequantize_row(type, m.bytes.data() + r * m.rb, m.deq.data() + r * cols, cols);
-  }
-  return m;
+  return quant_matrix(type, rows, cols, seed, [&](std::mt19937_64& rng, std::size_t) { return u(rng); });
 }
 
-std::vector<float> random_x(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g(rng);
-  return v;
-}
-
-bool bits_equal(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+std::vector<float> random_x(std::size_t n, std::uint64_t seed) { return normal_x(n, seed); }
 
 /// The documented order of kernels.hpp with fused multiply-adds, written independently of the kernels.
 float emulate_fma_order(const float* w, const float* x, std::size_t n) {
@@ -101,15 +73,15 @@ TEST_CASE("kernels: every variant matches float64 and is invariant to tokens, ro
         if (cols % ggml_type_traits(static_cast<std::uint32_t>(type))->block_elems != 0) continue;
         INFO("isa " << K::isa_name(kt->isa) << " type " << ggml_type_name(static_cast<std::uint32_t>(type))
                     << " cols " << cols);
-        const Matrix m = random_matrix(type, rows, cols, cols * 31 + static_cast<std::uint32_t>(type));
+        const QuantMatrix m = random_matrix(type, rows, cols, cols * 31 + static_cast<std::uint32_t>(type));
         const std::size_t nt = 13, xstride = cols + 3;  // odd stride: rows of X at every alignment
         const auto X = random_x(nt * xstride + 1, 5);
         const float* x = X.data() + 1;  // misaligned on purpose
         std::vector<float> all(nt * rows), one(nt * rows), split(nt * rows), viaf32(nt * rows);
-        kt->matmul(m.native(), 0, rows, x, xstride, nt, all.data(), rows);
-        for (std::size_t j = 0; j < nt; ++j) kt->matmul(m.native(), 0, rows, x + j * xstride, 0, 1, one.data() + j * rows, rows);
+        kt->matmul(m.weights(), 0, rows, x, xstride, nt, all.data(), rows);
+        for (std::size_t j = 0; j < nt; ++j) kt->matmul(m.weights(), 0, rows, x + j * xstride, 0, 1, one.data() + j * rows, rows);
         for (std::size_t r0 = 0, step = 1; r0 < rows; r0 += step, step = step % 5 + 2)
-          kt->matmul(m.native(), r0, std::min(rows, r0 + step), x, xstride, nt, split.data(), rows);
+          kt->matmul(m.weights(), r0, std::min(rows, r0 + step), x, xstride, nt, split.data(), rows);
         kt->matmul(m.f32(), 0, rows, x, xstride, nt, viaf32.data(), rows);
         CHECK(bits_equal(all.data(), one.data(), all.size()));
         CHECK(bits_equal(all.data(), split.data(), all.size()));

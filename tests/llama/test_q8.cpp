@@ -18,85 +18,36 @@
 #include <random>
 #include <vector>
 
-#include "../../backends/llama/src/kernels.hpp"
 #include "picospec/llama/ggml_types.hpp"
 #include "picospec/llama/gguf.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
+#include "kernel_util.hpp"
 #include "model_util.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
 using namespace picospec::llama::test;
-namespace K = picospec::llama::kernels;
 
 namespace {
 
-/// Every kernel table this CPU runs, the AVX-512 one both with and without VNNI.
-std::vector<const K::Table*> variants() {
-  std::vector<const K::Table*> v;
-  for (K::Isa isa : {K::Isa::generic, K::Isa::avx2})
-    if (const K::Table* t = K::table(isa)) v.push_back(t);
-  if (K::table(K::Isa::avx512) != nullptr) {
-    v.push_back(K::avx512_bw_table());
-    if (const K::Table* t = K::avx512_vnni_table()) v.push_back(t);
-    else WARN("no avx512vnni on this CPU: the VNNI product is not tested");
-  }
-  return v;
-}
+std::vector<const K::Table*> variants() { return kernel_variants(); }
 
-struct Q8Matrix {
-  std::size_t rows, cols, rb;
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> deq;
-  [[nodiscard]] K::Weights weights() const { return {GgmlType::q8_0, bytes.data(), rows, cols, rb}; }
-};
-
-Q8Matrix q8_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
+QuantMatrix q8_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, float scale = 1.0f) {
   std::uniform_real_distribution<float> u(-scale, scale);
-  Q8Matrix m{rows, cols, row_bytes(GgmlType::q8_0, cols), {}, {}};
-  m.bytes.resize(rows * m.rb);
-  m.deq.resize(rows * cols);
-  std::vector<float> src(cols);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (auto& x : src) x = u(rng);
-    quantize_row(GgmlType::q8_0, src.data(), m.bytes.data() + r * m.rb, cols);
-    dequantize_row(GgmlType::q8_0, m.bytes.data() + r * m.rb, m.deq.data() + r * cols, cols);
-  }
-  return m;
+  return quant_matrix(GgmlType::q8_0, rows, cols, seed, [&](std::mt19937_64& rng, std::size_t) { return u(rng); });
 }
 
-std::vector<float> normal_x(std::size_t n, std::uint64_t seed, float sigma = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> g(0.0f, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g(rng);
-  return v;
-}
-
-/// Quantizes nt rows of x (xstride apart) with table kt; returns the bytes (q8_row_bytes(cols) per row).
 std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
                                    std::size_t cols) {
-  const std::size_t qb = K::q8_row_bytes(cols);
-  std::vector<std::uint8_t> q(nt * qb + 64, 0xAB);
-  for (std::size_t j = 0; j < nt; ++j) kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
-  return q;
+  return quantize_rows(kt, x, xstride, nt, cols);
 }
-
-bool bits_equal(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
 
 float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
   float d;
   std::memcpy(&d, qrow + cols + 32 * block, 4);
   return d;
 }
-
-struct EnvGuard {
-  const char* name;
-  explicit EnvGuard(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
-  ~EnvGuard() { ::unsetenv(name); }
-};
 
 }  // namespace
 
@@ -106,7 +57,7 @@ TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, 
   const K::Table& ref_table = *K::table(K::Isa::generic);
   const std::size_t rows = 13;
   for (std::size_t cols : {32u, 96u, 512u, 544u}) {  // 1, 3, 16, 17 blocks: odd counts use lanes 0-7 at the end
-    const Q8Matrix m = q8_matrix(rows, cols, cols * 7 + 1);
+    const QuantMatrix m = q8_matrix(rows, cols, cols * 7 + 1);
     const std::size_t nt = 11, xstride = cols + 5;  // odd stride: every alignment of the activation rows
     const auto X = normal_x(nt * xstride + 1, cols);
     const float* x = X.data() + 1;
@@ -168,7 +119,7 @@ TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, 
 
 TEST_CASE("q8 kernels: zero blocks, -128 weights, huge and tiny magnitudes, inf and NaN", "[kernels][q8]") {
   const std::size_t cols = 96, rows = 3;
-  Q8Matrix m = q8_matrix(rows, cols, 3);
+  QuantMatrix m = q8_matrix(rows, cols, 3);
   // Row 1, block 0: every weight -128 (a legal byte, never produced by ggml's quantizer): |w| = 128 as unsigned.
   for (std::size_t i = 0; i < 32; ++i) m.bytes[m.rb + 2 + i] = 0x80;
   dequantize_row(GgmlType::q8_0, m.bytes.data() + m.rb, m.deq.data() + cols, cols);

@@ -22,76 +22,31 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../../backends/llama/src/kernels.hpp"
 #include "picospec/llama/ggml_types.hpp"
 #include "picospec/llama/model.hpp"
 #include "picospec/llama/random_model.hpp"
+#include "kernel_util.hpp"
 #include "model_util.hpp"
 
 using namespace picospec;
 using namespace picospec::llama;
 using namespace picospec::llama::test;
-namespace K = picospec::llama::kernels;
 
 namespace {
 
-std::vector<const K::Table*> variants() {
-  std::vector<const K::Table*> v;
-  for (K::Isa isa : {K::Isa::generic, K::Isa::avx2})
-    if (const K::Table* t = K::table(isa)) v.push_back(t);
-  if (K::table(K::Isa::avx512) != nullptr) {
-    v.push_back(K::avx512_bw_table());
-    if (const K::Table* t = K::avx512_vnni_table()) v.push_back(t);
-    else WARN("no avx512vnni on this CPU: the VNNI product is not tested");
-  }
-  return v;
-}
+std::vector<const K::Table*> variants() { return kernel_variants(); }
 
-struct QMatrix {
-  GgmlType type;
-  std::size_t rows, cols, rb;
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> deq;
-  [[nodiscard]] K::Weights weights() const { return {type, bytes.data(), rows, cols, rb}; }
-};
-
-QMatrix q_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
+/// Normal weights, with an offset on some rows so that the K-quants' mins are not all zero.
+QuantMatrix q_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
   std::normal_distribution<float> g(0.0f, 1.0f);
-  QMatrix m{type, rows, cols, row_bytes(type, cols), {}, {}};
-  m.bytes.resize(rows * m.rb);
-  m.deq.resize(rows * cols);
-  std::vector<float> src(cols);
-  for (std::size_t r = 0; r < rows; ++r) {
-    // rows with an offset too, so that Q4_K's mins are not all zero
-    const float shift = static_cast<float>(r % 3) * 0.7f;
-    for (auto& x : src) x = g(rng) + shift;
-    quantize_row(type, src.data(), m.bytes.data() + r * m.rb, cols);
-    dequantize_row(type, m.bytes.data() + r * m.rb, m.deq.data() + r * cols, cols);
-  }
-  return m;
-}
-
-std::vector<float> normal_x(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g(rng);
-  return v;
+  return quant_matrix(type, rows, cols, seed,
+                      [&](std::mt19937_64& rng, std::size_t r) { return g(rng) + static_cast<float>(r % 3) * 0.7f; });
 }
 
 std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
                                    std::size_t cols) {
-  const std::size_t qb = K::q8_row_bytes(cols);
-  std::vector<std::uint8_t> q(nt * qb + 64, 0xAB);
-  for (std::size_t j = 0; j < nt; ++j) {
-    kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
-    if (cols % 256 == 0) kt.quantize_q8k(x + j * xstride, cols, q.data() + j * qb);
-  }
-  return q;
+  return quantize_rows(kt, x, xstride, nt, cols);
 }
-
-bool bits_equal(const float* a, const float* b, std::size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
 
 /// The activation scale of element i and its quantized value, in the part the integer path reads for `type`.
 float scale_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
@@ -108,11 +63,6 @@ int q_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t 
   return static_cast<int>(qrow[i]) - 128;
 }
 
-struct EnvGuard {
-  const char* name;
-  explicit EnvGuard(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
-  ~EnvGuard() { ::unsetenv(name); }
-};
 
 const char* name_of(GgmlType t) {
   return t == GgmlType::q4_0 ? "q4_0" : t == GgmlType::q4_k ? "q4_k" : t == GgmlType::q5_k ? "q5_k" : "q6_k";
@@ -134,7 +84,7 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
                         {GgmlType::q6_k, 256}, {GgmlType::q6_k, 768}};
   for (const auto& c : cases) {
     const std::size_t rows = 13, cols = c.cols;
-    const QMatrix m = q_matrix(c.type, rows, cols, cols * 7 + 1);
+    const QuantMatrix m = q_matrix(c.type, rows, cols, cols * 7 + 1);
     const std::size_t nt = 11, xstride = cols + 5;  // odd stride: every alignment of the activation rows
     const auto X = normal_x(nt * xstride + 1, cols);
     const float* x = X.data() + 1;
@@ -206,7 +156,7 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
 TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activations", "[kernels][q8][qk]") {
   for (GgmlType type : {GgmlType::q4_0, GgmlType::q4_k, GgmlType::q5_k, GgmlType::q6_k}) {
     const std::size_t cols = 512, rows = 3;
-    const QMatrix m = q_matrix(type, rows, cols, 5);
+    const QuantMatrix m = q_matrix(type, rows, cols, 5);
     auto run = [&](const char* what, const std::vector<float>& x, bool expect_nan) {
       INFO(name_of(type) << ": " << what);
       std::vector<std::vector<float>> outs;

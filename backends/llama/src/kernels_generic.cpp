@@ -84,55 +84,45 @@ void axpy(float a, const float* x, float* y, std::size_t n) {
 
 // ---- The integer Q8_0 path (the order of kernels.hpp, written out one scalar operation at a time) ----
 
+/// One group of m activations (a block of 32 or a super-block of 256) to 8-bit values (kernels.hpp): q[i] gets
+/// round_half_even(x_i / d) clamped to +-127 (0 when d is 0 or not finite); returns d = max |x_i| / 127, NaN when
+/// the group holds an inf or NaN (max compared as the bit patterns of |x|, so those are seen).
+float quantize_group(const float* x, std::size_t m, std::int8_t* q) noexcept {
+  std::uint32_t amax_bits = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    amax_bits = std::max(amax_bits, u & 0x7fffffffu);
+  }
+  float amax;
+  std::memcpy(&amax, &amax_bits, 4);
+  const bool finite = amax_bits < 0x7f800000u;
+  const float d = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t i = 0; i < m; ++i) {
+    float v = 0.0f;
+    if (finite && d != 0.0f) v = std::clamp(std::nearbyint(x[i] / d), -127.0f, 127.0f);
+    q[i] = static_cast<std::int8_t>(v);
+  }
+  return d;
+}
+
 void quantize_q8(const float* x, std::size_t n, std::uint8_t* out) {
-  std::uint8_t* q = out;  // q + 128
   for (std::size_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + 32 * b;
-    std::uint32_t amax_bits = 0;
-    for (std::size_t i = 0; i < 32; ++i) {
-      std::uint32_t u;
-      std::memcpy(&u, xb + i, 4);
-      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
-    }
-    float amax;
-    std::memcpy(&amax, &amax_bits, 4);
-    float d;
-    if (amax_bits >= 0x7f800000u) {  // inf or NaN in the block: the block's products are NaN
-      d = std::numeric_limits<float>::quiet_NaN();
-      std::fill_n(q + 32 * b, 32, std::uint8_t{128});
-    } else {
-      d = amax / 127.0f;
-      for (std::size_t i = 0; i < 32; ++i) {
-        float v = 0.0f;
-        if (d != 0.0f) v = std::clamp(std::nearbyint(xb[i] / d), -127.0f, 127.0f);
-        q[32 * b + i] = static_cast<std::uint8_t>(static_cast<int>(v) + 128);
-      }
-    }
+    std::int8_t q[32];
+    const float d = quantize_group(x + 32 * b, 32, q);
+    for (std::size_t i = 0; i < 32; ++i) out[32 * b + i] = static_cast<std::uint8_t>(q[i] + 128);  // q + 128
     for (std::size_t k = 0; k < 8; ++k) std::memcpy(out + n + 4 * (8 * b + k), &d, 4);  // any alignment
   }
 }
 
 void quantize_q8k(const float* x, std::size_t n, std::uint8_t* out) {
   for (std::size_t s = 0; s < n / 256; ++s) {
-    const float* xs = x + 256 * s;
     std::uint8_t* blk = out + q8_k_at(n) + q8k_block_bytes * s;
-    std::uint32_t amax_bits = 0;
-    for (std::size_t i = 0; i < 256; ++i) {
-      std::uint32_t u;
-      std::memcpy(&u, xs + i, 4);
-      amax_bits = std::max(amax_bits, u & 0x7fffffffu);
-    }
-    float amax;
-    std::memcpy(&amax, &amax_bits, 4);
-    const float d = amax_bits >= 0x7f800000u ? std::numeric_limits<float>::quiet_NaN() : amax / 127.0f;
+    std::int8_t q[256];
+    const float d = quantize_group(x + 256 * s, 256, q);
     std::int16_t sums[16] = {};
-    for (std::size_t i = 0; i < 256; ++i) {
-      float v = 0.0f;
-      if (amax_bits < 0x7f800000u && d != 0.0f) v = std::clamp(std::nearbyint(xs[i] / d), -127.0f, 127.0f);
-      const auto q = static_cast<std::int8_t>(v);
-      blk[i] = static_cast<std::uint8_t>(q);
-      sums[i / 16] = static_cast<std::int16_t>(sums[i / 16] + q);
-    }
+    for (std::size_t i = 0; i < 256; ++i) sums[i / 16] = static_cast<std::int16_t>(sums[i / 16] + q[i]);
+    std::memcpy(blk, q, 256);
     std::memcpy(blk + 256, sums, 32);
     std::memcpy(blk + 288, &d, 4);
   }

@@ -1,0 +1,97 @@
+#pragma once
+// Helpers shared by the kernel tests (test_kernels.cpp, test_q8.cpp, test_qk.cpp): the kernel tables this CPU runs,
+// seeded random weight matrices in a ggml type (with their dequantized floats), activation rows, quantized
+// activation rows, bitwise comparison and a scoped environment variable.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "../../backends/llama/src/kernels.hpp"
+#include "picospec/llama/ggml_types.hpp"
+
+namespace picospec::llama::test {
+
+namespace K = picospec::llama::kernels;
+
+/// Every kernel table this CPU runs; with avx512_both, the AVX-512 one both with and without VNNI.
+inline std::vector<const K::Table*> kernel_variants(bool avx512_both = true) {
+  std::vector<const K::Table*> v;
+  for (K::Isa isa : {K::Isa::generic, K::Isa::avx2})
+    if (const K::Table* t = K::table(isa)) v.push_back(t);
+  if (K::table(K::Isa::avx512) == nullptr) return v;
+  if (!avx512_both) {
+    v.push_back(K::table(K::Isa::avx512));
+    return v;
+  }
+  v.push_back(K::avx512_bw_table());
+  if (const K::Table* t = K::avx512_vnni_table()) v.push_back(t);
+  else WARN("no avx512vnni on this CPU: the VNNI product is not tested");
+  return v;
+}
+
+/// A weight matrix as stored (`bytes`, ggml `type`) and the same weights as floats (`deq`).
+struct QuantMatrix {
+  GgmlType type;
+  std::size_t rows, cols, rb;
+  std::vector<std::uint8_t> bytes;
+  std::vector<float> deq;
+  [[nodiscard]] K::Weights weights() const { return {type, bytes.data(), rows, cols, rb}; }
+  [[nodiscard]] K::Weights f32() const {
+    return {GgmlType::f32, reinterpret_cast<const std::uint8_t*>(deq.data()), rows, cols, cols * 4};
+  }
+};
+
+/// rows x cols weights drawn by draw(rng, row), quantized to `type` (quantize_row) and dequantized back.
+template <class Draw>
+QuantMatrix quant_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed, Draw draw) {
+  std::mt19937_64 rng(seed);
+  QuantMatrix m{type, rows, cols, row_bytes(type, cols), {}, {}};
+  m.bytes.resize(rows * m.rb);
+  m.deq.resize(rows * cols);
+  std::vector<float> src(cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (auto& x : src) x = draw(rng, r);
+    quantize_row(type, src.data(), m.bytes.data() + r * m.rb, cols);
+    dequantize_row(type, m.bytes.data() + r * m.rb, m.deq.data() + r * cols, cols);
+  }
+  return m;
+}
+
+inline std::vector<float> normal_x(std::size_t n, std::uint64_t seed, float sigma = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = g(rng);
+  return v;
+}
+
+/// nt activation rows (xstride apart) quantized with table kt, both parts (blocks of 32; super-blocks of 256 when
+/// cols allows); q8_row_bytes(cols) bytes per row, the unused bytes 0xAB.
+inline std::vector<std::uint8_t> quantize_rows(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
+                                               std::size_t cols) {
+  const std::size_t qb = K::q8_row_bytes(cols);
+  std::vector<std::uint8_t> q(nt * qb + 64, 0xAB);
+  for (std::size_t j = 0; j < nt; ++j) {
+    kt.quantize_q8(x + j * xstride, cols, q.data() + j * qb);
+    if (cols % 256 == 0) kt.quantize_q8k(x + j * xstride, cols, q.data() + j * qb);
+  }
+  return q;
+}
+
+inline bool bits_equal(const float* a, const float* b, std::size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+struct EnvGuard {
+  const char* name;
+  explicit EnvGuard(const char* n, const char* v) : name(n) { ::setenv(n, v, 1); }
+  ~EnvGuard() { ::unsetenv(name); }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+};
+
+}  // namespace picospec::llama::test
