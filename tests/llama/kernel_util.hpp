@@ -2,6 +2,7 @@
 // Helpers shared by the kernel tests (test_kernels.cpp, test_q8.cpp, test_qk.cpp): the kernel tables this CPU runs,
 // seeded random weight matrices in a ggml type (with their dequantized floats), activation rows, quantized
 // activation rows, bitwise comparison and a scoped environment variable.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -84,6 +85,42 @@ inline std::vector<std::uint8_t> quantize_rows(const K::Table& kt, const float* 
 
 inline bool bits_equal(const float* a, const float* b, std::size_t n) {
   return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+/// The integer path (matmul_q8) of weights m against nt activation rows x (xstride apart), on every kernel
+/// variant: each quantizes to the generic variant's bytes and gives its bits, for all rows and tokens at once, one
+/// token per call, ranges of rows of every length 1..6, and a misaligned copy of the quantized rows. Returns the
+/// generic variant's quantized rows and products (Y[j * m.rows + r]).
+struct IntPathResult {
+  std::vector<std::uint8_t> q;
+  std::vector<float> y;
+};
+inline IntPathResult check_int_path_variants(const QuantMatrix& m, const float* x, std::size_t xstride,
+                                             std::size_t nt) {
+  const K::Table& ref_table = *K::table(K::Isa::generic);
+  const std::size_t rows = m.rows, cols = m.cols, qb = K::q8_row_bytes(cols);
+  IntPathResult ref{quantize_rows(ref_table, x, xstride, nt, cols), std::vector<float>(nt * rows)};
+  ref_table.matmul_q8(m.weights(), 0, rows, ref.q.data(), qb, nt, ref.y.data(), rows);
+  for (const K::Table* kt : kernel_variants()) {
+    INFO("variant " << K::isa_name(kt->isa) << " / " << kt->q8_dot << ", type " << static_cast<int>(m.type)
+                    << ", cols " << cols);
+    const auto q = quantize_rows(*kt, x, xstride, nt, cols);
+    CHECK(std::memcmp(q.data(), ref.q.data(), nt * qb) == 0);
+    std::vector<float> all(nt * rows), one(nt * rows), split(nt * rows), moved(nt * rows);
+    kt->matmul_q8(m.weights(), 0, rows, q.data(), qb, nt, all.data(), rows);
+    for (std::size_t j = 0; j < nt; ++j)
+      kt->matmul_q8(m.weights(), 0, rows, q.data() + j * qb, 0, 1, one.data() + j * rows, rows);
+    for (std::size_t r0 = 0, step = 1; r0 < rows; r0 += step, step = step % 5 + 2)
+      kt->matmul_q8(m.weights(), r0, std::min(rows, r0 + step), q.data(), qb, nt, split.data(), rows);
+    std::vector<std::uint8_t> shifted(q.size() + 3);
+    std::memcpy(shifted.data() + 3, q.data(), q.size());
+    kt->matmul_q8(m.weights(), 0, rows, shifted.data() + 3, qb, nt, moved.data(), rows);
+    CHECK(bits_equal(all.data(), ref.y.data(), all.size()));
+    CHECK(bits_equal(all.data(), one.data(), all.size()));
+    CHECK(bits_equal(all.data(), split.data(), all.size()));
+    CHECK(bits_equal(all.data(), moved.data(), all.size()));
+  }
+  return ref;
 }
 
 struct EnvGuard {

@@ -53,8 +53,6 @@ float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
 
 TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, rows, alignment; within the bound",
           "[kernels][q8][invariance]") {
-  const auto vs = variants();
-  const K::Table& ref_table = *K::table(K::Isa::generic);
   const std::size_t rows = 13;
   for (std::size_t cols : {32u, 96u, 512u, 544u}) {  // 1, 3, 16, 17 blocks: odd counts use lanes 0-7 at the end
     const QuantMatrix m = q8_matrix(rows, cols, cols * 7 + 1);
@@ -62,29 +60,7 @@ TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, 
     const auto X = normal_x(nt * xstride + 1, cols);
     const float* x = X.data() + 1;
     const std::size_t qb = K::q8_row_bytes(cols);
-    const auto q_ref = quantize(ref_table, x, xstride, nt, cols);
-    std::vector<float> y_ref(nt * rows);
-    ref_table.matmul_q8(m.weights(), 0, rows, q_ref.data(), qb, nt, y_ref.data(), rows);
-    for (const K::Table* kt : vs) {
-      INFO("variant " << K::isa_name(kt->isa) << " / " << kt->q8_dot << " cols " << cols);
-      const auto q = quantize(*kt, x, xstride, nt, cols);
-      CHECK(std::memcmp(q.data(), q_ref.data(), nt * qb) == 0);
-      std::vector<float> all(nt * rows), one(nt * rows), split(nt * rows);
-      kt->matmul_q8(m.weights(), 0, rows, q.data(), qb, nt, all.data(), rows);
-      for (std::size_t j = 0; j < nt; ++j)
-        kt->matmul_q8(m.weights(), 0, rows, q.data() + j * qb, 0, 1, one.data() + j * rows, rows);
-      for (std::size_t r0 = 0, step = 1; r0 < rows; r0 += step, step = step % 5 + 2)
-        kt->matmul_q8(m.weights(), r0, std::min(rows, r0 + step), q.data(), qb, nt, split.data(), rows);
-      // A misaligned copy of the quantized rows gives the same bits.
-      std::vector<std::uint8_t> shifted(q.size() + 3);
-      std::memcpy(shifted.data() + 3, q.data(), q.size());
-      std::vector<float> moved(nt * rows);
-      kt->matmul_q8(m.weights(), 0, rows, shifted.data() + 3, qb, nt, moved.data(), rows);
-      CHECK(bits_equal(all.data(), y_ref.data(), all.size()));
-      CHECK(bits_equal(all.data(), one.data(), all.size()));
-      CHECK(bits_equal(all.data(), split.data(), all.size()));
-      CHECK(bits_equal(all.data(), moved.data(), all.size()));
-    }
+    const auto [q_ref, y_ref] = check_int_path_variants(m, x, xstride, nt);
     // Against float64. Per element, round to nearest gives |x_i - d_b q_i| <= d_b / 2 (d_b = max|x| / 127 of its
     // block, no clamping since |x_i / d_b| <= 127 (1 + 2^-23)), so |y - sum w_i x_i| <= sum_i |w_i| d_b(i) / 2 plus
     // the float error of the combination: the block scale (one rounding) and <= nb/2 + 4 float additions per

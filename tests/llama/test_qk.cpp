@@ -72,8 +72,6 @@ const char* name_of(GgmlType t) {
 
 TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alignment; within the bounds",
           "[kernels][q8][qk][invariance]") {
-  const auto vs = variants();
-  const K::Table& ref_table = *K::table(K::Isa::generic);
   struct Case {
     GgmlType type;
     std::size_t cols;
@@ -89,27 +87,7 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
     const auto X = normal_x(nt * xstride + 1, cols);
     const float* x = X.data() + 1;
     const std::size_t qb = K::q8_row_bytes(cols);
-    const auto q_ref = quantize(ref_table, x, xstride, nt, cols);
-    std::vector<float> y_ref(nt * rows);
-    ref_table.matmul_q8(m.weights(), 0, rows, q_ref.data(), qb, nt, y_ref.data(), rows);
-    for (const K::Table* kt : vs) {
-      INFO(name_of(c.type) << " cols " << cols << " variant " << K::isa_name(kt->isa) << " / " << kt->q8_dot);
-      const auto q = quantize(*kt, x, xstride, nt, cols);
-      CHECK(std::memcmp(q.data(), q_ref.data(), nt * qb) == 0);  // bytes, both scale copies and the sums
-      std::vector<float> all(nt * rows), one(nt * rows), split(nt * rows), moved(nt * rows);
-      kt->matmul_q8(m.weights(), 0, rows, q.data(), qb, nt, all.data(), rows);
-      for (std::size_t j = 0; j < nt; ++j)
-        kt->matmul_q8(m.weights(), 0, rows, q.data() + j * qb, 0, 1, one.data() + j * rows, rows);
-      for (std::size_t r0 = 0, step = 1; r0 < rows; r0 += step, step = step % 5 + 2)
-        kt->matmul_q8(m.weights(), r0, std::min(rows, r0 + step), q.data(), qb, nt, split.data(), rows);
-      std::vector<std::uint8_t> shifted(q.size() + 3);
-      std::memcpy(shifted.data() + 3, q.data(), q.size());
-      kt->matmul_q8(m.weights(), 0, rows, shifted.data() + 3, qb, nt, moved.data(), rows);
-      CHECK(bits_equal(all.data(), y_ref.data(), all.size()));
-      CHECK(bits_equal(all.data(), one.data(), all.size()));
-      CHECK(bits_equal(all.data(), split.data(), all.size()));
-      CHECK(bits_equal(all.data(), moved.data(), all.size()));
-    }
+    const auto [q_ref, y_ref] = check_int_path_variants(m, x, xstride, nt);
     // Against float64. y_hat = sum w_i d_b q_i with w_i the dequantized weights: the integer path computes exactly
     // that up to float rounding (the scales d * D, the lanes' conversion to float, their sums, and for Q4_K the
     // weights' own d*sc*u - dmin*m, which ggml rounds twice while the path keeps both products apart; that is
