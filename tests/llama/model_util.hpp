@@ -28,7 +28,7 @@ inline std::vector<Token> random_tokens(std::size_t n, std::uint32_t vocab, std:
 }
 
 /// Runs `tokens` through a fresh model in chunks of `chunk` and returns all logits rows concatenated.
-/// q8: LlamaParams::q8_activations (unset: the default, the integer Q8_0 path).
+/// q8: LlamaParams::q8_activations (unset: the default, the integer path).
 inline std::vector<float> run_chunked(const std::shared_ptr<const LlamaWeights>& w, const std::vector<Token>& tokens,
                                       std::size_t chunk, std::size_t threads,
                                       std::optional<bool> q8 = std::nullopt) {

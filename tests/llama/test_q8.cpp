@@ -1,4 +1,4 @@
-// The integer Q8_0 path (kernels.hpp, docs/llama.md "Two Q8_0 paths"): activations quantized to 8-bit blocks of 32,
+// The integer Q8_0 path (kernels.hpp, docs/llama.md "Two paths for quantized weights"): activations quantized to 8-bit blocks of 32,
 // exact integer block products, blocks combined in one fixed float order.
 // - kernels: every variant (generic, avx2, avx512 with and without VNNI) quantizes to the same bytes and gives the
 //   same bits; each element is independent of the tokens, row range and alignment of the call; the result equals a

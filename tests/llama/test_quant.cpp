@@ -81,7 +81,7 @@ GgmlType q4_k_m(const std::string& name) {
   return GgmlType::q4_k;
 }
 
-/// q8: LlamaParams::q8_activations (unset: the default, the integer path for Q8_0 / Q4_0 / Q4_K / Q6_K weights).
+/// q8: LlamaParams::q8_activations (unset: the default, the integer path for Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K).
 std::vector<float> logits_of(const std::shared_ptr<const LlamaWeights>& w, const std::vector<Token>& ids,
                              std::optional<bool> q8 = std::nullopt) {
   LlamaModel m(w, {.threads = 1, .q8_activations = q8});

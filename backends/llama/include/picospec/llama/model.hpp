@@ -95,11 +95,12 @@ struct LlamaParams {
   std::size_t threads = 0;            ///< worker threads incl. the caller; 0 = std::thread::hardware_concurrency()
   std::uint32_t context_length = 0;   ///< KV cache size; 0 = the model's llama.context_length (never larger than it)
   WeightFormat weights = WeightFormat::native;  ///< used by load() only
-  /// Q8_0 weight matrices (docs/llama.md "Two Q8_0 paths"): true = the integer path (each activation row
-  /// quantized to 8-bit blocks of 32, exact integer block products, as llama.cpp does: the faster one);
-  /// false = the exact float path (weights widened to float: logits bit-identical to the model dequantized to F32
-  /// at load). Unset (the default): the environment variable PICOSPEC_LLAMA_Q8 ("int" or "float") if set, else
-  /// true. Both paths are batch-invariant and give the same bits on every kernel variant.
+  /// Q8_0, Q4_0, Q4_K, Q5_K and Q6_K weight matrices (docs/llama.md "Two paths for quantized weights"): true =
+  /// the integer path (each activation row quantized to 8-bit blocks of 32, or super-blocks of 256 for the
+  /// K-quants, exact integer products, as llama.cpp does: the faster one); false = the exact float path (weights
+  /// widened to float: logits bit-identical to the model dequantized to F32 at load). Unset (the default): the
+  /// environment variable PICOSPEC_LLAMA_Q8 ("int" or "float") if set, else true. Both paths are batch-invariant
+  /// and give the same bits on every kernel variant.
   std::optional<bool> q8_activations = std::nullopt;
 };
 
@@ -117,7 +118,7 @@ class LlamaModel final : public CausalLM {
   [[nodiscard]] std::size_t threads() const noexcept;
   /// The kernel variant chosen at load for this CPU: "avx512", "avx2" or "generic" (docs/llama.md).
   [[nodiscard]] const char* kernel_isa() const noexcept;
-  /// How Q8_0 weight matrices are multiplied: "int" (LlamaParams::q8_activations) or "float".
+  /// How quantized weight matrices are multiplied: "int" (LlamaParams::q8_activations) or "float".
   [[nodiscard]] const char* q8_path() const noexcept;
 
  protected:
