@@ -3,6 +3,9 @@
 // Timing tolerance: each measured delay must be within 10% of the profile's prediction, plus 5 ms of absolute
 // slack for thread wake-up on a loaded 2-core machine. An emulator that forgot the serialization time, applied
 // the delay twice, or let frames overlap on the link (no per-direction queue) misses these bounds by far more.
+// Under a sanitizer every copy of a frame is instrumented (a TSan run in CI delivered 4 frames of 64 KiB 49 ms
+// after the 36 ms the profile predicts, with another suite running beside it), so the upper bounds take 25 ms of
+// slack there: the sanitizer builds look for races and leaks, the release build holds the timing to 5 ms.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -28,10 +31,16 @@ Rig make_rig(LinkProfile p) {
   return Rig{std::make_unique<LinkTransport>(std::move(a), std::move(p)), std::move(b)};
 }
 
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr double kLateSlackMs = 25.0;
+#else
+constexpr double kLateSlackMs = 5.0;
+#endif
+
 void check_ms(double measured, double expected) {
   INFO("measured " << measured << " ms, expected " << expected << " ms");
   CHECK(measured >= expected * 0.9 - 1.0);
-  CHECK(measured <= expected * 1.1 + 5.0);
+  CHECK(measured <= expected * 1.1 + kLateSlackMs);
 }
 
 }  // namespace
