@@ -3,6 +3,7 @@
 // seeded random weight matrices in a ggml type (with their dequantized floats), activation rows, quantized
 // activation rows, bitwise comparison and a scoped environment variable.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -130,5 +131,62 @@ struct EnvGuard {
   EnvGuard(const EnvGuard&) = delete;
   EnvGuard& operator=(const EnvGuard&) = delete;
 };
+
+/// The activation scale of element i of a quantized row, and its quantized value, in the part the integer path
+/// reads for weights of `type` (blocks of 32, stored q + 128; or super-blocks of 256, int8).
+inline float q8_scale_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
+  float d;
+  if (K::q8_part(type) == K::Q8Part::super256)
+    std::memcpy(&d, qrow + K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + 288, 4);
+  else
+    std::memcpy(&d, qrow + cols + 32 * (i / 32), 4);
+  return d;
+}
+inline int q8_value_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
+  if (K::q8_part(type) == K::Q8Part::super256)
+    return static_cast<std::int8_t>(qrow[K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + i % 256]);
+  return static_cast<int>(qrow[i]) - 128;
+}
+
+/// The integer path's products y (check_int_path_variants) of weights m with activations x against float64.
+/// Per element, round to nearest gives |x_i - d q_i| <= d / 2 (d the scale of i's block or super-block; checked
+/// here), so |y - sum w_i x_i| <= sum_i |w_i| d(i) / 2 plus the float error of the combination (scale products,
+/// conversions, lane sums, each within 2^-24 of the running magnitude), bounded by 1e-6 * sum |w_i d q_i| for
+/// these sizes. mins_slack (Q4_K, Q5_K): the dequantized weight d sc u - dmin m is rounded twice by ggml while
+/// the path keeps both products apart, within 2^-23 of |dmin m|, bounded by the block's largest |w|: that much
+/// more magnitude per element. Checks both bounds and that the rounding really happened (the bound not vacuous).
+inline void check_int_path_bounds(const QuantMatrix& m, const float* x, std::size_t xstride, std::size_t nt,
+                                  const std::vector<std::uint8_t>& q, const std::vector<float>& y, bool mins_slack) {
+  const std::size_t rows = m.rows, cols = m.cols, qb = K::q8_row_bytes(cols);
+  double worst_exact = 0, worst_bound = 0, used = 0;
+  for (std::size_t j = 0; j < nt; ++j) {
+    const std::uint8_t* qr = q.data() + j * qb;
+    for (std::size_t r = 0; r < rows; ++r) {
+      double y_hat = 0, y_true = 0, mag = 0, bound = 0;
+      for (std::size_t i = 0; i < cols; ++i) {
+        const double w = m.deq[r * cols + i], d = q8_scale_of(m.type, qr, cols, i);
+        const int qi = q8_value_of(m.type, qr, cols, i);
+        double wmax = 0;
+        if (mins_slack)
+          for (std::size_t e = i / 32 * 32; e < i / 32 * 32 + 32; ++e)
+            wmax = std::max(wmax, std::abs(static_cast<double>(m.deq[r * cols + e])));
+        y_hat += w * (d * qi);
+        y_true += w * x[j * xstride + i];
+        mag += (std::abs(w) + wmax) * std::abs(d * qi);
+        bound += std::abs(w) * d / 2;
+        REQUIRE(std::abs(x[j * xstride + i] - d * qi) <= d / 2 * (1 + 1e-6));  // rounded to nearest
+      }
+      const double yv = y[j * rows + r];
+      worst_exact = std::max(worst_exact, std::abs(yv - y_hat) / (1e-6 * mag + 1e-30));
+      worst_bound = std::max(worst_bound, std::abs(yv - y_true) / (bound + 1e-6 * mag));
+      used = std::max(used, std::abs(yv - y_true) / (bound + 1e-30));
+    }
+  }
+  INFO("type " << static_cast<int>(m.type) << " cols " << cols << ": error / float bound " << worst_exact
+               << ", error / rounding bound " << worst_bound);
+  CHECK(worst_exact < 1.0);
+  CHECK(worst_bound < 1.0);
+  CHECK(used > 0.01);
+}
 
 }  // namespace picospec::llama::test

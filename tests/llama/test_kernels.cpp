@@ -32,12 +32,7 @@ using namespace picospec::llama::test;
 
 namespace {
 
-std::vector<const K::Table*> available() {
-  std::vector<const K::Table*> v;
-  for (K::Isa isa : {K::Isa::generic, K::Isa::avx2, K::Isa::avx512})
-    if (const K::Table* t = K::table(isa)) v.push_back(t);
-  return v;
-}
+std::vector<const K::Table*> available() { return kernel_variants(false); }
 
 QuantMatrix random_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);

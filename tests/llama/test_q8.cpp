@@ -31,22 +31,9 @@ using namespace picospec::llama::test;
 
 namespace {
 
-std::vector<const K::Table*> variants() { return kernel_variants(); }
-
 QuantMatrix q8_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, float scale = 1.0f) {
   std::uniform_real_distribution<float> u(-scale, scale);
   return quant_matrix(GgmlType::q8_0, rows, cols, seed, [&](std::mt19937_64& rng, std::size_t) { return u(rng); });
-}
-
-std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
-                                   std::size_t cols) {
-  return quantize_rows(kt, x, xstride, nt, cols);
-}
-
-float scale_of(const std::uint8_t* qrow, std::size_t cols, std::size_t block) {
-  float d;
-  std::memcpy(&d, qrow + cols + 32 * block, 4);
-  return d;
 }
 
 }  // namespace
@@ -59,37 +46,8 @@ TEST_CASE("q8 kernels: every variant, same bytes and bits; invariant to tokens, 
     const std::size_t nt = 11, xstride = cols + 5;  // odd stride: every alignment of the activation rows
     const auto X = normal_x(nt * xstride + 1, cols);
     const float* x = X.data() + 1;
-    const std::size_t qb = K::q8_row_bytes(cols);
     const auto [q_ref, y_ref] = check_int_path_variants(m, x, xstride, nt);
-    // Against float64. Per element, round to nearest gives |x_i - d_b q_i| <= d_b / 2 (d_b = max|x| / 127 of its
-    // block, no clamping since |x_i / d_b| <= 127 (1 + 2^-23)), so |y - sum w_i x_i| <= sum_i |w_i| d_b(i) / 2 plus
-    // the float error of the combination: the block scale (one rounding) and <= nb/2 + 4 float additions per
-    // lane, each within 2^-24 of the running magnitude, bounded by 1e-6 * sum |w_i x^_i| for these sizes.
-    double worst_exact = 0, worst_bound = 0, used = 0;
-    for (std::size_t j = 0; j < nt; ++j) {
-      const std::uint8_t* qr = q_ref.data() + j * qb;
-      auto qi = [qr](std::size_t i) { return static_cast<int>(qr[i]) - 128; };  // stored as q + 128
-      for (std::size_t r = 0; r < rows; ++r) {
-        double y_hat = 0, y_true = 0, mag = 0, bound = 0;
-        for (std::size_t i = 0; i < cols; ++i) {
-          const double w = m.deq[r * cols + i], d = scale_of(qr, cols, i / 32);
-          y_hat += w * (d * qi(i));
-          y_true += w * x[j * xstride + i];
-          mag += std::abs(w * d * qi(i));
-          bound += std::abs(w) * d / 2;
-          // the rounding error per element really is within d / 2
-          REQUIRE(std::abs(x[j * xstride + i] - d * qi(i)) <= d / 2 * (1 + 1e-6));
-        }
-        const double y = y_ref[j * rows + r];
-        worst_exact = std::max(worst_exact, std::abs(y - y_hat) / (1e-6 * mag + 1e-30));
-        worst_bound = std::max(worst_bound, std::abs(y - y_true) / (bound + 1e-6 * mag));
-        used = std::max(used, std::abs(y - y_true) / (bound + 1e-30));
-      }
-    }
-    INFO("cols " << cols << ": error / float bound " << worst_exact << ", error / rounding bound " << worst_bound);
-    CHECK(worst_exact < 1.0);
-    CHECK(worst_bound < 1.0);
-    CHECK(used > 0.01);  // the activations really were rounded (the bound is not vacuous)
+    check_int_path_bounds(m, x, xstride, nt, q_ref, y_ref, false);  // against float64
   }
 }
 
@@ -102,8 +60,8 @@ TEST_CASE("q8 kernels: zero blocks, -128 weights, huge and tiny magnitudes, inf 
   auto check_case = [&](const char* what, std::vector<float> x, bool expect_nan) {
     INFO(what);
     std::vector<std::vector<float>> outs;
-    for (const K::Table* kt : variants()) {
-      const auto q = quantize(*kt, x.data(), cols, 1, cols);
+    for (const K::Table* kt : kernel_variants()) {
+      const auto q = quantize_rows(*kt, x.data(), cols, 1, cols);
       std::vector<float> y(rows);
       kt->matmul_q8(m.weights(), 0, rows, q.data(), 0, 1, y.data(), rows);
       outs.push_back(y);
@@ -116,7 +74,7 @@ TEST_CASE("q8 kernels: zero blocks, -128 weights, huge and tiny magnitudes, inf 
         REQUIRE(std::isfinite(y[r]));
         double y_true = 0, bound = 0, mag = 0;
         for (std::size_t i = 0; i < cols; ++i) {
-          const double w = m.deq[r * cols + i], d = scale_of(q.data(), cols, i / 32);
+          const double w = m.deq[r * cols + i], d = q8_scale_of(GgmlType::q8_0, q.data(), cols, i);
           y_true += w * x[i];
           bound += std::abs(w) * d / 2;
           mag += std::abs(w * x[i]);
@@ -141,14 +99,14 @@ TEST_CASE("q8 kernels: zero blocks, -128 weights, huge and tiny magnitudes, inf 
   with_nan[70] = std::numeric_limits<float>::quiet_NaN();
   check_case("a NaN", with_nan, true);
   // Zero scale exactly: the zero block's stored scale is 0 and its quantized values are 0 (stored as 0 + 128).
-  const auto q = quantize(*K::table(K::Isa::generic), x.data(), cols, 1, cols);
-  CHECK(scale_of(q.data(), cols, 1) == 0.0f);
+  const auto q = quantize_rows(*K::table(K::Isa::generic), x.data(), cols, 1, cols);
+  CHECK(q8_scale_of(GgmlType::q8_0, q.data(), cols, 32) == 0.0f);  // block 1
   for (std::size_t i = 32; i < 64; ++i) CHECK(q[i] == 128);
   // Row 1 against a block of ones: exactly -128 * 32 * d_w * d_x in that block (integers are exact).
   std::vector<float> ones(cols, 0.0f);
   std::fill_n(ones.begin(), 32, 1.0f);
-  for (const K::Table* kt : variants()) {
-    const auto q1 = quantize(*kt, ones.data(), cols, 1, cols);
+  for (const K::Table* kt : kernel_variants()) {
+    const auto q1 = quantize_rows(*kt, ones.data(), cols, 1, cols);
     std::vector<float> y(rows);
     kt->matmul_q8(m.weights(), 1, 2, q1.data(), 0, 1, y.data(), rows);
     const float dw = half_to_float(static_cast<std::uint16_t>(m.bytes[m.rb] | (m.bytes[m.rb + 1] << 8)));

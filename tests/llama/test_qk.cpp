@@ -34,33 +34,11 @@ using namespace picospec::llama::test;
 
 namespace {
 
-std::vector<const K::Table*> variants() { return kernel_variants(); }
-
 /// Normal weights, with an offset on some rows so that the K-quants' mins are not all zero.
 QuantMatrix q_matrix(GgmlType type, std::size_t rows, std::size_t cols, std::uint64_t seed) {
   std::normal_distribution<float> g(0.0f, 1.0f);
   return quant_matrix(type, rows, cols, seed,
                       [&](std::mt19937_64& rng, std::size_t r) { return g(rng) + static_cast<float>(r % 3) * 0.7f; });
-}
-
-std::vector<std::uint8_t> quantize(const K::Table& kt, const float* x, std::size_t xstride, std::size_t nt,
-                                   std::size_t cols) {
-  return quantize_rows(kt, x, xstride, nt, cols);
-}
-
-/// The activation scale of element i and its quantized value, in the part the integer path reads for `type`.
-float scale_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
-  float d;
-  if (K::q8_part(type) == K::Q8Part::super256)
-    std::memcpy(&d, qrow + K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + 288, 4);
-  else
-    std::memcpy(&d, qrow + cols + 32 * (i / 32), 4);
-  return d;
-}
-int q_of(GgmlType type, const std::uint8_t* qrow, std::size_t cols, std::size_t i) {
-  if (K::q8_part(type) == K::Q8Part::super256)
-    return static_cast<std::int8_t>(qrow[K::q8_k_at(cols) + K::q8k_block_bytes * (i / 256) + i % 256]);
-  return static_cast<int>(qrow[i]) - 128;
 }
 
 
@@ -88,46 +66,19 @@ TEST_CASE("qk kernels: every variant, same bits; invariant to tokens, rows, alig
     const float* x = X.data() + 1;
     const std::size_t qb = K::q8_row_bytes(cols);
     const auto [q_ref, y_ref] = check_int_path_variants(m, x, xstride, nt);
-    // Against float64. y_hat = sum w_i d_b q_i with w_i the dequantized weights: the integer path computes exactly
-    // that up to float rounding (the scales d * D, the lanes' conversion to float, their sums, and for Q4_K the
-    // weights' own d*sc*u - dmin*m, which ggml rounds twice while the path keeps both products apart; that is
-    // within 2^-23 of |dmin * m|, bounded here by the block's largest |w|). The true product is within
-    // sum |w_i| d_b / 2 more (d_b the scale of element i's block of 32 or super-block of 256).
-    double worst_exact = 0, worst_bound = 0, used = 0;
-    for (std::size_t j = 0; j < nt; ++j) {
-      const std::uint8_t* qr = q_ref.data() + j * qb;
-      auto qi = [&](std::size_t i) { return q_of(c.type, qr, cols, i); };
-      if (K::q8_part(c.type) == K::Q8Part::super256)  // the stored sums of 16
+    // The stored sums of 16 of the super-blocks.
+    if (K::q8_part(c.type) == K::Q8Part::super256)
+      for (std::size_t j = 0; j < nt; ++j) {
+        const std::uint8_t* qr = q_ref.data() + j * qb;
         for (std::size_t i = 0; i < cols / 16; ++i) {
           int sum = 0;
-          for (std::size_t e = 0; e < 16; ++e) sum += qi(16 * i + e);
+          for (std::size_t e = 0; e < 16; ++e) sum += q8_value_of(c.type, qr, cols, 16 * i + e);
           std::int16_t stored;
           std::memcpy(&stored, qr + K::q8_k_at(cols) + K::q8k_block_bytes * (i / 16) + 256 + 2 * (i % 16), 2);
           REQUIRE(stored == sum);
         }
-      for (std::size_t r = 0; r < rows; ++r) {
-        double y_hat = 0, y_true = 0, mag = 0, bound = 0;
-        for (std::size_t i = 0; i < cols; ++i) {
-          const double w = m.deq[r * cols + i], d = scale_of(c.type, qr, cols, i);
-          double wmax = 0;
-          for (std::size_t e = i / 32 * 32; e < i / 32 * 32 + 32; ++e) wmax = std::max(wmax, std::abs(double(m.deq[r * cols + e])));
-          y_hat += w * (d * qi(i));
-          y_true += w * x[j * xstride + i];
-          mag += (std::abs(w) + wmax) * std::abs(d * qi(i));
-          bound += std::abs(w) * d / 2;
-          REQUIRE(std::abs(x[j * xstride + i] - d * qi(i)) <= d / 2 * (1 + 1e-6));  // rounded to nearest
-        }
-        const double y = y_ref[j * rows + r];
-        worst_exact = std::max(worst_exact, std::abs(y - y_hat) / (1e-6 * mag + 1e-30));
-        worst_bound = std::max(worst_bound, std::abs(y - y_true) / (bound + 1e-6 * mag));
-        used = std::max(used, std::abs(y - y_true) / (bound + 1e-30));
       }
-    }
-    INFO(name_of(c.type) << " cols " << cols << ": error / float bound " << worst_exact
-                         << ", error / rounding bound " << worst_bound);
-    CHECK(worst_exact < 1.0);
-    CHECK(worst_bound < 1.0);
-    CHECK(used > 0.01);  // the activations really were rounded (the bound is not vacuous)
+    check_int_path_bounds(m, x, xstride, nt, q_ref, y_ref, true);  // against float64
   }
 }
 
@@ -138,8 +89,8 @@ TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activat
     auto run = [&](const char* what, const std::vector<float>& x, bool expect_nan) {
       INFO(name_of(type) << ": " << what);
       std::vector<std::vector<float>> outs;
-      for (const K::Table* kt : variants()) {
-        const auto q = quantize(*kt, x.data(), cols, 1, cols);
+      for (const K::Table* kt : kernel_variants()) {
+        const auto q = quantize_rows(*kt, x.data(), cols, 1, cols);
         std::vector<float> y(rows);
         kt->matmul_q8(m.weights(), 0, rows, q.data(), 0, 1, y.data(), rows);
         for (std::size_t r = 0; r < rows; ++r) {
@@ -151,7 +102,7 @@ TEST_CASE("qk kernels: zero blocks, zero rows, infinities and NaN in the activat
           REQUIRE(std::isfinite(y[r]));
           double y_true = 0, bound = 0, mag = 0;
           for (std::size_t i = 0; i < cols; ++i) {
-            const double w = m.deq[r * cols + i], d = scale_of(type, q.data(), cols, i);
+            const double w = m.deq[r * cols + i], d = q8_scale_of(type, q.data(), cols, i);
             y_true += w * x[i];
             bound += std::abs(w) * d / 2;
             mag += 4 * std::abs(w * x[i]);

@@ -128,17 +128,6 @@ void dequant_q4_0(const unsigned char* blk, float* y) noexcept {
   }
 }
 
-// The 6-bit scale and min of sub-block j (0..7) packed in the 12 bytes of a Q4_K / Q5_K block.
-inline void scale_min_k4(int j, const unsigned char* q, unsigned char& sc, unsigned char& m) noexcept {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = static_cast<unsigned char>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<unsigned char>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
 // Q4_K: 256 elements in 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 bytes of nibbles; eight
 // sub-blocks of 32: x = d * scale * q - dmin * min.
 void dequant_q4_k(const unsigned char* blk, float* y) noexcept {
@@ -149,9 +138,9 @@ void dequant_q4_k(const unsigned char* blk, float* y) noexcept {
   int is = 0;
   for (int j = 0; j < 256; j += 64) {
     unsigned char sc, m;
-    scale_min_k4(is + 0, scales, sc, m);
+    k_scale_min(is + 0, scales, sc, m);
     const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, sc, m);
+    k_scale_min(is + 1, scales, sc, m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
@@ -172,9 +161,9 @@ void dequant_q5_k(const unsigned char* blk, float* y) noexcept {
   unsigned u1 = 1, u2 = 2;
   for (int j = 0; j < 256; j += 64) {
     unsigned char sc, m;
-    scale_min_k4(is + 0, scales, sc, m);
+    k_scale_min(is + 0, scales, sc, m);
     const float d1 = d * sc, m1 = dmin * m;
-    scale_min_k4(is + 1, scales, sc, m);
+    k_scale_min(is + 1, scales, sc, m);
     const float d2 = d * sc, m2 = dmin * m;
     for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
@@ -339,6 +328,16 @@ void for_blocks_q(const float* src, unsigned char* d, std::size_t n, F f) {
   for (std::size_t b = 0; b < n / Elems; ++b) f(src + b * Elems, d + b * Bytes);
 }
 }  // namespace
+
+void k_scale_min(int j, const unsigned char* q, unsigned char& sc, unsigned char& m) noexcept {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<unsigned char>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<unsigned char>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
 
 void dequantize_row(GgmlType t, const void* src, float* dst, std::size_t n) {
   const auto* s = static_cast<const unsigned char*>(src);

@@ -83,36 +83,11 @@ namespace {
 
 void q8_quantize(const float* x, std::size_t n, std::uint8_t* out) {
   float* scales = reinterpret_cast<float*>(out + n);
-  const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
-  const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
   for (std::size_t b = 0; b < n / 32; ++b) {
     const float* xb = x + 32 * b;
-    __m256i m = _mm256_setzero_si256();
-    for (int i = 0; i < 4; ++i)
-      m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(xb + 8 * i)), absmask));
-    alignas(32) std::uint32_t lanes[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), m);
-    std::uint32_t amax_bits = 0;
-    for (std::uint32_t u : lanes) amax_bits = u > amax_bits ? u : amax_bits;
-    float amax;
-    __builtin_memcpy(&amax, &amax_bits, 4);
-    float d;
-    __m256i q = _mm256_setzero_si256();  // stored below as q + 128
-    if (amax_bits >= 0x7f800000u) {
-      d = __builtin_nanf("");
-    } else {
-      d = amax / 127.0f;
-      if (d != 0.0f) {
-        const __m256 dv = _mm256_set1_ps(d);
-        __m256i v[4];
-        for (int i = 0; i < 4; ++i)
-          v[i] = _mm256_max_epi32(nlim, _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(xb + 8 * i), dv))));
-        // The packs work per 128-bit half: the bytes come out as dwords v0[0..3] v1[0..3] v2[0..3] v3[0..3]
-        // v0[4..7] v1[4..7] v2[4..7] v3[4..7]; one dword permutation puts them in order.
-        const __m256i a = _mm256_packs_epi32(v[0], v[1]), c = _mm256_packs_epi32(v[2], v[3]);
-        q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, c), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      }
-    }
+    const float d = qk_scale(qk_amax_bits(xb, 4));
+    const bool zero = !(d > 0.0f);  // zero or NaN: every q_i is 0
+    const __m256i q = zero ? _mm256_setzero_si256() : qk_quantize32(xb, _mm256_set1_ps(d));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * b), _mm256_xor_si256(q, _mm256_set1_epi8(-128)));
     _mm256_storeu_ps(scales + 8 * b, _mm256_set1_ps(d));
   }

@@ -13,11 +13,18 @@ namespace {
 constexpr std::size_t kLanes = 16;
 constexpr std::size_t kMaxTokens = 5;
 
-inline float reduce_lanes(const float* a) noexcept {
-  float s8[8], s4[4];
-  for (std::size_t k = 0; k < 8; ++k) s8[k] = a[k] + a[k + 8];
-  for (std::size_t k = 0; k < 4; ++k) s4[k] = s8[k] + s8[k + 4];
+/// 8 lanes: s4[k] = a[k] + a[k+4], (s4[0] + s4[2]) + (s4[1] + s4[3]).
+inline float reduce_lanes8(const float* a) noexcept {
+  float s4[4];
+  for (std::size_t k = 0; k < 4; ++k) s4[k] = a[k] + a[k + 4];
   return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+/// 16 lanes (kernels.hpp): s8[k] = a[k] + a[k+8], then the 8-lane order.
+inline float reduce_lanes(const float* a) noexcept {
+  float s8[8];
+  for (std::size_t k = 0; k < 8; ++k) s8[k] = a[k] + a[k + 8];
+  return reduce_lanes8(s8);
 }
 
 template <std::size_t NT>
@@ -139,12 +146,6 @@ inline std::uint16_t load_u16(const std::uint8_t* p) noexcept {
   return v;
 }
 
-inline float reduce_lanes8(const float* a) noexcept {
-  float s4[4];
-  for (std::size_t k = 0; k < 4; ++k) s4[k] = a[k] + a[k + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
 /// A Q4_0 row against activation blocks of 32, in the order of kernels.hpp (16 lanes, as Q8_0).
 float dot_q4_0(const std::uint8_t* row, const std::uint8_t* xr, std::size_t n) noexcept {
   float acc[kLanes] = {};
@@ -178,12 +179,8 @@ float dot_k(GgmlType type, const std::uint8_t* row, const std::uint8_t* xr, std:
     if (type == GgmlType::q4_k || type == GgmlType::q5_k) {
       const bool five = type == GgmlType::q5_k;  // Q5_K: Q4_K's layout with 32 bytes of fifth bits before the nibbles
       const std::uint8_t* blk = row + (five ? 176 : 144) * s;
-      int sc[8], m[8];
-      for (std::size_t j = 0; j < 8; ++j) {
-        const std::uint8_t* k4 = blk + 4;
-        sc[j] = j < 4 ? (k4[j] & 63) : ((k4[j + 4] & 0xF) | ((k4[j - 4] >> 6) << 4));
-        m[j] = j < 4 ? (k4[j + 4] & 63) : ((k4[j + 4] >> 4) | ((k4[j] >> 6) << 4));
-      }
+      unsigned char sc[8], m[8];
+      for (int j = 0; j < 8; ++j) k_scale_min(j, blk + 4, sc[j], m[j]);
       for (std::size_t j = 0; j < 8; ++j) {
         const std::uint8_t* qs = blk + (five ? 48 : 16) + 32 * (j / 2);
         for (std::size_t k = 0; k < 8; ++k) {

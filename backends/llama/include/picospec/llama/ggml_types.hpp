@@ -39,6 +39,9 @@ void dequantize_row(GgmlType t, const void* src, float* dst, std::size_t n);
 /// Converts `n` floats into type `t` (the computable types); writes row_bytes(t, n) bytes. Q4_0, Q4_K, Q5_K and
 /// Q6_K use plain round-to-nearest per block (ggml's layouts, not llama-quantize's error-minimising search).
 void quantize_row(GgmlType t, const float* src, void* dst, std::size_t n);
+/// The 6-bit scale and min of sub-block j (0..7) from the 12 scale bytes of a Q4_K / Q5_K block (ggml's layout;
+/// what dequantize_row multiplies by d and dmin).
+void k_scale_min(int j, const unsigned char* scales, unsigned char& sc, unsigned char& m) noexcept;
 /// Bytes of a row of `n` elements of type `t` (n a multiple of the block size).
 [[nodiscard]] std::size_t row_bytes(GgmlType t, std::size_t n);
 
