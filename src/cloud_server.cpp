@@ -96,6 +96,15 @@ struct CloudSession {
   std::size_t prompt_length = 0;
   std::vector<Token> committed;
   std::size_t fill_matched = 0;  // tokens of the pending Draft that were already committed (reported as accepted)
+  // Coalesced Drafts (picospec pipeline): the pending Draft may hold several queued contiguous Drafts, verified in
+  // one pass; `segments` keeps each one's original start position and its token count in the merged Draft, so
+  // that each still gets the verdict a pass of its own would have given.
+  bool coalesce = false;
+  struct Segment {
+    std::uint32_t start;  // the Draft's start_position as sent (before fill reconciliation)
+    std::size_t end;      // one past its last token in the merged Draft's tokens
+  };
+  std::vector<Segment> segments;
   // Paced fill (CloudOptions::fill_paced), worker-only. `gap_ms`: EMA of the time from a rejection verdict to the
   // arrival of the next chunk of the new epoch; `pass_ms`: EMA of a fill pass (its batch); negative = unmeasured.
   Clock::time_point popped_arrival{};  // arrival of the frame being served
@@ -605,14 +614,18 @@ struct CloudServer::Impl {
 
   // A session may hold CloudOptions::max_context tokens, and no more than its target's context length: beyond
   // either, context_full (the edge ends the generation with finish length and keeps its tokens).
+  bool context_fits(const CloudSession& s, std::size_t tokens) const {
+    const std::size_t model = s.verifier->info().context_length;
+    return !(options.max_context != 0 && tokens > options.max_context) && !(model != 0 && tokens > model);
+  }
   void check_context(const CloudSession& s, std::size_t tokens) {
+    if (context_fits(s, tokens)) return;
     const std::size_t model = s.verifier->info().context_length;
     std::string limit;
     if (options.max_context != 0 && tokens > options.max_context)
       limit = "context limit of " + std::to_string(options.max_context) + " tokens per session";
-    else if (model != 0 && tokens > model)
+    else
       limit = "the target's context length of " + std::to_string(model) + " tokens";
-    if (limit.empty()) return;
     bump([](CloudStats& st) { ++st.sessions_context_limited; });
     throw SessionFailure{wire::ErrorCode::context_full, limit + " reached (" + std::to_string(tokens) + ")"};
   }
@@ -646,6 +659,10 @@ struct CloudServer::Impl {
       } catch (const detail::PolicyFailure& f) {
         throw SessionFailure{f.code, f.message};
       }
+      // The paper's pipeline verifies chunk by chunk, as published; picospec's cloud takes every queued chunk
+      // that continues the pending one into the same pass (not with block verification, whose outcome depends on
+      // the block).
+      s.coalesce = options.coalesce_drafts && mode == PipelineMode::picospec && !cfg.block_verify;
       if ((hello_header.flags & wire::kHelloFlagCloudFill) != 0) {
         require(draft_invariant(rejection), wire::ErrorCode::invalid_params,
                 "cloud fill needs rejection greedy or coupled (tokens that do not depend on the draft)");
@@ -848,6 +865,43 @@ struct CloudServer::Impl {
     return true;
   }
 
+  // Coalescing: the queued frames that continue `d` in the same epoch (Drafts without a fixed token, starting
+  // where `d` ends, the same payload kinds, valid for the policy) join it, up to options.max_coalesced_tokens.
+  // Each keeps its own verdict (finish_draft), so the edge sees what separate passes would have sent, earlier.
+  // A frame that does not qualify stays queued and is served as usual (its errors included).
+  void absorb_queued(CloudSession& s, wire::Draft& d) {
+    wire::DecodeLimits limits;
+    limits.max_frame_bytes = options.max_frame_bytes;
+    limits.max_q_frame_bytes = options.max_frame_bytes;
+    for (;;) {
+      std::lock_guard lk(s.mu);
+      if (s.inbox.empty() || s.closed) return;
+      auto decoded = wire::try_decode(s.inbox.front().frame, limits);
+      if (!decoded.ok() || !std::holds_alternative<wire::Draft>(decoded.message->body)) return;
+      auto& next = std::get<wire::Draft>(decoded.message->body);
+      const std::size_t n = d.tokens.size(), m = next.tokens.size();
+      if (decoded.message->header.epoch != s.epoch || next.n_fixed != 0 || m == 0 ||
+          next.start_position != d.start_position + n || n + m > options.max_coalesced_tokens ||
+          !context_fits(s, s.verifier->length() + (s.unscored ? 1 : 0) + n + m) ||
+          next.q_scalars.empty() != d.q_scalars.empty() || next.q_frames.empty() != d.q_frames.empty())
+        return;
+      if (!s.verifier->score_problem(next.tokens).empty()) return;  // served alone: its error, after this pass
+      try {
+        s.policy->check_draft(next);
+      } catch (const detail::PolicyFailure&) {
+        return;
+      }
+      const auto arrival = s.popped_arrival;  // paced fill times the Draft that opened the pass
+      (void)pop_frame_locked(s);
+      s.popped_arrival = arrival;
+      d.tokens.insert(d.tokens.end(), next.tokens.begin(), next.tokens.end());
+      d.q_scalars.insert(d.q_scalars.end(), next.q_scalars.begin(), next.q_scalars.end());
+      for (auto& f : next.q_frames) d.q_frames.push_back(std::move(f));
+      s.segments.push_back({next.start_position, d.tokens.size()});
+      bump([](CloudStats& st) { ++st.drafts_coalesced; });
+    }
+  }
+
   // First half of a Draft: checks, and the chunk to evaluate (pending) unless it needs none.
   bool prepare_draft(CloudSession& s, const wire::Header& h, wire::Draft& d) {
     require(s.prefilled, wire::ErrorCode::bad_state, "Draft before Prefill");
@@ -885,6 +939,9 @@ struct CloudServer::Impl {
       v.kind = wire::VerdictKind::all_accepted;
       return send(s, s.epoch, std::move(v));
     }
+    s.segments.assign(1, CloudSession::Segment{static_cast<std::uint32_t>(d.start_position - s.fill_matched),
+                                               d.tokens.size()});
+    if (s.coalesce) absorb_queued(s, d);
     if (s.unscored) {
       s.tokens.assign(1, *s.unscored);
       s.tokens.insert(s.tokens.end(), d.tokens.begin(), d.tokens.end());
@@ -940,12 +997,31 @@ struct CloudServer::Impl {
       if (rejected) ++st.rejections;
     });
     s.awaiting_fixed = false;
-    wire::Verdict v;
-    // Fill: the Draft's leading tokens that were already committed count as accepted, from its original start.
-    v.start_position = static_cast<std::uint32_t>(d.start_position - s.fill_matched);
-    v.accepted = static_cast<std::uint16_t>(accepted + s.fill_matched);
     if (s.fill) s.committed.insert(s.committed.end(), d.tokens.begin(), d.tokens.begin() + static_cast<std::ptrdiff_t>(accepted));
+    // One verdict per Draft sent (several when coalesced): those wholly accepted before the one that ends this
+    // pass (the rejected one, or the last) get all_accepted; Drafts after a rejection are void, as a chunk queued
+    // behind a rejected one always is (dropped as stale, no verdict). Fill: a Draft's leading tokens that were
+    // already committed count as accepted, from its original start.
+    const std::size_t matched = s.fill_matched;
     s.fill_matched = 0;
+    std::size_t ends = 0, lo = 0;
+    while (ends + 1 < s.segments.size() && (!rejected || accepted >= s.segments[ends].end)) {
+      wire::Verdict whole;
+      whole.start_position = s.segments[ends].start;
+      whole.accepted = static_cast<std::uint16_t>(s.segments[ends].end - lo + (ends == 0 ? matched : 0));
+      whole.kind = wire::VerdictKind::all_accepted;
+      if (!send(s, s.epoch, std::move(whole))) return false;
+      lo = s.segments[ends].end;
+      ++ends;
+    }
+    if (const std::size_t voided = s.segments.size() - ends - 1; voided + ends > 0)
+      bump([&](CloudStats& st) {
+        st.chunks_verified += ends;
+        st.stale_dropped += voided;
+      });
+    wire::Verdict v;
+    v.start_position = s.segments[ends].start;
+    v.accepted = static_cast<std::uint16_t>(accepted - lo + (ends == 0 ? matched : 0));
     if (!rejected) {
       s.length = base + n;
       v.kind = wire::VerdictKind::all_accepted;
@@ -1087,6 +1163,8 @@ std::vector<Metric> metrics_of(const CloudStats& s) {
       {"drafts_tested_total", "counter", "Draft tokens tested.", d(s.drafts_tested)},
       {"drafts_accepted_total", "counter", "Draft tokens accepted.", d(s.drafts_accepted)},
       {"rejections_total", "counter", "Chunks with a rejected draft.", d(s.rejections)},
+      {"drafts_coalesced_total", "counter", "Draft chunks verified in the pass of the chunk before them.",
+       d(s.drafts_coalesced)},
       {"cloud_ar_tokens_total", "counter", "Tokens generated in cloud-ar sessions.", d(s.cloud_ar_tokens)},
       {"fill_tokens_total", "counter", "Tokens committed by the cloud with no draft (cloud fill).", d(s.fill_tokens)},
       {"chunks_consumed_total", "counter", "Drafts wholly behind cloud-fill tokens, all equal (no verdict).",

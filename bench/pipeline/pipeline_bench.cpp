@@ -40,6 +40,9 @@ struct Args {
   std::string rejection;  // picospec override: candidates | sparse_draft | coupled
   bool fill = false;      // picospec with greedy or coupled: cloud fill
   bool fill_paced = true;  // CloudOptions::fill_paced
+  bool coalesce = true;    // CloudOptions::coalesce_drafts (picospec sessions)
+  bool model_search = false;  // print the analytic model's best picospec configuration and exit
+  std::uint32_t pico_gamma = 0, pico_depth = 0;  // picospec row's γ and depth (0 = --gamma / --depth)
   SendPolicy policy = SendPolicy::full_chunks;
   std::uint32_t branches = 0, branch_length = 0;  // picospec mode: no flush on a miss
   BranchSchedule branch_schedule = BranchSchedule::idle;
@@ -87,6 +90,11 @@ void usage() {
       "  --rejection R      picospec mode: candidates (default) | sparse_draft | coupled\n"
       "  --fill 0|1         picospec with --rejection coupled (or temperature 0): cloud fill (default 0)\n"
       "  --fill-paced 0|1   with --fill: the cloud skips fill passes that would hold up a chunk due (default 1)\n"
+      "  --coalesce 0|1     picospec: the cloud verifies every queued chunk in one pass (default 1)\n"
+      "  --model-search     run nothing: the analytic model's best picospec configuration (coupled, coalesced,\n"
+      "                     gamma 1..8, depth 1..16, fill on/off, no CPU overhead) beside paper at --gamma/--depth\n"
+      "  --picospec-gamma G, --picospec-depth D  the picospec row's chunk length and depth (default --gamma,\n"
+      "                     --depth); e.g. 1 and 8 stream each draft up at once, coalesced on the cloud\n"
       "  --send-policy P    full | when-idle (default full)\n"
       "  --transport T      loopback (default) | zmq (tcp on 127.0.0.1)\n"
       "  --branches B       picospec mode: pre-draft branches after B alternatives per draft (default 0 = off)\n"
@@ -111,6 +119,10 @@ Args parse(int argc, char** argv) {
       a.json = true;
       continue;
     }
+    if (f == "--model-search") {
+      a.model_search = true;
+      continue;
+    }
     if (i + 1 >= argc) die("missing value for " + f);
     const std::string v = argv[++i];
     if (f == "--profile") a.profile = v;
@@ -128,6 +140,10 @@ Args parse(int argc, char** argv) {
     else if (f == "--rejection") a.rejection = v;
     else if (f == "--fill") a.fill = to_u32(f, v, 0, 1) == 1;
     else if (f == "--fill-paced") a.fill_paced = to_u32(f, v, 0, 1) == 1;
+    else if (f == "--coalesce") a.coalesce = to_u32(f, v, 0, 1) == 1;
+
+    else if (f == "--picospec-gamma") a.pico_gamma = to_u32(f, v, 1, 64);
+    else if (f == "--picospec-depth") a.pico_depth = to_u32(f, v, 1, 16);
     else if (f == "--branches") a.branches = to_u32(f, v, 0, 16);
     else if (f == "--adaptive-gamma") a.adaptive = to_u32(f, v, 0, 1) == 1;
     else if (f == "--gamma-max") a.gamma_max = to_u32(f, v, 1, 64);
@@ -201,6 +217,54 @@ int main(int argc, char** argv) {
     die(e.what());
   }
   link.time_scale = args.time_scale;
+  if (args.model_search) {
+    // The model alone, at the acceptance asked for, with no CPU overhead and no transmission time: what the
+    // pipeline could give on this profile and link if the machine added nothing to the models' latencies.
+    AnalyticInputs in;
+    in.draft_a_ms = prof.draft.a_ms;
+    in.draft_b_ms = prof.draft.b_ms;
+    in.target_a_ms = prof.target.a_ms;
+    in.target_b_ms = prof.target.b_ms;
+    in.rtt_ms = link.rtt_ms;
+    in.alpha = args.alpha;
+    in.tokens = 100000;  // steady state
+    in.prompt_len = args.prompt_len;
+    const auto rate = [](const AnalyticResult& r) { return r.round_ms > 0 ? 1000.0 * r.tokens_per_round / r.round_ms : 0.0; };
+    AnalyticInputs paper = in;
+    paper.gamma = args.gamma;
+    paper.depth = args.depth;
+    paper.edge_decides_correction = true;
+    const double paper_rate = rate(predict(PipelineMode::paper, paper));
+    double best = 0.0;
+    std::uint32_t bg = 0, bd = 0;
+    bool bf = false;
+    for (std::uint32_t g = 1; g <= 8; ++g)
+      for (std::uint32_t d = 1; d <= 16; ++d)
+        for (const bool fill : {false, true}) {
+          AnalyticInputs x = in;
+          x.gamma = g;
+          x.depth = d;
+          x.coalesce = true;
+          x.cloud_fill = fill;
+          const double r = rate(predict(PipelineMode::picospec, x));
+          if (r > best * (1 + 1e-9)) {
+            best = r;
+            bg = g;
+            bd = d;
+            bf = fill;
+          }
+        }
+    std::cout << "model search (analytic model, steady state, no CPU overhead), profile " << prof.name << ", link "
+              << link.describe() << ", alpha " << args.alpha << "\n"
+              << "  paper (gamma " << args.gamma << ", depth " << args.depth << "): " << fmt(paper_rate, 2)
+              << " tok/s\n"
+              << "  picospec best (coupled, coalesced; gamma 1..8, depth 1..16, fill on/off): " << fmt(best, 2)
+              << " tok/s at gamma " << bg << ", depth " << bd << (bf ? ", fill" : ", no fill") << " = "
+              << fmt(paper_rate > 0 ? best / paper_rate : 0.0, 2) << "x paper\n"
+              << "  the edge's own rate (one draft per " << fmt(prof.draft.forward_ms(1)) << " ms, none wasted): "
+              << fmt(1000.0 / prof.draft.forward_ms(1), 2) << " tok/s\n";
+    return 0;
+  }
   synthetic::PairParams pair;
   pair.profile = prof;
   pair.alpha = args.alpha;
@@ -237,6 +301,7 @@ int main(int argc, char** argv) {
     }
     CloudOptions co;
     co.fill_paced = args.fill_paced;
+    co.coalesce_drafts = args.coalesce;
     co.workers = 1;
     CloudServer server([pair] { return synthetic::make_verifier(pair); }, std::move(server_t), co);
     server.start();
@@ -255,8 +320,11 @@ int main(int argc, char** argv) {
     gp.sampling = sampling;
     gp.seed = seed;
     gp.max_tokens = args.tokens;
-    gp.gamma = args.gamma;
-    gp.depth = args.depth;
+    const bool pico = mode == PipelineMode::picospec;
+    const std::uint32_t mode_gamma = pico && args.pico_gamma != 0 ? args.pico_gamma : args.gamma;
+    const std::uint32_t mode_depth = pico && args.pico_depth != 0 ? args.pico_depth : args.depth;
+    gp.gamma = mode_gamma;
+    gp.depth = mode_depth;
     gp.send_policy = args.policy;
     if (mode == PipelineMode::picospec && !args.rejection.empty())
       gp.rejection = parse_rejection_mode(args.rejection);
@@ -296,12 +364,14 @@ int main(int argc, char** argv) {
     in.rtt_ms = link.rtt_ms;
     in.up_mbit = link.up_mbit;
     in.down_mbit = link.down_mbit;
-    in.gamma = args.gamma;
+    in.gamma = mode_gamma;
     // Adaptive length: the model at the mean chunk length the edge chose.
     if (row.m.gamma_choices > 0)
       in.gamma = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(std::lround(
                                                 static_cast<double>(row.m.gamma_chosen_sum) / row.m.gamma_choices)));
-    in.depth = args.depth;
+    in.depth = mode_depth;
+    in.coalesce = pico && args.coalesce;
+    in.max_coalesced_tokens = static_cast<std::uint32_t>(co.max_coalesced_tokens);
     in.tokens = static_cast<std::uint32_t>(row.m.tokens);
     in.prompt_len = args.prompt_len;
     // α: the acceptance this run observed (the model is evaluated at the run's own α; the synthetic target α is
@@ -383,7 +453,12 @@ int main(int argc, char** argv) {
     << ", draft " << fmt(prof.draft.forward_ms(1)) << " ms/token, verify " << fmt(prof.target.forward_ms(args.gamma))
     << " ms per " << args.gamma << "-token chunk, cloud AR " << fmt(prof.target.forward_ms(1)) << " ms/token)\n"
     << "link " << link.describe() << " via " << args.transport << "; gamma " << args.gamma << ", depth "
-    << args.depth << ", tokens " << args.tokens << ", temperature " << args.temperature << ", seeds " << args.seed << ".." << (args.seed + args.repeat - 1)
+    << args.depth
+    << (args.pico_gamma != 0 || args.pico_depth != 0
+            ? " (picospec: gamma " + std::to_string(args.pico_gamma != 0 ? args.pico_gamma : args.gamma) +
+                  ", depth " + std::to_string(args.pico_depth != 0 ? args.pico_depth : args.depth) + ")"
+            : std::string())
+    << (args.coalesce ? ", picospec coalesced" : ", picospec not coalesced") << ", tokens " << args.tokens << ", temperature " << args.temperature << ", seeds " << args.seed << ".." << (args.seed + args.repeat - 1)
     << ", alpha target " << args.alpha << " (synthetic measured " << fmt(alpha_synthetic, 3) << ")"
     << ", time scale " << args.time_scale << " (figures at profile speed)\n";
   t << "mode        rejection     tok/s  model  meas/model  x cloud-ar  accept  MAL   TTFT ms  up KB    down KB  "
@@ -446,7 +521,10 @@ int main(int argc, char** argv) {
       << "\",\"link\":\"" << link.name << "\",\"rtt_ms\":" << link.rtt_ms << ",\"up_mbit\":" << link.up_mbit
       << ",\"down_mbit\":" << link.down_mbit << ",\"transport\":\"" << args.transport
       << "\",\"alpha\":" << args.alpha << ",\"alpha_synthetic_measured\":" << alpha_synthetic
-      << ",\"gamma\":" << args.gamma << ",\"depth\":" << args.depth << ",\"tokens\":" << args.tokens
+      << ",\"gamma\":" << args.gamma << ",\"depth\":" << args.depth
+      << ",\"picospec_gamma\":" << (args.pico_gamma != 0 ? args.pico_gamma : args.gamma)
+      << ",\"picospec_depth\":" << (args.pico_depth != 0 ? args.pico_depth : args.depth)
+      << ",\"coalesce\":" << (args.coalesce ? "true" : "false") << ",\"tokens\":" << args.tokens
       << ",\"temperature\":" << args.temperature << ",\"seed\":" << args.seed << ",\"repeat\":" << args.repeat << ",\"time_scale\":" << args.time_scale
       << ",\"within_15pct\":" << (within ? "true" : "false") << ",\"runs\":[";
     for (std::size_t i = 0; i < rows.size(); ++i) {

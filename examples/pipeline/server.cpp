@@ -47,6 +47,7 @@ struct Options {
   std::size_t max_batch = 32;
   bool no_fill = false;
   bool unpaced_fill = false;
+  bool no_coalesce = false;
   std::size_t max_context = 0;
   int metrics_port = -1;  // -1: no metrics endpoint
   std::string metrics_host = "127.0.0.1";
@@ -93,6 +94,8 @@ int main(int argc, char** argv) {
   app.add_flag("--unpaced-fill", o.unpaced_fill,
                "run fill passes whenever a session waits, even when its edge's next chunk is due (default: "
                "paced by each session's measured redraft time)");
+  app.add_flag("--no-coalesce", o.no_coalesce,
+               "verify each picospec Draft in a pass of its own instead of joining the queued ones into one pass");
   app.add_option("--max-batch", o.max_batch, "sessions' chunks verified together in one batched forward (1 = one at a time)")
       ->check(examples::range(std::size_t{1}, std::size_t{1024}));
   app.add_option("--max-context", o.max_context, "tokens a session may hold (0 = the model's context length)")
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
     co.max_batch = o.max_batch;
     co.cloud_fill = !o.no_fill;
     co.fill_paced = !o.unpaced_fill;
+    co.coalesce_drafts = !o.no_coalesce;
     co.max_context = o.max_context;
     const std::size_t threads = o.threads;
     CloudServer server(

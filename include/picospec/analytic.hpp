@@ -15,6 +15,16 @@
 //   cloud fill: the wait after a miss, W = γ D + R + tx_up, holds k one-token passes F = Lt(1); the chunk's first
 //              k drafts are checked against them (all equal with probability α^k, else the chunk is void), so a
 //              round after a miss takes max(W, k F) + α^k Lt(γ - k + 1) + tx_down and yields k + α^k E_N(γ - k)
+//   coalesced passes (schedule model): a cycle runs from the end of a rejecting pass to the end of the next
+//              one. Within it the edge drafts chunk c (γ D, after the verdict of chunk c - depth - 1), sends it
+//              when fewer than `depth` chunks are in flight and it arrives R/2 + tx_up later; each pass starts
+//              when the cloud is free and a chunk has arrived, takes every chunk arrived by then and lasts
+//              Lt(n) (the first pass of a cycle also scores the correction); a verdict reaches the edge R/2 +
+//              tx_down after its pass. With J the first wrong draft (P(J = j) = α^(j-1) (1 - α)), the cycle
+//              ends with the pass holding draft J, or with the pass before when J opens a pass and fill is on
+//              (that pass's end decides the token at J's position at once, and it differs from the draft);
+//              it yields J tokens. Rate = E[J] / E[cycle], each schedule evaluated once (deterministic given
+//              J). Not modelled: fill passes during a wait (the bonus decided at a pass's end is).
 // with D = Ld(1) + edge overhead, Lt(γ) including the cloud overhead per chunk. cloud-ar: 2R + Lt(P) + (N - 1) Lt(1); edge-only: Ld(P) + (N - 1) D.
 //
 // Thread-safety: pure functions.
@@ -51,6 +61,11 @@ struct AnalyticInputs {
   /// pass only while the wait left is at least Lt(1) less the wall time per committed token.
   bool cloud_fill = false;
   bool fill_paced = true;
+  /// Coalesced verification (CloudOptions::coalesce_drafts, picospec pipeline): a target pass takes every chunk
+  /// that has arrived, up to `max_coalesced_tokens`. The model is then the pass schedule below ("schedule
+  /// model"); without branches only (with branch_hit_rate > 0 the round model above is used).
+  bool coalesce = false;
+  std::uint32_t max_coalesced_tokens = 64;
 };
 
 struct AnalyticResult {

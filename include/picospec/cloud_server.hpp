@@ -64,6 +64,13 @@ struct CloudOptions {
   /// pass that would hold up a chunk about to arrive delays a verification (several tokens) to commit one. Off:
   /// fill passes run whenever nothing is queued (the first rejection of every session is unpaced either way).
   bool fill_paced = true;
+  /// Coalesced verification (picospec pipeline; not the paper's, nor with block verification): when a Draft is
+  /// taken up, the queued Drafts that continue it join the same target pass, up to `max_coalesced_tokens`
+  /// tokens in all. Each Draft still gets the verdict a pass of its own would give, only earlier: one pass of
+  /// `a + b·n` replaces several of `a + b·n_i`. Lets an edge stream its drafts (GenerateParams::gamma 1 with a
+  /// deeper `depth`) without paying a pass per token.
+  bool coalesce_drafts = true;
+  std::size_t max_coalesced_tokens = 64;
 };
 
 /// Counters since start(); monotonic; safe to read from any thread.
@@ -72,6 +79,7 @@ struct CloudStats {
   std::uint64_t sessions_disconnected = 0;  ///< freed because their peer's connection ended (take_disconnected)
   std::uint64_t frames_in = 0, stale_dropped = 0, malformed = 0, errors_sent = 0;
   std::uint64_t chunks_verified = 0, drafts_tested = 0, drafts_accepted = 0, rejections = 0;
+  std::uint64_t drafts_coalesced = 0;  ///< Drafts verified in the pass of the Draft before them (coalesce_drafts)
   std::uint64_t more_candidates = 0, cloud_ar_tokens = 0;
   /// Cloud fill (GenerateParams::cloud_fill): tokens the cloud committed with no draft, and drafts chunks that
   /// arrived wholly or partly behind them (consumed: every token equal to the committed one; void: one differs).
