@@ -198,6 +198,19 @@ struct Row {
   double model_at_target = 0.0;  // the model at the synthetic pair's α (not the run's drawn acceptance)
 };
 
+// The analytic model's inputs that come from the latency profile and the link.
+AnalyticInputs model_inputs(const synthetic::Profile& prof, const LinkProfile& link) {
+  AnalyticInputs in;
+  in.draft_a_ms = prof.draft.a_ms;
+  in.draft_b_ms = prof.draft.b_ms;
+  in.target_a_ms = prof.target.a_ms;
+  in.target_b_ms = prof.target.b_ms;
+  in.rtt_ms = link.rtt_ms;
+  in.up_mbit = link.up_mbit;
+  in.down_mbit = link.down_mbit;
+  return in;
+}
+
 std::string fmt(double v, int prec = 1) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", prec, v);
@@ -220,12 +233,7 @@ int main(int argc, char** argv) {
   if (args.model_search) {
     // The model alone, at the acceptance asked for, with no CPU overhead and no transmission time: what the
     // pipeline could give on this profile and link if the machine added nothing to the models' latencies.
-    AnalyticInputs in;
-    in.draft_a_ms = prof.draft.a_ms;
-    in.draft_b_ms = prof.draft.b_ms;
-    in.target_a_ms = prof.target.a_ms;
-    in.target_b_ms = prof.target.b_ms;
-    in.rtt_ms = link.rtt_ms;
+    AnalyticInputs in = model_inputs(prof, link);
     in.alpha = args.alpha;
     in.tokens = 100000;  // steady state
     in.prompt_len = args.prompt_len;
@@ -356,14 +364,7 @@ int main(int argc, char** argv) {
       row.m.cloud_idle_pct = row.m.wall_ms > 0 ? 100.0 * (1.0 - cs.busy_ms / row.m.wall_ms) : -1.0;
     }
     const ModePlan plan = plan_mode(mode, sampling, gp.rejection);
-    AnalyticInputs in;
-    in.draft_a_ms = prof.draft.a_ms;
-    in.draft_b_ms = prof.draft.b_ms;
-    in.target_a_ms = prof.target.a_ms;
-    in.target_b_ms = prof.target.b_ms;
-    in.rtt_ms = link.rtt_ms;
-    in.up_mbit = link.up_mbit;
-    in.down_mbit = link.down_mbit;
+    AnalyticInputs in = model_inputs(prof, link);
     in.gamma = mode_gamma;
     // Adaptive length: the model at the mean chunk length the edge chose.
     if (row.m.gamma_choices > 0)

@@ -24,7 +24,10 @@
 //              ends with the pass holding draft J, or with the pass before when J opens a pass and fill is on
 //              (that pass's end decides the token at J's position at once, and it differs from the draft);
 //              it yields J tokens. Rate = E[J] / E[cycle], each schedule evaluated once (deterministic given
-//              J). Not modelled: fill passes during a wait (the bonus decided at a pass's end is).
+//              J). Fill passes: in the wait W = R + γ D + tx until the first chunk arrives the cloud runs k
+//              one-token passes F = Lt(1) (unpaced ⌈W / F⌉, paced while W − s ≥ F − T at a pass's start s, T the
+//              model's own time per token: a fixed-point iteration), committing positions 1..k; a wrong draft
+//              J ≤ k ends the cycle at J F, and the first verify pass scores the drafts beyond k.
 // with D = Ld(1) + edge overhead, Lt(γ) including the cloud overhead per chunk. cloud-ar: 2R + Lt(P) + (N - 1) Lt(1); edge-only: Ld(P) + (N - 1) D.
 //
 // Thread-safety: pure functions.
