@@ -66,6 +66,14 @@ int flood(const char* endpoint, const char* hello_file, int count, int mib) {
   return 0;
 }
 
+// Runs under `ulimit -n 48` in the fd-limit test, i.e. out of file descriptors on purpose. UBSan's vptr check
+// probes the vtable's memory through a pipe (sanitizer_common's IsAccessibleMemoryRange); with no descriptor left
+// the probe fails and a valid object is reported as having an "invalid vptr" (the report adds "memory cannot be
+// printed"), which ends this server under halt_on_error. One CI run of the ASan+UBSan build hit it. The check is
+// off here only; the transport's own code keeps it.
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((no_sanitize("vptr")))
+#endif
 int serve(int seconds) {
   picospec::zmq::ZmqOptions o;
   o.log = [](const std::string& line) {
