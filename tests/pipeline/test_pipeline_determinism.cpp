@@ -105,13 +105,16 @@ TEST_CASE("pipeline output equals the sequential keyed reference across gamma, d
 
 TEST_CASE("coalesced verification: one pass for the queued chunks, one verdict each, the reference's tokens",
           "[pipeline][determinism][coalesce]") {
-  // The edge streams (γ 1 or 2, deep) at a latency where the cloud's pass (4 + n ms, tiny profile) is longer
-  // than a draft (2 ms), so chunks queue and the cloud verifies them together. Wrong implementations caught:
+  // The edge streams (γ 1 or 2, deep) at a latency where the cloud's pass (10 + n ms at time scale 1) is much
+  // longer than a draft (2 ms), so chunks queue and the cloud verifies them together, whatever the machine's load
+  // (with a pass of 4 + n ms a loaded CI machine once saw no chunk queue in one mode's four runs). Wrong
+  // implementations caught:
   // one verdict for the merged chunks (the edge waits for the others and times out), a verdict with the merged
   // chunk's counts, a rejection in a later chunk reported against the first, verdicts for chunks after a
   // rejection, payloads (q scalars, codec frames) joined out of step with their tokens, merging across an
   // epoch or a fixed correction.
-  const auto pair = test::small_pair(0.6, 128, 0.5);
+  auto pair = test::small_pair(0.6, 128, 0.5);
+  pair.profile.target = synthetic::Latency{10.0, 1.0};
   CloudOptions off;
   off.coalesce_drafts = false;
   test::Cloud cloud(pair), plain(pair, off);
