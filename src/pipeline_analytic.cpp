@@ -94,7 +94,7 @@ std::pair<double, double> coalesced_cycle(const AnalyticInputs& in, double D, Lt
       p_left *= a;
       double end = pass_end[c];
       if (j <= static_cast<double>(k)) end = j * F;  // the fill token at its position differs from the draft
-      else if (in.cloud_fill && i == 0 && pass_first[c] == c && pass_end_before[c] >= 0.0) end = pass_end_before[c];
+      else if (in.cloud_fill && !in.edge_decides_correction && i == 0 && pass_first[c] == c && pass_end_before[c] >= 0.0) end = pass_end_before[c];
       e_t += pj * end;
       e_n += pj * j;
     }
@@ -103,6 +103,14 @@ std::pair<double, double> coalesced_cycle(const AnalyticInputs& in, double D, Lt
   e_t += p_left * pass_end[chunks];
   e_n += p_left * static_cast<double>(chunks) * g;
   return {e_n, e_t};
+}
+
+// Cloud fill's passes in a wait of W ms for the edge's next chunk, one-token passes of F ms each: unpaced, until
+// the chunk arrives (⌈W / F⌉); paced, as the cloud does (fill_due in cloud_server.cpp), a pass starts at s only
+// while W − s ≥ F − T, with T the wall time per committed token.
+double fill_pass_count(double W, double F, double T, bool paced) {
+  if (!paced) return std::ceil(std::max(0.0, W) / F);
+  return W - F + T >= 0.0 ? std::floor((W - F + T) / F) + 1.0 : 0.0;
 }
 
 }  // namespace
@@ -162,14 +170,11 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
             // Fill passes in the wait W until the first chunk arrives: unpaced while nothing has arrived,
             // paced while W − s ≥ F − T at a pass's start s (T: wall time per committed token, the model's own
             // output, so a short fixed-point iteration).
+            // No pass starts once the chunk has arrived, hence at most the unpaced count.
             const double W = R + g * D + up + down, F = Lt(1);
-            const double unpaced = std::ceil(std::max(0.0, W) / F);
             for (int it = 0; it < 6; ++it) {
-              double kf = unpaced;
-              if (in.fill_paced) {
-                const double T = tokens > 0.0 ? ms / tokens : 0.0;
-                kf = W - F + T >= 0.0 ? std::min(unpaced, std::floor((W - F + T) / F) + 1.0) : 0.0;
-              }
+              const double T = tokens > 0.0 ? ms / tokens : 0.0;
+              const double kf = std::min(fill_pass_count(W, F, T, false), fill_pass_count(W, F, T, in.fill_paced));
               std::tie(tokens, ms) = coalesced_cycle(in, D, lt, up, down, static_cast<std::size_t>(kf));
             }
           }
@@ -184,10 +189,7 @@ AnalyticResult predict(PipelineMode mode, const AnalyticInputs& in) {
           const double wait = draft_chunk + up + R, F = Lt(1);
           double per_token = round / en;  // start from the model without fill
           for (int it = 0; it < 8; ++it) {
-            double kf = 0.0;
-            if (!in.fill_paced) kf = std::ceil(wait / F);
-            else if (wait - F + per_token >= 0.0) kf = std::floor((wait - F + per_token) / F) + 1.0;
-            kf = std::clamp(kf, 0.0, g);
+            const double kf = std::clamp(fill_pass_count(wait, F, per_token, in.fill_paced), 0.0, g);
             const double match = std::pow(a, kf);
             const double t_miss = std::max(wait, kf * F) + match * (kf < g ? Lt(g - kf + 1.0) : 0.0) + down;
             const double y_miss = kf + match * e_n(g - kf);

@@ -244,13 +244,21 @@ TEST_CASE("policies: each half refuses the other modes' messages", "[policies]")
   CHECK_THROWS_AS(make_cloud_policy(RejectionMode::sparse_draft, no_codec), PolicyFailure);
 }
 
-TEST_CASE("best_gamma is the argmax of the model's steady-state rate and follows the latencies", "[analytic]") {
+namespace {
+// llama-paper's latencies on paper-wan: D = 43, Lt(n) = 139.33 + 6.67 n (Lt(1) = 146, Lt(4) = 166), RTT 20 ms.
+AnalyticInputs llama_paper_inputs() {
   AnalyticInputs in;
-  in.draft_a_ms = 38;  // llama-paper
+  in.draft_a_ms = 38;
   in.draft_b_ms = 5;
   in.target_a_ms = 146 - 20.0 / 3;
   in.target_b_ms = 20.0 / 3;
   in.rtt_ms = 20;
+  return in;
+}
+}  // namespace
+
+TEST_CASE("best_gamma is the argmax of the model's steady-state rate and follows the latencies", "[analytic]") {
+  AnalyticInputs in = llama_paper_inputs();
   in.alpha = 0.9;
   in.edge_decides_correction = true;
   const auto rate = [&](std::uint32_t g) {
@@ -274,12 +282,7 @@ TEST_CASE("best_gamma is the argmax of the model's steady-state rate and follows
 }
 
 TEST_CASE("the model of cloud fill: passes that fit the wait after a miss, paced or not", "[analytic][fill]") {
-  AnalyticInputs in;
-  in.draft_a_ms = 38;  // llama-paper: D = 43, Lt(1) = 146, Lt(4) = 166
-  in.draft_b_ms = 5;
-  in.target_a_ms = 146 - 20.0 / 3;
-  in.target_b_ms = 20.0 / 3;
-  in.rtt_ms = 20;
+  AnalyticInputs in = llama_paper_inputs();
   in.alpha = 0.9;
   in.gamma = 4;
   in.tokens = 1000;
@@ -311,12 +314,7 @@ TEST_CASE("the model of cloud fill: passes that fit the wait after a miss, paced
 }
 
 TEST_CASE("the schedule model of coalesced verification", "[analytic][coalesce]") {
-  AnalyticInputs in;
-  in.draft_a_ms = 38;  // llama-paper: D = 43, Lt(n) = 139.33 + 6.67 n
-  in.draft_b_ms = 5;
-  in.target_a_ms = 146 - 20.0 / 3;
-  in.target_b_ms = 20.0 / 3;
-  in.rtt_ms = 20;
+  AnalyticInputs in = llama_paper_inputs();
   in.gamma = 1;
   in.depth = 8;
   in.tokens = 100000;  // steady state: the first verdict's share vanishes
